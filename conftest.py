@@ -1,0 +1,45 @@
+"""Project-wide test setup: every test of ours is checked for leaked processes and segments.
+
+The check is a fixture (not a plugin) so it applies to this repository's tests only, never to
+users of pytest_pto.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests import leaks
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    leaks.become_subreaper()
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves a child process or a ``/dev/shm/pto*`` segment behind."""
+    if os.environ.get("PTO_TEST_INNER"):  # a pytester inner session: the outer test checks
+        yield
+        return
+    before_procs = leaks.descendants()
+    before_shm = leaks.shm_segments()
+    yield
+    procs, shm = leaks.wait_for_no_leaks(before_procs, before_shm)
+    for pid in procs:  # clean up so one leak does not cascade into every later test
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+    leaks.reap_zombies()
+    for name in shm:
+        try:
+            os.unlink(f"/dev/shm/{name}")
+        except FileNotFoundError:
+            pass
+    problems = [f"leaked process {pid}: {leaks.describe(pid)}" for pid in sorted(procs)]
+    problems += [f"leaked shared-memory segment /dev/shm/{name}" for name in sorted(shm)]
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
