@@ -21,39 +21,61 @@ CSRC = HERE / "csrc"
 ROOT = HERE.parent
 
 
-def _rel(p: Path) -> str:
-    # setuptools insists on source paths relative to the project root
-    try:
-        return os.path.relpath(p, Path.cwd())
-    except ValueError:  # pragma: no cover - different drive
-        return str(p)
+def make_builder(relative: bool) -> FFI:
+    """One FFI over every C module; ``relative`` source paths are what setuptools wants."""
+
+    def path(p: Path) -> str:
+        return os.path.relpath(p, ROOT) if relative else str(p)
+
+    builder = FFI()
+    for cdef in sorted(CSRC.glob("*.cdef")):
+        builder.cdef(cdef.read_text())
+    headers = sorted(h.name for h in CSRC.glob("*.h"))
+    builder.set_source(
+        "libpto._pto",
+        "\n".join(f'#include "{h}"' for h in headers),
+        sources=[path(c) for c in sorted(CSRC.glob("*.c"))],
+        include_dirs=[path(CSRC)],
+        define_macros=[("_GNU_SOURCE", "1")],
+        extra_compile_args=[
+            "-std=gnu11",
+            "-O2",
+            "-g",
+            "-pthread",
+            "-Wall",
+            "-Wextra",
+            "-Wno-unused-parameter",
+            *shlex.split(os.environ.get("PTO_CFLAGS", "")),
+        ],
+        extra_link_args=["-pthread", *shlex.split(os.environ.get("PTO_LDFLAGS", ""))],
+        libraries=["rt", "m"],
+        py_limited_api=True,  # one file name (_pto.abi3.so) for pip and manual builds
+    )
+    return builder
 
 
-ffibuilder = FFI()
-for _cdef in sorted(CSRC.glob("*.cdef")):
-    ffibuilder.cdef(_cdef.read_text(), override=False)
+# setuptools (``cffi_modules``) imports this name with the project root as working directory
+ffibuilder = make_builder(relative=True)
 
-_headers = sorted(h.name for h in CSRC.glob("*.h"))
-ffibuilder.set_source(
-    "libpto._pto",
-    "\n".join(f'#include "{h}"' for h in _headers),
-    sources=[_rel(c) for c in sorted(CSRC.glob("*.c"))],
-    include_dirs=[_rel(CSRC)],
-    define_macros=[("_GNU_SOURCE", "1")],
-    extra_compile_args=[
-        "-std=gnu11",
-        "-O2",
-        "-g",
-        "-pthread",
-        "-Wall",
-        "-Wextra",
-        "-Wno-unused-parameter",
-        *shlex.split(os.environ.get("PTO_CFLAGS", "")),
-    ],
-    extra_link_args=["-pthread", *shlex.split(os.environ.get("PTO_LDFLAGS", ""))],
-    libraries=["rt", "m"],
-)
 
-if __name__ == "__main__":  # pragma: no cover - manual rebuild: python libpto/_build.py
-    os.chdir(ROOT)
-    ffibuilder.compile(tmpdir=str(ROOT), verbose=True)
+def build_inplace() -> Path:
+    """Compile outside the tree, then atomically replace ``libpto/_pto*.so``.
+
+    Running processes keep the old file mapped; a rebuild never truncates it under them.
+    """
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="pto-build-") as tmp:
+        builder = make_builder(relative=False)
+        os.chdir(tmp)  # keep distutils away from the project's pyproject.toml
+        built = Path(builder.compile(tmpdir=tmp, verbose=False))
+        target = HERE / built.name
+        staging = target.with_suffix(".new")
+        shutil.copy2(built, staging)
+        os.replace(staging, target)
+    return target
+
+
+if __name__ == "__main__":  # pragma: no cover - manual rebuild (ci/build-ext.sh)
+    print(build_inplace())

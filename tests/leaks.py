@@ -13,6 +13,9 @@ from pathlib import Path
 
 PR_SET_CHILD_SUBREAPER = 36
 SHM_PREFIXES = ("pto-", "pto_")
+# A session-lived process that forks chip workers is not a leak while its session lives; only
+# the zygote itself is exempt, its children (the chip workers) are still counted.
+ZYGOTE_MARKERS = ("pto-zygote", "multiprocessing.forkserver", "multiprocessing.resource_tracker")
 
 
 def become_subreaper() -> None:
@@ -44,6 +47,10 @@ def descendants(root: int | None = None) -> set[int]:
                 out.add(child)
                 todo.append(child)
     return out
+
+
+def is_zygote(pid: int) -> bool:
+    return any(marker in describe(pid) for marker in ZYGOTE_MARKERS)
 
 
 def reap_zombies() -> None:
@@ -81,7 +88,7 @@ def wait_for_no_leaks(
     deadline = time.monotonic() + grace
     while True:
         reap_zombies()
-        procs = descendants() - before_procs
+        procs = {p for p in descendants() - before_procs if not is_zygote(p)}
         shm = shm_segments() - before_shm
         if (not procs and not shm) or time.monotonic() > deadline:
             return procs, shm
