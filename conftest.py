@@ -6,6 +6,7 @@ users of pytest_pto.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 
@@ -29,16 +30,12 @@ def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     procs, shm = leaks.wait_for_no_leaks(before_procs, before_shm)
     for pid in procs:  # clean up so one leak does not cascade into every later test
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 9)
-        except ProcessLookupError:
-            pass
     leaks.reap_zombies()
     for name in shm:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(f"/dev/shm/{name}")
-        except FileNotFoundError:
-            pass
     problems = [f"leaked process {pid}: {leaks.describe(pid)}" for pid in sorted(procs)]
     problems += [f"leaked shared-memory segment /dev/shm/{name}" for name in sorted(shm)]
     if problems:

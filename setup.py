@@ -1,4 +1,4 @@
-"""setuptools needs this file only for ``cffi_modules``: the C runtime is compiled at install time."""
+"""setuptools needs this file only for ``cffi_modules``: libpto's C is compiled at install time."""
 
 from setuptools import setup
 

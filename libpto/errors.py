@@ -94,7 +94,9 @@ class PtoError(Exception):
         return self.message
 
 
-def _rebuild(cls: type[PtoError], message: str, code: int, name: str, details: dict[str, Any]) -> PtoError:
+def _rebuild(
+    cls: type[PtoError], message: str, code: int, name: str, details: dict[str, Any]
+) -> PtoError:
     err = cls.__new__(cls)
     PtoError.__init__(err, message, code=code, name=name, **details)
     return err
@@ -166,7 +168,9 @@ class RankHang(RankError):
 
 
 class RankOpFailed(RankError):
-    """The op raised inside a rank: ``error`` is the libpto error or ``traceback`` the Python one."""
+    """The op raised inside a rank.
+
+    ``error`` is the libpto error, or ``traceback`` the Python one."""
 
 
 _STATUS_CLASSES: dict[str, type[PtoError]] = {

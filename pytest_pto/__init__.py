@@ -1,5 +1,36 @@
-"""pytest-pto: ranked, round-based distributed system tests on locked device groups."""
+"""pytest-pto: ranked, round-based distributed system tests on locked device groups.
+
+The plugin itself is :mod:`pytest_pto.plugin` (entry point ``pto``); this package re-exports
+what tests, conftest files and other tools use directly.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from pytest_pto._junit_props import PROPERTY_NAMES
+from pytest_pto._rounds import RoundPlan, derive_seed
+from pytest_pto._settings import LATCH_POLICIES, Settings
+from pytest_pto._variants import Variant, VariantError, load_variants
+from pytest_pto._world_fixture import PtoWorld
+from pytest_pto.devices import DevicePool, DeviceUnavailable, Holder, Lease, choose_group
+from pytest_pto.outcomes import FIXED_OUTCOMES, RoundHang, RoundOutcome, classify
+
+__all__ = [
+    "FIXED_OUTCOMES",
+    "LATCH_POLICIES",
+    "PROPERTY_NAMES",
+    "DevicePool",
+    "DeviceUnavailable",
+    "Holder",
+    "Lease",
+    "PtoWorld",
+    "RoundHang",
+    "RoundOutcome",
+    "RoundPlan",
+    "Settings",
+    "Variant",
+    "VariantError",
+    "choose_group",
+    "classify",
+    "derive_seed",
+    "load_variants",
+]

@@ -1,3 +1,414 @@
-"""pytest entry point of pytest-pto (being built: see pytest_pto issue)."""
+"""pytest entry point of pytest-pto: options, marker, fixtures and the round life cycle.
+
+One round (one item) goes: setup builds its :class:`~pytest_pto._rounds.RoundPlan` -> the call
+phase leases its devices and starts the chip workers (``pto_world``), then runs the test body
+-> makereport classifies the end into one outcome class, attaches the JUnit properties and
+rewrites the failure text to start with the class -> teardown closes the World and releases
+the devices. Session-wide state lives in one registered :class:`PtoSession` object.
+"""
 
 from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytest
+
+from pytest_pto._junit_props import round_properties
+from pytest_pto._rounds import ROUND_PARAM, RoundPlan, parametrize, plan_for
+from pytest_pto._settings import Settings, add_options, resolve
+from pytest_pto._summary import SummaryCollector, tally_text
+from pytest_pto._variants import Variant, VariantError, load_variants, select_variants
+from pytest_pto._world_fixture import PtoWorld
+from pytest_pto.devices import DevicePool, choose_group
+from pytest_pto.outcomes import HANG, RoundOutcome, classify
+
+__all__ = ["PtoSession"]
+
+SESSION_KEY = pytest.StashKey["PtoSession"]()
+ROUND_KEY = pytest.StashKey["_RoundState"]()
+MARKER_HELP = (
+    "pto(ranks=N | [N, M], env={NAME: value}, rank_env={rank: {...}}, init_timeout=S, "
+    "round_timeout=S): a distributed test run on N locked devices through the pto_world fixture"
+)
+
+
+# --- registration ---------------------------------------------------------------------------
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_pto import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER_HELP)
+    if config.getoption("help", False) or config.getoption("version", False):
+        return
+    settings = resolve(config)
+    variants: dict[str, Variant] = {}
+    selected: list[Variant] | None = None
+    if settings.variants_file is not None:
+        try:
+            variants = load_variants(settings.variants_file)
+            selected = select_variants(settings.variants_file, variants, settings.variant)
+        except VariantError as exc:
+            raise pytest.UsageError(f"pytest-pto: {exc}") from None
+        ndev = len(settings.devices)
+        for v in selected:
+            if v.ranks is not None and v.ranks > ndev:
+                raise pytest.UsageError(
+                    f"pytest-pto: {settings.variants_file}: variant {v.name!r}: key 'ranks': "
+                    f"{v.ranks} is more ranks than devices ({ndev})"
+                )
+    elif settings.variant:
+        raise pytest.UsageError(
+            f"pytest-pto: {settings.source('variant')}: selecting a variant needs a variants "
+            "file (--pto-variants FILE)"
+        )
+    session = PtoSession(config, settings, variants, selected)
+    config.stash[SESSION_KEY] = session
+    config.pluginmanager.register(session, "pto-session")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is not None:
+        session.shutdown()
+        config.pluginmanager.unregister(session)
+        del config.stash[SESSION_KEY]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_pto_select_devices(
+    config: pytest.Config, pool: DevicePool, free: frozenset[int], count: int
+) -> tuple[int, ...] | None:
+    return choose_group(pool.devices, free, count)
+
+
+# --- fixtures -------------------------------------------------------------------------------
+@pytest.fixture
+def _pto_round(request: pytest.FixtureRequest) -> int:
+    return int(getattr(request, "param", 1))
+
+
+@pytest.fixture
+def _pto_variant(request: pytest.FixtureRequest) -> str | None:
+    return getattr(request, "param", None)
+
+
+@pytest.fixture
+def _pto_ranks(request: pytest.FixtureRequest) -> int | None:
+    return getattr(request, "param", None)
+
+
+@pytest.fixture
+def pto_world(request: pytest.FixtureRequest) -> Iterator[PtoWorld]:
+    """This round's ranks: ``size``, ``devices``, ``round``, ``variant``, ``run(op, ...)``.
+
+    The devices are leased and the chip workers started on first use, at the latest when the
+    test body starts; both are released at teardown whatever happened.
+    """
+    session = request.config.stash.get(SESSION_KEY, None)
+    if session is None:
+        pytest.fail("pytest-pto is not configured (was it disabled with -p no:pto?)")
+    item = request.node
+    state = item.stash.get(ROUND_KEY, None)
+    if state is None:  # e.g. requested through getfixturevalue by a non-parametrized test
+        state = _RoundState(plan_for(item, session.settings, session.variants))
+        item.stash[ROUND_KEY] = state
+    handle = PtoWorld(item, state.plan, session.pool, session.settings.lock_timeout)
+    state.handle = handle
+    session.open_handles.add(handle)
+    try:
+        yield handle
+    finally:
+        session.open_handles.discard(handle)
+        handle.close()
+
+
+# --- per-round state ------------------------------------------------------------------------
+@dataclass
+class _RoundState:
+    plan: RoundPlan
+    handle: PtoWorld | None = None
+    outcome: RoundOutcome | None = None
+
+
+def _is_round(item: pytest.Item) -> bool:
+    params = getattr(getattr(item, "callspec", None), "params", None) or {}
+    return ROUND_PARAM in params
+
+
+def _fmt_devices(ids: Sequence[int]) -> str:
+    ids = sorted(ids)
+    if ids and ids == list(range(ids[0], ids[-1] + 1)) and len(ids) > 2:
+        return f"{ids[0]}-{ids[-1]}"
+    return ",".join(map(str, ids))
+
+
+def _detail_text(outcome: RoundOutcome, exc: BaseException | None) -> str:
+    lines = [f"pto outcome: {outcome.outcome}"]
+    if outcome.rank is not None:
+        lines.append(f"failed rank: {outcome.rank}")
+    if outcome.error_code is not None:
+        lines.append(f"error code: {outcome.error_code} {outcome.error_name or ''}".rstrip())
+    if outcome.message:
+        lines.append(outcome.message)
+    if outcome.detail:
+        lines.append(outcome.detail)
+    shown = outcome.detail
+    details = getattr(exc, "details", None)
+    tb = details.get("traceback") if isinstance(details, dict) else None
+    if tb and str(tb).strip() not in shown:
+        lines += ["", f"traceback in rank {outcome.rank}:", str(tb).rstrip()]
+    for rank, text in sorted(outcome.stacks.items()):
+        if str(text).strip() and str(text).strip() in shown:
+            continue
+        label = "parent / unknown" if rank < 0 else f"rank {rank}"
+        lines += ["", f"---- stack of {label} ----", str(text).rstrip()]
+    return "\n".join(lines)
+
+
+class PtoSession:
+    """Session-wide state and the hooks that need it (registered as plugin ``pto-session``)."""
+
+    def __init__(
+        self,
+        config: pytest.Config,
+        settings: Settings,
+        variants: dict[str, Variant],
+        selected: list[Variant] | None,
+    ) -> None:
+        self.config = config
+        self.settings = settings
+        self.variants = variants
+        self.selected = selected
+        self.summary = SummaryCollector()
+        self.open_handles: set[PtoWorld] = set()
+        self._pool: DevicePool | None = None
+        self._old_sigterm: Any = None
+        self._install_sigterm()
+
+    @property
+    def pool(self) -> DevicePool:
+        if self._pool is None:  # lazily: a collect-only run never touches the lock dir
+            try:
+                self._pool = DevicePool(
+                    self.settings.devices, self.settings.lock_dir, chooser=self._choose
+                )
+            except ValueError as exc:
+                raise pytest.UsageError(
+                    f"pytest-pto: {self.settings.source('lock_dir')}: {exc}"
+                ) from None
+        return self._pool
+
+    def _choose(
+        self, devices: Sequence[int], free: frozenset[int], count: int
+    ) -> tuple[int, ...] | None:
+        assert self._pool is not None
+        result = self.config.hook.pytest_pto_select_devices(
+            config=self.config, pool=self._pool, free=free, count=count
+        )
+        return tuple(result) if result else None
+
+    @property
+    def is_worker(self) -> bool:
+        return hasattr(self.config, "workerinput")
+
+    # -- SIGTERM: turn it into KeyboardInterrupt so fixtures tear down (workers, locks) -------
+    def _install_sigterm(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return  # someone else owns it
+        self._old_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
+        raise KeyboardInterrupt("SIGTERM: pytest-pto is tearing down chip workers and locks")
+
+    def shutdown(self) -> None:
+        for handle in list(self.open_handles):
+            try:
+                handle.close()
+            except Exception as exc:  # the report is over; say it, do not raise
+                sys.stderr.write(f"pytest-pto: closing {handle!r} failed: {exc!r}\n")
+        self.open_handles.clear()
+        if self._old_sigterm is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._old_sigterm)
+            self._old_sigterm = None
+
+    # -- collection ----------------------------------------------------------------------------
+    @pytest.hookimpl(trylast=True)
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        parametrize(metafunc, self.settings, self.selected)
+
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        s = self.settings
+        rt = "off" if s.round_timeout is None else f"{s.round_timeout:g} s"
+        lines = [
+            f"pto: platform {s.platform}, devices {_fmt_devices(s.devices)} "
+            f"({len(s.devices)}), lock dir {s.lock_dir} (lock timeout {s.lock_timeout:g} s)",
+            f"pto: ranks {s.ranks}, rounds {s.rounds}, latch policy {s.latch_policy}, "
+            f"init barrier {'on' if s.init_barrier else 'off'}, init timeout "
+            f"{s.init_timeout:g} s, round timeout {rt}, seed {s.seed}",
+        ]
+        if s.env:
+            lines.append("pto: env " + " ".join(f"{k}={v}" for k, v in s.env.items()))
+        if s.variants_file is not None and self.selected is not None:
+            names = ", ".join(v.name for v in self.selected)
+            lines.append(f"pto: variants {s.variants_file}: {names}")
+        if s.log_dir is not None:
+            lines.append(f"pto: logs kept in {s.log_dir}")
+        if s.trace is not None:
+            lines.append(f"pto: trace written to {s.trace}")
+        return lines
+
+    # -- the round -----------------------------------------------------------------------------
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if _is_round(item) and ROUND_KEY not in item.stash:
+            item.stash[ROUND_KEY] = _RoundState(plan_for(item, self.settings, self.variants))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        state = item.stash.get(ROUND_KEY, None)
+        handle = state.handle if state is not None else None
+        if handle is None:
+            return (yield)
+        handle.start()  # lease + chip workers: a failure here is the round's outcome
+        handle.arm_watchdog()
+        try:
+            return (yield)
+        finally:
+            handle.disarm_watchdog()
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        state = item.stash.get(ROUND_KEY, None)
+        final = (
+            state is not None
+            and state.outcome is None
+            and (call.when == "call" or (call.when == "setup" and call.excinfo is not None))
+            and not (call.excinfo is not None and call.excinfo.errisinstance(pytest.skip.Exception))
+        )
+        if not final or state is None:
+            return (yield)
+        exc = call.excinfo.value if call.excinfo is not None else None
+        outcome = classify(exc)
+        handle = state.handle
+        if outcome.outcome == HANG and not outcome.stacks and handle is not None:
+            outcome = RoundOutcome(
+                HANG, outcome.rank, message=outcome.message, stacks=handle.stacks()
+            )
+        state.outcome = outcome
+        props = round_properties(
+            state.plan,
+            outcome,
+            devices=handle.lease.devices if handle is not None and handle.lease else None,
+            init_skew_ms=handle.init_skew_ms if handle is not None else None,
+            lock_wait_ms=handle.lock_wait_ms if handle is not None else None,
+        )
+        item.config.hook.pytest_pto_round_properties(item=item, properties=tuple(props))
+        item.user_properties.extend(props)
+        if not outcome.passed and handle is not None:
+            for name, text in handle.log_texts().items():
+                item.add_report_section(call.when, f"log pto {name}", text)
+        report = yield
+        if not outcome.passed and report.failed:
+            self._rewrite_failure(report, outcome, exc)
+        if self.settings.trace is not None and handle is not None and handle._world is not None:
+            report.pto_events = [dict(e) for e in getattr(handle._world, "events", [])]  # type: ignore[attr-defined]
+        item.config.hook.pytest_pto_round_finished(item=item, outcome=outcome)
+        return report
+
+    @staticmethod
+    def _rewrite_failure(
+        report: pytest.TestReport, outcome: RoundOutcome, exc: BaseException | None
+    ) -> None:
+        """Make the failure message start with the outcome class (and name the rank)."""
+        longrepr = report.longrepr
+        crash = getattr(longrepr, "reprcrash", None)
+        headline = outcome.headline()
+        if outcome.outcome == "failed" and outcome.rank is None and crash is not None:
+            headline = f"failed: {crash.message}"  # keep pytest's assertion text as it is
+        detail = _detail_text(outcome, exc)
+        if crash is not None and hasattr(longrepr, "addsection"):
+            crash.message = headline
+            longrepr.addsection("pto round", detail)  # type: ignore[union-attr]
+        else:
+            report.longrepr = f"{headline}\n\n{detail}\n\n{longrepr}"
+
+    def pytest_report_teststatus(
+        self, report: pytest.TestReport, config: pytest.Config
+    ) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
+        if report.when not in ("setup", "call") or not report.failed:
+            return None
+        outcome = dict(report.user_properties).get("pto.outcome")
+        if outcome is None or outcome == "failed":
+            return None
+        if report.when == "setup":
+            return "error", "E", (f"ERROR {outcome}", {"red": True})
+        return "failed", "F", (f"FAILED {outcome}", {"red": True})
+
+    # -- reporting (controller side) -----------------------------------------------------------
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.is_worker:
+            return
+        added = self.summary.add(report)
+        if added is None:
+            return
+        record, tally, rounds = added
+        total = sum(tally.values())
+        if rounds > 1 and total == rounds:
+            tr = self.config.pluginmanager.get_plugin("terminalreporter")
+            if tr is not None:
+                variant = f" [{record.variant}]" if record.variant else ""
+                tr.ensure_newline()
+                tr.write_line(f"pto: {record.test}{variant}: {total} rounds: {tally_text(tally)}")
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.is_worker or not self.summary.records:
+            return
+        terminalreporter.write_sep("=", "pto rounds")
+        for line in self.summary.render().rstrip("\n").splitlines():
+            terminalreporter.write_line(line)
+        self._github(terminalreporter)
+
+    def _github(self, terminalreporter: Any) -> None:
+        from pytest_pto import github
+
+        if not github.in_github_actions():
+            return
+        from pytest_pto.table import render_markdown, summarize
+
+        for line in github.failure_annotations(self.summary.records)[:50]:
+            terminalreporter.write_line(line)
+        github.append_step_summary(render_markdown(summarize(self.summary.records), title="pto"))
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.is_worker or self.settings.trace is None:
+            return
+        from pytest_pto.trace import TraceWriter
+
+        path: Path = self.settings.trace
+        try:
+            with TraceWriter(path) as writer:
+                for record, events in self.summary.events:
+                    writer.add_round(
+                        record.test, record.round, record.variant, events, outcome=record.outcome
+                    )
+        except (OSError, ValueError) as exc:
+            sys.stderr.write(f"pytest-pto: --pto-trace {path}: not written: {exc}\n")

@@ -63,11 +63,43 @@ def reap_zombies() -> None:
             return
 
 
-def shm_segments() -> set[str]:
+def owner_pid(name: str) -> int | None:
+    """Owner pid embedded in a segment name ``pto-<kind>-<pid>-<random>``."""
+    parts = name.split("-")
+    if len(parts) >= 3 and parts[2].isdigit():
+        return int(parts[2])
+    return None
+
+
+def _alive(pid: int) -> bool:
     try:
-        return {n for n in os.listdir("/dev/shm") if n.startswith(SHM_PREFIXES)}
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - someone else's process
+        return True
+    return True
+
+
+def shm_segments(ours: set[int] | None = None) -> set[str]:
+    """``/dev/shm`` entries of our naming scheme.
+
+    With ``ours`` (pids of this test process and its descendants), only segments owned by one
+    of them, or by a pid that is dead, count: a concurrent session's live segments are not ours
+    to judge, let alone remove.
+    """
+    try:
+        names = {n for n in os.listdir("/dev/shm") if n.startswith(SHM_PREFIXES)}
     except FileNotFoundError:  # pragma: no cover
         return set()
+    if ours is None:
+        return names
+    out = set()
+    for name in names:
+        pid = owner_pid(name)
+        if pid is None or pid in ours or not _alive(pid):
+            out.add(name)
+    return out
 
 
 def describe(pid: int) -> str:
@@ -86,10 +118,13 @@ def wait_for_no_leaks(
     still there afterwards is a leak.
     """
     deadline = time.monotonic() + grace
+    seen = {os.getpid(), *before_procs}
     while True:
         reap_zombies()
-        procs = {p for p in descendants() - before_procs if not is_zygote(p)}
-        shm = shm_segments() - before_shm
+        tree = descendants()
+        seen |= tree
+        procs = {p for p in tree - before_procs if not is_zygote(p)}
+        shm = shm_segments(seen) - before_shm
         if (not procs and not shm) or time.monotonic() > deadline:
             return procs, shm
         time.sleep(0.05)

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Build libpto with ASan+UBSan, and separately with TSan, into TEMPORARY copies of the tree (the
+# shared libpto/_pto.abi3.so is never touched), and run tests/runtime under each sanitizer.
+#
+#   bash ci/sanitize.sh            # both
+#   bash ci/sanitize.sh asan       # one of: asan tsan
+#
+# How: copy libpto/, pytest_pto/, tests/, conftest.py and pyproject.toml into a temp dir, build
+# the extension there with PTO_CFLAGS/PTO_LDFLAGS, and run pytest from that dir with it first
+# on PYTHONPATH and the sanitizer runtime LD_PRELOADed (Python itself is not instrumented).
+# detect_leaks=0: CPython's own allocations at exit are not ours. halt_on_error=1 everywhere,
+# so any report fails the run. TSan runs under `setarch -R` (no ASLR): its shadow layout
+# rejects the high-entropy mmap bases of recent kernels.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PY=${PYTHON:-$ROOT/.venv/bin/python}
+WHICH=${*:-asan tsan}
+# the runtime helper's tests by default; PTO_SANITIZE_TESTS=tests/runtime widens it
+TESTS=${PTO_SANITIZE_TESTS:-"tests/runtime/test_runtime_*.py tests/runtime/test_ops*.py"}
+TMP=$(mktemp -d /tmp/pto-sanitize.XXXXXX)
+trap '[ -n "${PTO_SANITIZE_KEEP:-}" ] || rm -rf "$TMP"' EXIT
+
+stage() { # dir cflags ldflags
+  local dir=$TMP/$1
+  mkdir -p "$dir"
+  cp -r libpto pytest_pto tests conftest.py pyproject.toml "$dir/"
+  rm -f "$dir"/libpto/_pto*.so
+  find "$dir" -name __pycache__ -prune -exec rm -rf {} +
+  (cd "$dir" && PTO_CFLAGS="$2" PTO_LDFLAGS="$3" "$PY" libpto/_build.py >/dev/null)
+}
+
+run_tests() { # dir preload envs...
+  local dir=$TMP/$1 preload=$2
+  shift 2
+  (cd "$dir" && env PYTHONPATH="$dir" PTO_SANITIZER="$1" "${@:2}" LD_PRELOAD="$preload" \
+    "$PY" -c "import libpto, sys; assert libpto.__file__.startswith('$dir'), libpto.__file__" &&
+    env PYTHONPATH="$dir" PTO_SANITIZER="$1" "${@:2}" LD_PRELOAD="$preload" \
+      ${SETARCH:-} "$PY" -m pytest -q -rfE -p no:cacheprovider -x $TESTS) || status=$?
+  # reports written while pytest captured fd 2 would otherwise be lost
+  if compgen -G "$TMP/report*" >/dev/null; then
+    cat "$TMP"/report*
+    echo "sanitizer reports above" >&2
+    exit 1
+  fi
+  return "${status:-0}"
+}
+
+for s in $WHICH; do
+  case $s in
+  asan)
+    echo "== ASan + UBSan"
+    stage asan "-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -O1" \
+      "-fsanitize=address,undefined"
+    run_tests asan "$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)" asan \
+      ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=0:log_path=$TMP/report \
+      UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$TMP/report
+    ;;
+  tsan)
+    echo "== TSan"
+    stage tsan "-fsanitize=thread -O1 -g" "-fsanitize=thread"
+    SETARCH="setarch $(uname -m) -R" run_tests tsan "$(gcc -print-file-name=libtsan.so)" tsan \
+      TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:report_signal_unsafe=0:log_path=$TMP/report
+    ;;
+  *)
+    echo "unknown sanitizer $s (asan|tsan)" >&2
+    exit 2
+    ;;
+  esac
+done
+echo "sanitizers clean: $WHICH"

@@ -1,0 +1,608 @@
+"""Comm window: signal slots and data windows in POSIX shared memory, shared by a group of ranks.
+
+One process per rank attaches to one named segment (see ``csrc/pto_comm.h`` for the layout and
+the memory order). The usual shape: the parent creates the window as an *observer* (``rank``
+``None``), hands its name to every rank (``PTO_COMM_NAME``), and each rank attaches by name with
+its own rank number. The parent unlinks the name when the group is done.
+
+Why a Python class around the C handle instead of raw cffi calls: a closed or unmapped handle
+would crash the process, so every call goes through :meth:`CommWindow._call`, which keeps the
+mapping alive while a call is in flight (even a long ``wait`` in another thread) and turns a
+closed window into a clear :class:`~libpto.errors.RuntimeStateError`. Every C status becomes an
+exception only through :func:`libpto.errors.check`.
+
+Shared-memory names follow ``pto-<kind>-<ownerpid>-<random>`` (:func:`new_name`), so that
+:func:`cleanup_stale` can remove what a killed owner left behind, and nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import secrets
+import threading
+import time
+import weakref
+from array import array
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from libpto._ffi import ffi, lib
+from libpto.errors import InvalidArgument, RuntimeStateError, check
+
+__all__ = [
+    "CMP_EQ",
+    "CMP_GE",
+    "CMP_GT",
+    "CMP_LE",
+    "CMP_LT",
+    "CMP_NE",
+    "CommWindow",
+    "cleanup_stale",
+    "new_name",
+    "parse_name",
+]
+
+CMP_EQ, CMP_NE, CMP_GE, CMP_GT, CMP_LE, CMP_LT = 0, 1, 2, 3, 4, 5
+_CMP_BY_NAME = {
+    "==": CMP_EQ,
+    "eq": CMP_EQ,
+    "!=": CMP_NE,
+    "ne": CMP_NE,
+    ">=": CMP_GE,
+    "ge": CMP_GE,
+    ">": CMP_GT,
+    "gt": CMP_GT,
+    "<=": CMP_LE,
+    "le": CMP_LE,
+    "<": CMP_LT,
+    "lt": CMP_LT,
+}
+SLICE_MS = 100  # longest time a wait stays in C before Python handles pending signals
+_U32 = (1 << 32) - 1
+_U64 = (1 << 64) - 1
+_I32 = (1 << 31) - 1
+_I64 = (1 << 63) - 1
+SHM_DIR = "/dev/shm"
+_KIND_RE = re.compile(r"^[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*$")
+_NAME_RE = re.compile(
+    r"^pto-(?P<kind>[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*)-(?P<pid>[0-9]+)-(?P<rand>[0-9a-f]+)$"
+)
+
+
+# ---------------------------------------------------------------------------------- names
+
+
+def new_name(kind: str) -> str:
+    """A fresh shared-memory name ``pto-<kind>-<pid>-<hex>`` owned by this process.
+
+    The pid is the process responsible for unlinking the segment; :func:`cleanup_stale` removes
+    it once that process is dead.
+    """
+    if not isinstance(kind, str) or not _KIND_RE.match(kind):
+        raise InvalidArgument(
+            f"new_name: kind={kind!r} must be letters, digits and '_' (inner '-' allowed)",
+            name="PTO_E_INVALID_ARG",
+        )
+    name = f"pto-{kind}-{os.getpid()}-{secrets.token_hex(6)}"
+    if len(name) > int(lib.PTO_COMM_NAME_MAX):
+        raise InvalidArgument(
+            f"new_name: kind={kind!r} is too long (name limit {int(lib.PTO_COMM_NAME_MAX)})",
+            name="PTO_E_INVALID_ARG",
+        )
+    return name
+
+
+def parse_name(name: str) -> tuple[str, int] | None:
+    """``(kind, owner pid)`` of a name of our scheme, ``None`` for any other name."""
+    m = _NAME_RE.match(name.lstrip("/"))
+    if not m:
+        return None
+    return m.group("kind"), int(m.group("pid"))
+
+
+def _pid_alive(pid: int) -> bool:
+    """True while ``pid`` is a live process; a zombie counts as dead (it will never clean up)."""
+    if pid <= 0:
+        return True  # not a real owner: never treat as dead
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    state = stat.rsplit(b")", 1)[-1].split()[:1]
+    return state not in ([b"Z"], [b"X"], [b"x"])
+
+
+def cleanup_stale(prefix: str = "pto-") -> list[str]:
+    """Unlink ``/dev/shm`` segments of our naming scheme whose owner pid is dead.
+
+    Only names that start with ``prefix`` *and* parse as ``pto-<kind>-<pid>-<hex>`` are
+    considered, and only those whose owner is gone (or a zombie) are removed: a live owner's
+    segment, or any other file, is never touched. Returns the removed names, sorted.
+    """
+    if not isinstance(prefix, str):
+        raise InvalidArgument(
+            f"cleanup_stale: prefix={prefix!r} must be a string", name="PTO_E_INVALID_ARG"
+        )
+    try:
+        entries = os.listdir(SHM_DIR)
+    except FileNotFoundError:  # pragma: no cover - no /dev/shm on this system
+        return []
+    removed: list[str] = []
+    for entry in entries:
+        if not entry.startswith(prefix):
+            continue
+        parsed = parse_name(entry)
+        if parsed is None or _pid_alive(parsed[1]):
+            continue
+        try:
+            os.unlink(os.path.join(SHM_DIR, entry))
+        except (FileNotFoundError, PermissionError, IsADirectoryError):
+            continue  # someone else cleaned it, or not ours to remove
+        removed.append(entry)
+    return sorted(removed)
+
+
+# ---------------------------------------------------------------------------------- arguments
+
+
+def _invalid(context: str, message: str) -> InvalidArgument:
+    return InvalidArgument(f"{context}: {message}", name="PTO_E_INVALID_ARG")
+
+
+def _int_arg(context: str, arg: str, value: Any, lo: int, hi: int) -> int:
+    """``value`` as an int in ``[lo, hi]`` (the C type's range), else InvalidArgument naming it."""
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise _invalid(context, f"{arg}={value!r} must be an integer")
+    v = int(value.__index__())
+    if not lo <= v <= hi:
+        raise _invalid(context, f"{arg}={v} out of range [{lo}, {hi}]")
+    return v
+
+
+def _cmp_arg(context: str, cmp: Any) -> int:
+    if isinstance(cmp, str):
+        code = _CMP_BY_NAME.get(cmp.strip().lower())
+        if code is None:
+            raise _invalid(context, f"cmp={cmp!r} is not one of == != >= > <= <")
+        return code
+    if isinstance(cmp, bool) or not hasattr(cmp, "__index__") or not 0 <= int(cmp) <= 5:
+        raise _invalid(context, f"cmp={cmp!r} is not a comparison (== != >= > <= < or 0..5)")
+    return int(cmp)
+
+
+def _timeout_arg(context: str, timeout_ms: Any) -> int:
+    """Milliseconds as the C int64 (``-1``: no deadline for ``None``)."""
+    if timeout_ms is None:
+        return -1
+    if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)):
+        raise _invalid(context, f"timeout_ms={timeout_ms!r} must be a number of ms or None")
+    if math.isnan(timeout_ms) or timeout_ms < 0:
+        raise _invalid(context, f"timeout_ms={timeout_ms!r} must be >= 0 (None: no deadline)")
+    if math.isinf(timeout_ms):
+        return -1
+    return min(math.ceil(timeout_ms), _I64 // 1_000_000)
+
+
+def _rank_arg(context: str, rank: int | None) -> int:
+    """``None`` (or -1) is an observer: a process that is not one of the ranks."""
+    if rank is None:
+        return -1
+    return _int_arg(context, "rank", rank, -1, _I32)
+
+
+# ---------------------------------------------------------------------------------- window
+
+
+class _Handle:
+    """The C handle plus in-flight accounting, kept apart from CommWindow for the finalizer.
+
+    ``close`` only marks the handle closed; the mapping is released when the last in-flight
+    call or pin ends, so a wait blocked in another thread never touches unmapped memory.
+    """
+
+    def __init__(self, ptr: Any) -> None:
+        self.ptr = ptr
+        self.lock = threading.Lock()
+        self.inflight = 0
+        self.closed = False
+
+    def enter(self) -> Any:
+        with self.lock:
+            if self.closed:
+                return None
+            self.inflight += 1
+            return self.ptr
+
+    def exit(self) -> None:
+        with self.lock:
+            self.inflight -= 1
+            release = self.closed and self.inflight == 0
+        if release:
+            self._release()
+
+    def close(self) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            release = self.inflight == 0
+        if release:
+            self._release()
+
+    def _release(self) -> None:
+        ptr, self.ptr = self.ptr, None
+        if ptr is not None:
+            lib.pto_comm_close(ptr)
+
+
+class CommWindow:
+    """A rank's (or an observer's) view of one comm window.
+
+    Create with :meth:`create` (the owner) and :meth:`attach` (everyone else, by name). Use as a
+    context manager: leaving it closes the handle, and a window created here is also unlinked.
+    """
+
+    DEFAULT_SLOTS = 64
+    DEFAULT_DATA_BYTES = 1 << 20
+
+    def __init__(self, ptr: Any, name: str, *, owner: bool) -> None:
+        """Internal: use :meth:`create` or :meth:`attach`."""
+        self._h = _Handle(ptr)
+        self._finalizer = weakref.finalize(self, self._h.close)
+        self.name = name
+        self.owner = owner
+        out = ffi.new("int *")
+        u32 = ffi.new("uint32_t *")
+        u64 = ffi.new("uint64_t *")
+        lib.pto_comm_rank(ptr, out)
+        self.rank: int = int(out[0])
+        lib.pto_comm_size(ptr, out)
+        self.size: int = int(out[0])
+        lib.pto_comm_creator_pid(ptr, out)
+        self.creator_pid: int = int(out[0])
+        lib.pto_comm_nslots(ptr, u32)
+        self.slots: int = int(u32[0])
+        lib.pto_comm_data_bytes(ptr, u64)
+        self.data_bytes: int = int(u64[0])
+
+    # ---- lifecycle
+
+    @classmethod
+    def create(
+        cls,
+        name: str | None,
+        size: int,
+        rank: int | None = None,
+        *,
+        slots: int = DEFAULT_SLOTS,
+        data_bytes: int = DEFAULT_DATA_BYTES,
+    ) -> CommWindow:
+        """Create the segment ``name`` (``None``: :func:`new_name` ``("comm")``) for ``size``
+        ranks, each with ``slots`` signal slots and ``data_bytes`` of data window, and attach as
+        ``rank`` (``None``: observer, the usual choice for a parent)."""
+        ctx = "CommWindow.create"
+        if name is None:
+            name = new_name("comm")
+        if not isinstance(name, str):
+            raise _invalid(ctx, f"name={name!r} must be a string")
+        size_ = _int_arg(ctx, "size", size, 1, int(lib.PTO_COMM_MAX_RANKS))
+        rank_ = _rank_arg(ctx, rank)
+        if rank_ >= size_:
+            raise _invalid(ctx, f"rank={rank_} out of range [0, {size_}) (or None for an observer)")
+        slots_ = _int_arg(ctx, "slots", slots, 1, int(lib.PTO_COMM_MAX_SLOTS))
+        data_ = _int_arg(ctx, "data_bytes", data_bytes, 0, _U64)
+        out = ffi.new("pto_comm **")
+        st = lib.pto_comm_create(name.encode(), size_, rank_, slots_, data_, out)
+        check(st, ctx, window=name)
+        return cls(out[0], name.lstrip("/"), owner=True)
+
+    @classmethod
+    def attach(cls, name: str, rank: int | None = None) -> CommWindow:
+        """Attach to the existing window ``name`` as ``rank`` (``None``: observer)."""
+        ctx = "CommWindow.attach"
+        if not isinstance(name, str):
+            raise _invalid(ctx, f"name={name!r} must be a string")
+        rank_ = _rank_arg(ctx, rank)
+        out = ffi.new("pto_comm **")
+        st = lib.pto_comm_attach(name.encode(), rank_, out)
+        check(st, ctx, window=name)
+        return cls(out[0], name.lstrip("/"), owner=False)
+
+    @classmethod
+    def attach_env(cls, env: Mapping[str, str] | None = None) -> CommWindow:
+        """Attach as a chip worker does: window ``PTO_COMM_NAME``, rank ``PTO_RANK`` (from
+        ``env``, default ``os.environ``)."""
+        env = os.environ if env is None else env
+        name = env.get("PTO_COMM_NAME", "")
+        if not name:
+            raise _invalid("CommWindow.attach_env", "environment variable PTO_COMM_NAME is not set")
+        raw = env.get("PTO_RANK", "")
+        try:
+            rank = int(raw)
+        except ValueError:
+            raise _invalid(
+                "CommWindow.attach_env", f"PTO_RANK={raw!r} must be an integer rank >= 0"
+            ) from None
+        if rank < 0:
+            raise _invalid(
+                "CommWindow.attach_env", f"PTO_RANK={raw!r} must be an integer rank >= 0"
+            )
+        return cls.attach(name, rank)
+
+    @staticmethod
+    def unlink(name: str, *, missing_ok: bool = False) -> None:
+        """Remove the name (mappings stay valid until every process closes its handle)."""
+        if not isinstance(name, str):
+            raise _invalid("CommWindow.unlink", f"name={name!r} must be a string")
+        st = lib.pto_comm_unlink(name.encode())
+        if missing_ok and st == lib.PTO_E_NOT_FOUND:
+            return
+        check(st, "CommWindow.unlink", window=name)
+
+    def close(self) -> None:
+        """Detach (idempotent). The rank entry is released so the rank can attach again."""
+        self._h.close()
+        self._finalizer.detach()
+
+    @property
+    def closed(self) -> bool:
+        return self._h.closed
+
+    def __enter__(self) -> CommWindow:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+        if self.owner:
+            CommWindow.unlink(self.name, missing_ok=True)
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"rank={self.rank} size={self.size}"
+        return f"<CommWindow {self.name} {state}>"
+
+    def __reduce__(self) -> Any:
+        raise TypeError(
+            "a CommWindow cannot be pickled: pass its name and attach in the other process"
+        )
+
+    # ---- handle plumbing
+
+    def _ctx(self, op: str) -> str:
+        """Context of an error: which window, which rank, which call."""
+        who = "observer" if self.rank < 0 else f"rank {self.rank}"
+        return f"comm window {self.name} ({who}) {op}"
+
+    def _enter(self, op: str) -> Any:
+        ptr = self._h.enter()
+        if ptr is None:
+            raise RuntimeStateError(f"{self._ctx(op)}: the window is closed", name="PTO_E_STATE")
+        return ptr
+
+    def pin(self) -> Any:
+        """The raw ``pto_comm *`` for C code (``Runtime.bind_comm``); the mapping stays valid,
+        even across :meth:`close`, until the matching :meth:`unpin`."""
+        return self._enter("pin")
+
+    def unpin(self) -> None:
+        self._h.exit()
+
+    def _sliced(self, op: str, timeout_ms: int, call: Callable[[Any, int, int], int]) -> int:
+        """Run a blocking C wait in slices of at most ``SLICE_MS`` so this thread returns to
+        the interpreter regularly: Ctrl-C and SIGTERM handlers run even during a wait with no
+        deadline. The last slice reports the whole wait's duration in its timeout message."""
+        start = time.monotonic()
+        while True:
+            elapsed = int((time.monotonic() - start) * 1000)
+            if timeout_ms < 0:
+                ms, final = SLICE_MS, False
+            else:
+                remaining = max(0, timeout_ms - elapsed)
+                final = remaining <= SLICE_MS
+                ms = remaining if final else SLICE_MS
+            ptr = self._enter(op)
+            try:
+                st = call(ptr, ms, timeout_ms - ms if final else 0)
+            finally:
+                self._h.exit()
+            if st != lib.PTO_E_TIMEOUT or final:
+                return int(st)
+
+    # ---- signals
+
+    def notify(self, peer: int, slot: int, value: int = 1, add: bool = False) -> None:
+        """Store (or with ``add``, atomically add) ``value`` into ``peer``'s ``slot`` (release)."""
+        ctx = self._ctx("notify")
+        peer_ = _int_arg(ctx, "peer", peer, -(1 << 31), _I32)
+        slot_ = _int_arg(ctx, "slot", slot, 0, _U32)
+        value_ = _int_arg(ctx, "value", value, 0, _U64)
+        op = lib.PTO_NOTIFY_ADD if add else lib.PTO_NOTIFY_SET
+        ptr = self._enter("notify")
+        try:
+            st = lib.pto_comm_notify(ptr, peer_, slot_, value_, op)
+        finally:
+            self._h.exit()
+        check(st, ctx, window=self.name, peer=peer_, slot=slot_)
+
+    def load(self, rank: int, slot: int) -> int:
+        """Current value of ``rank``'s ``slot`` (acquire)."""
+        ctx = self._ctx("load")
+        rank_ = _int_arg(ctx, "rank", rank, -(1 << 31), _I32)
+        slot_ = _int_arg(ctx, "slot", slot, 0, _U32)
+        out = ffi.new("uint64_t *")
+        ptr = self._enter("load")
+        try:
+            st = lib.pto_comm_load(ptr, rank_, slot_, out)
+        finally:
+            self._h.exit()
+        check(st, ctx, window=self.name, slot=slot_)
+        return int(out[0])
+
+    def test(self, slot: int, cmp: str | int, value: int) -> bool:
+        """Does this rank's ``slot`` satisfy ``slot <cmp> value`` now? (no waiting)"""
+        ctx = self._ctx("test")
+        slot_ = _int_arg(ctx, "slot", slot, 0, _U32)
+        cmp_ = _cmp_arg(ctx, cmp)
+        value_ = _int_arg(ctx, "value", value, 0, _U64)
+        ok = ffi.new("int *")
+        ptr = self._enter("test")
+        try:
+            st = lib.pto_comm_test(ptr, slot_, cmp_, value_, ok)
+        finally:
+            self._h.exit()
+        check(st, ctx, window=self.name, slot=slot_)
+        return bool(ok[0])
+
+    def wait(self, slot: int, cmp: str | int, value: int, timeout_ms: float | None = None) -> int:
+        """Block until this rank's ``slot <cmp> value`` holds; return the value seen.
+
+        Raises :class:`~libpto.errors.CommTimeout` after ``timeout_ms`` (``None``: no deadline)
+        and :class:`~libpto.errors.PeerDead` when an attached peer process died meanwhile.
+        The GIL is released while waiting.
+        """
+        ctx = self._ctx("wait")
+        slot_ = _int_arg(ctx, "slot", slot, 0, _U32)
+        cmp_ = _cmp_arg(ctx, cmp)
+        value_ = _int_arg(ctx, "value", value, 0, _U64)
+        timeout_ = _timeout_arg(ctx, timeout_ms)
+        last = ffi.new("uint64_t *")
+        st = self._sliced(
+            "wait",
+            timeout_,
+            lambda ptr, ms, elapsed: lib.pto_comm_wait_value(
+                ptr, slot_, cmp_, value_, ms, elapsed, last
+            ),
+        )
+        check(
+            st,
+            ctx,
+            window=self.name,
+            slot=slot_,
+            cmp=cmp_,
+            value=value_,
+            timeout_ms=timeout_,
+            last=int(last[0]),
+        )
+        return int(last[0])
+
+    def barrier(self, timeout_ms: float | None = None) -> None:
+        """Wait until every rank has called ``barrier`` (reusable, any number of rounds).
+
+        On :class:`~libpto.errors.CommTimeout` this rank's arrival is withdrawn, so the window
+        stays consistent and the barrier can be retried.
+        """
+        ctx = self._ctx("barrier")
+        timeout_ = _timeout_arg(ctx, timeout_ms)
+        st = self._sliced("barrier", timeout_, lib.pto_comm_barrier_ex)
+        check(st, ctx, window=self.name, timeout_ms=timeout_)
+
+    def rank_pid(self, rank: int) -> int:
+        """Pid attached as ``rank`` (0: none)."""
+        ctx = self._ctx("rank_pid")
+        rank_ = _int_arg(ctx, "rank", rank, -(1 << 31), _I32)
+        out = ffi.new("int *")
+        ptr = self._enter("rank_pid")
+        try:
+            st = lib.pto_comm_rank_pid(ptr, rank_, out)
+        finally:
+            self._h.exit()
+        check(st, ctx, window=self.name)
+        return int(out[0])
+
+    def peer_alive(self, rank: int) -> bool:
+        """Is ``rank`` attached by a live process?"""
+        ctx = self._ctx("peer_alive")
+        rank_ = _int_arg(ctx, "rank", rank, -(1 << 31), _I32)
+        out = ffi.new("int *")
+        ptr = self._enter("peer_alive")
+        try:
+            st = lib.pto_comm_peer_alive(ptr, rank_, out)
+        finally:
+            self._h.exit()
+        check(st, ctx, window=self.name)
+        return bool(out[0])
+
+    # ---- data windows
+
+    def _data_rank(self, ctx: str, rank: int | None) -> int:
+        if rank is None:
+            if self.rank < 0:
+                raise _invalid(ctx, "rank=None needs a rank handle; an observer must name the rank")
+            return self.rank
+        return _int_arg(ctx, "rank", rank, -(1 << 31), _I32)
+
+    def write(self, offset: int, data: Any, rank: int | None = None) -> None:
+        """Copy ``data`` (bytes, bytearray, memoryview, ``array``: any contiguous buffer) into
+        ``rank``'s data window (default: this rank's) at byte ``offset``."""
+        ctx = self._ctx("write")
+        rank_ = self._data_rank(ctx, rank)
+        offset_ = _int_arg(ctx, "offset", offset, 0, _U64)
+        try:
+            view = memoryview(data)
+        except TypeError:
+            raise _invalid(ctx, f"data of type {type(data).__name__} is not a buffer") from None
+        if not view.c_contiguous:
+            raise _invalid(ctx, "data must be a contiguous buffer")
+        nbytes = view.nbytes
+        src = ffi.from_buffer(view) if nbytes else ffi.NULL
+        ptr = self._enter("write")
+        try:
+            st = lib.pto_comm_write(ptr, rank_, offset_, src, nbytes)
+        finally:
+            self._h.exit()
+        check(st, ctx, window=self.name, rank=rank_, offset=offset_, nbytes=nbytes)
+
+    def read_into(self, offset: int, buffer: Any, rank: int | None = None) -> int:
+        """Fill the writable ``buffer`` from ``rank``'s data window at ``offset``; returns bytes."""
+        ctx = self._ctx("read_into")
+        rank_ = self._data_rank(ctx, rank)
+        offset_ = _int_arg(ctx, "offset", offset, 0, _U64)
+        try:
+            view = memoryview(buffer)
+        except TypeError:
+            raise _invalid(ctx, f"buffer of type {type(buffer).__name__} is not a buffer") from None
+        if view.readonly or not view.c_contiguous:
+            raise _invalid(ctx, "buffer must be writable and contiguous")
+        nbytes = view.nbytes
+        dst = ffi.from_buffer(view) if nbytes else ffi.NULL
+        ptr = self._enter("read")
+        try:
+            st = lib.pto_comm_read(ptr, rank_, offset_, dst, nbytes)
+        finally:
+            self._h.exit()
+        check(st, ctx, window=self.name, rank=rank_, offset=offset_, nbytes=nbytes)
+        return nbytes
+
+    def read(self, offset: int, nbytes: int, rank: int | None = None) -> bytes:
+        """``nbytes`` bytes of ``rank``'s data window (default: this rank's) from ``offset``."""
+        ctx = self._ctx("read")
+        n = _int_arg(ctx, "nbytes", nbytes, 0, _U64)
+        if n > self.data_bytes:
+            # checked before allocating: a huge nbytes must not exhaust memory first
+            raise _invalid(ctx, f"nbytes={n} exceeds the data window of {self.data_bytes} bytes")
+        buf = bytearray(n)
+        self.read_into(offset, buf, rank)
+        return bytes(buf)
+
+    def write_floats(self, offset: int, values: Iterable[float], rank: int | None = None) -> None:
+        """Store ``values`` as float32 at byte ``offset``."""
+        arr = values if isinstance(values, array) and values.typecode == "f" else array("f", values)
+        self.write(offset, arr, rank)
+
+    def read_floats(self, offset: int, count: int, rank: int | None = None) -> array[float]:
+        """``count`` float32 values from byte ``offset``, as ``array('f')``."""
+        ctx = self._ctx("read_floats")
+        n = _int_arg(ctx, "count", count, 0, _U64 // 4)
+        out = array("f")
+        out.frombytes(self.read(offset, 4 * n, rank))
+        return out

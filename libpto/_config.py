@@ -1,0 +1,147 @@
+"""Runtime configuration: the environment, an ``env`` mapping and keyword overrides, all
+validated by the one C validator (``pto_rt_config_set``).
+
+Why not validate in Python: the chip workers read the same variables, and a value must get the
+same verdict and the same message ("PTO2_RING_TASK_WINDOW=100: must be a power of two >= 4
+...") whichever way it arrived. Python only maps keyword names to variable names and says
+where a bad value came from (environment vs keyword argument).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from libpto._ffi import ffi, lib
+from libpto.errors import InvalidArgument, check, lib_str
+
+__all__ = ["CONFIG_KEYS", "OVERRIDE_KEYS", "build_config", "config_dict", "config_warning"]
+
+
+def _keys() -> tuple[str, ...]:
+    out: list[str] = []
+    i = 0
+    while True:
+        p = lib.pto_rt_config_key(i)
+        if p == ffi.NULL:
+            return tuple(out)
+        out.append(lib_str(p))
+        i += 1
+
+
+#: every environment variable the runtime reads, in the C library's order
+CONFIG_KEYS: tuple[str, ...] = _keys()
+
+#: keyword override -> environment variable
+OVERRIDE_KEYS: dict[str, str] = {
+    "task_window": "PTO2_RING_TASK_WINDOW",
+    "ring_task_window": "PTO2_RING_TASK_WINDOW",
+    "heap": "PTO2_RING_HEAP",
+    "ring_heap": "PTO2_RING_HEAP",
+    "dep_pool": "PTO2_RING_DEP_POOL",
+    "ring_dep_pool": "PTO2_RING_DEP_POOL",
+    "latch_policy": "PTO_LATCH_POLICY",
+    "scheduler_timeout_ms": "PTO_SCHEDULER_TIMEOUT_MS",
+    "max_idle_iterations": "PTO_MAX_IDLE_ITERATIONS",
+    "stream_sync_timeout_ms": "PTO_STREAM_SYNC_TIMEOUT_MS",
+    "stall_report_ms": "PTO_STALL_REPORT_MS",
+    "sched_threads": "PTO_SIM_SCHED_THREADS",
+    "cores": "PTO_SIM_CORES",
+    "init_delay_ms": "PTO_SIM_INIT_DELAY_MS",
+    "malloc_model": "PTO_SIM_MALLOC_MODEL",
+    "malloc_ms_per_gib": "PTO_SIM_MALLOC_MS_PER_GIB",
+    "malloc_seed": "PTO_SIM_MALLOC_SEED",
+}
+
+
+def _text(name: str, value: Any) -> str:
+    """An override value as the text the environment would carry."""
+    if isinstance(value, bool) or value is None:
+        raise InvalidArgument(f"Runtime({name}={value!r}): expected a number or a string")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, Sequence):
+        return ",".join(_text(name, v) for v in value)
+    if isinstance(value, Mapping):  # per-rank init delay {rank: ms}
+        return ",".join(f"{_text(name, k)}:{_text(name, v)}" for k, v in value.items())
+    raise InvalidArgument(f"Runtime({name}={value!r}): unsupported type {type(value).__name__}")
+
+
+def _set(cfg: Any, key: str, value: str, source: str) -> None:
+    if "\x00" in value:
+        raise InvalidArgument(f"{source}: {key}={value!r}: contains a NUL character")
+    check(lib.pto_rt_config_set(cfg, key.encode(), value.encode()), source, key=key)
+
+
+def build_config(
+    env: Mapping[str, str] | None, rank: int | None, overrides: Mapping[str, Any]
+) -> Any:
+    """A validated ``pto_rt_config *``: defaults < os.environ < ``env`` < ``rank`` < overrides."""
+    cfg = ffi.new("pto_rt_config *")
+    check(lib.pto_rt_config_default(cfg), "Runtime config")
+    merged = {k: os.environ[k] for k in CONFIG_KEYS if k in os.environ}
+    if env is not None:
+        if not isinstance(env, Mapping):
+            raise InvalidArgument(f"Runtime(env=...): expected a mapping, got {type(env).__name__}")
+        for k, v in env.items():
+            if k in CONFIG_KEYS:
+                if not isinstance(v, str):
+                    raise InvalidArgument(f"Runtime(env): {k}={v!r}: values must be strings")
+                merged[k] = v
+    for k, v in merged.items():
+        src = "environment" if env is None or k not in env else "Runtime(env)"
+        _set(cfg, k, v, src)
+    if rank is not None:
+        if isinstance(rank, bool) or not isinstance(rank, int):
+            raise InvalidArgument(f"Runtime(rank={rank!r}): expected an int in [0, 4095]")
+        _set(cfg, "PTO_RANK", str(rank), f"Runtime(rank={rank})")
+    for name, value in overrides.items():
+        key = OVERRIDE_KEYS.get(name, name if name in CONFIG_KEYS else "")
+        if not key:
+            known = ", ".join(sorted(OVERRIDE_KEYS))
+            raise InvalidArgument(
+                f"Runtime({name}=...): unknown option; known: {known} (or a variable name "
+                f"such as PTO2_RING_HEAP)"
+            )
+        _set(cfg, key, _text(name, value), f"Runtime({name}={value!r})")
+    return cfg
+
+
+def config_warning(cfg: Any) -> str:
+    """The C coherence check's warning ("" when the combination is coherent)."""
+    buf = ffi.new("char[]", 1024)
+    check(lib.pto_rt_config_check(cfg, buf, 1024), "Runtime config")
+    return lib_str(buf)
+
+
+def config_dict(cfg: Any) -> dict[str, Any]:
+    """Effective values, keyed by environment variable (for logs, reports and tests)."""
+    policy = (
+        "owned-wallclock"
+        if cfg.latch_policy == lib.PTO_LATCH_OWNED_WALLCLOCK
+        else ("idle-iterations")
+    )
+    return {
+        "PTO2_RING_TASK_WINDOW": tuple(int(x) for x in cfg.task_window),
+        "PTO2_RING_HEAP": tuple(int(x) for x in cfg.heap_bytes),
+        "PTO2_RING_DEP_POOL": tuple(int(x) for x in cfg.dep_pool),
+        "PTO_LATCH_POLICY": policy,
+        "PTO_SCHEDULER_TIMEOUT_MS": int(cfg.sched_timeout_ms),
+        "PTO_MAX_IDLE_ITERATIONS": int(cfg.max_idle_iterations),
+        "PTO_STREAM_SYNC_TIMEOUT_MS": int(cfg.stream_sync_timeout_ms),
+        "PTO_STALL_REPORT_MS": int(cfg.stall_report_ms),
+        "PTO_SIM_SCHED_THREADS": int(cfg.sched_threads),
+        "PTO_SIM_CORES": int(cfg.cores),
+        "PTO_RANK": int(cfg.rank),
+        "PTO_SIM_INIT_DELAY_MS": lib_str(cfg.init_delay),
+        "PTO_SIM_MALLOC_MODEL": "longtail"
+        if cfg.malloc_model == lib.PTO_MALLOC_LONGTAIL
+        else "none",
+        "PTO_SIM_MALLOC_MS_PER_GIB": float(cfg.malloc_ms_per_gib),
+        "PTO_SIM_MALLOC_SEED": int(cfg.malloc_seed),
+    }

@@ -1,0 +1,229 @@
+"""Typed wrapper over the C mailboxes (``csrc/mailbox.c``): one shared-memory segment per world,
+one mailbox per rank.
+
+All memory ordering lives in C (acquire/release atomics, futex waits); this module only turns
+statuses into exceptions and bytes in and out of the payload channels.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from libpto._ffi import ffi, lib
+from libpto.errors import PtoError, check
+
+__all__ = [
+    "DEFAULT_PAYLOAD_BYTES",
+    "Channel",
+    "Mailbox",
+    "Stamp",
+    "State",
+    "mask",
+    "now_ns",
+    "set_proctitle",
+]
+
+DEFAULT_PAYLOAD_BYTES = 1 << 20
+
+
+class State(enum.IntEnum):
+    """Mailbox states of a chip worker (DESIGN section 3); the numbers are the contract."""
+
+    IDLE = 0
+    TASK_READY = 1
+    TASK_DONE = 2
+    SHUTDOWN = 3
+    CONTROL_REQUEST = 4
+    CONTROL_DONE = 5
+    INIT_DONE = 6
+    INIT_FAILED = 7
+
+
+class Stamp(enum.IntEnum):
+    """Per-rank timestamps kept in the mailbox (ns, CLOCK_REALTIME)."""
+
+    SPAWN = 0
+    START = 1
+    INIT_START = 2
+    INIT_END = 3
+    RELEASE = 4
+    DISPATCH = 5
+    OP_START = 6
+    OP_END = 7
+    EXIT = 8
+
+
+class Channel(enum.IntEnum):
+    TASK = 0
+    CONTROL = 1
+    INIT = 2
+
+
+def mask(*states: State) -> int:
+    out = 0
+    for s in states:
+        out |= 1 << int(s)
+    return out
+
+
+def now_ns() -> int:
+    """CLOCK_REALTIME in ns, the clock of every mailbox timestamp (same as ``time.time_ns``)."""
+    out = ffi.new("int64_t *")
+    check(lib.pto_mbox_now(out), "pto_mbox_now")
+    return int(out[0])
+
+
+class Mailbox:
+    """A mapped mailbox segment. ``create`` makes a new one; ``attach`` maps an existing one.
+
+    Calls from several threads are fine; :meth:`close` unmaps, so it must not race a call in
+    another thread (the owner closes only after its wait loops ended; a worker never closes).
+    """
+
+    def __init__(self, handle: Any, name: str) -> None:
+        self._h = handle
+        self.name = name
+        n = ffi.new("int *")
+        check(lib.pto_mbox_size(handle, n), f"mailbox {name}")
+        self.size = int(n[0])
+        cap = ffi.new("uint64_t *")
+        check(lib.pto_mbox_capacity(handle, cap), f"mailbox {name}")
+        self.capacity = int(cap[0])
+        self._u32 = ffi.new("uint32_t *")
+        self._i64 = ffi.new("int64_t *")
+
+    @classmethod
+    def create(cls, name: str, size: int, payload_bytes: int = DEFAULT_PAYLOAD_BYTES) -> Mailbox:
+        out = ffi.new("pto_mbox **")
+        check(lib.pto_mbox_create(name.encode(), size, payload_bytes, out), f"mailbox {name}")
+        return cls(out[0], name)
+
+    @classmethod
+    def attach(cls, name: str) -> Mailbox:
+        out = ffi.new("pto_mbox **")
+        check(lib.pto_mbox_attach(name.encode(), out), f"mailbox {name}")
+        return cls(out[0], name)
+
+    @staticmethod
+    def unlink(name: str) -> bool:
+        """Remove the segment name; False if it was already gone."""
+        status = lib.pto_mbox_unlink(name.encode())
+        if status == lib.PTO_E_NOT_FOUND:
+            return False
+        check(status, f"mailbox {name}")
+        return True
+
+    def close(self) -> None:
+        if self._h is not None:
+            lib.pto_mbox_close(self._h)
+            self._h = None
+
+    @property
+    def closed(self) -> bool:
+        return self._h is None
+
+    def _handle(self) -> Any:
+        if self._h is None:
+            raise PtoError(f"mailbox {self.name}: used after close", name="PTO_E_STATE")
+        return self._h
+
+    # -- state word ---------------------------------------------------------------------------
+    def load(self, rank: int) -> State:
+        check(lib.pto_mbox_load(self._handle(), rank, self._u32), f"mailbox {self.name}")
+        return State(self._u32[0])
+
+    def store(self, rank: int, state: State) -> None:
+        check(lib.pto_mbox_store(self._handle(), rank, int(state)), f"mailbox {self.name}")
+
+    def cas(self, rank: int, expected: State, desired: State) -> bool:
+        ok = ffi.new("int *")
+        check(
+            lib.pto_mbox_cas(self._handle(), rank, int(expected), int(desired), ok),
+            f"mailbox {self.name}",
+        )
+        return bool(ok[0])
+
+    def wait(self, rank: int, states: int, timeout_ms: int) -> State | None:
+        """Block until the state is in the ``states`` mask; None on timeout or a signal."""
+        status = lib.pto_mbox_wait(self._handle(), rank, states, timeout_ms, self._u32)
+        if status in (lib.PTO_E_TIMEOUT, lib.PTO_E_ABORTED):
+            return None
+        check(status, f"mailbox {self.name}")
+        return State(self._u32[0])
+
+    # -- control word -------------------------------------------------------------------------
+    def ctrl_load(self, rank: int) -> int:
+        check(lib.pto_mbox_ctrl_load(self._handle(), rank, self._u32), f"mailbox {self.name}")
+        return int(self._u32[0])
+
+    def ctrl_store(self, rank: int, value: State) -> None:
+        check(lib.pto_mbox_ctrl_store(self._handle(), rank, int(value)), f"mailbox {self.name}")
+
+    def ctrl_wait(self, rank: int, values: int, timeout_ms: int) -> int | None:
+        out = ffi.new("uint32_t *")  # own cell: the watcher thread calls this concurrently
+        status = lib.pto_mbox_ctrl_wait(self._handle(), rank, values, timeout_ms, out)
+        if status in (lib.PTO_E_TIMEOUT, lib.PTO_E_ABORTED):
+            return None
+        check(status, f"mailbox {self.name}")
+        return int(out[0])
+
+    # -- doorbell -----------------------------------------------------------------------------
+    def doorbell(self) -> int:
+        check(lib.pto_mbox_doorbell(self._handle(), self._u32), f"mailbox {self.name}")
+        return int(self._u32[0])
+
+    def doorbell_wait(self, seen: int, timeout_ms: int) -> None:
+        status = lib.pto_mbox_doorbell_wait(self._handle(), seen, timeout_ms)
+        if status not in (lib.PTO_E_TIMEOUT, lib.PTO_E_ABORTED):
+            check(status, f"mailbox {self.name}")
+
+    # -- timestamps, pid, exit record -----------------------------------------------------------
+    def stamp(self, rank: int, which: Stamp, ns: int = 0) -> None:
+        check(lib.pto_mbox_set_time(self._handle(), rank, int(which), ns), f"mailbox {self.name}")
+
+    def time(self, rank: int, which: Stamp) -> int:
+        out = ffi.new("int64_t *")
+        check(lib.pto_mbox_get_time(self._handle(), rank, int(which), out), f"mailbox {self.name}")
+        return int(out[0])
+
+    def times(self, rank: int) -> dict[Stamp, int]:
+        return {s: self.time(rank, s) for s in Stamp}
+
+    def set_pid(self, rank: int, pid: int) -> None:
+        check(lib.pto_mbox_set_pid(self._handle(), rank, pid), f"mailbox {self.name}")
+
+    def pid(self, rank: int) -> int:
+        out = ffi.new("int32_t *")
+        check(lib.pto_mbox_get_pid(self._handle(), rank, out), f"mailbox {self.name}")
+        return int(out[0])
+
+    def set_exit(self, rank: int, wait_status: int) -> None:
+        check(lib.pto_mbox_set_exit(self._handle(), rank, wait_status), f"mailbox {self.name}")
+
+    def exit_status(self, rank: int) -> int | None:
+        """The reaped worker's wait status, or None while it has not been reaped."""
+        exited = ffi.new("int *")
+        status = ffi.new("int32_t *")
+        check(lib.pto_mbox_get_exit(self._handle(), rank, exited, status), f"mailbox {self.name}")
+        return int(status[0]) if exited[0] else None
+
+    # -- payload --------------------------------------------------------------------------------
+    def write(self, rank: int, channel: Channel, data: bytes) -> None:
+        check(
+            lib.pto_mbox_write(self._handle(), rank, int(channel), data, len(data)),
+            f"mailbox {self.name} rank {rank}",
+        )
+
+    def read(self, rank: int, channel: Channel) -> bytes:
+        ptr = ffi.new("void **")
+        n = ffi.new("uint64_t *")
+        check(
+            lib.pto_mbox_payload(self._handle(), rank, int(channel), ptr, n), f"mailbox {self.name}"
+        )
+        return bytes(ffi.buffer(ptr[0], n[0])) if n[0] else b""
+
+
+def set_proctitle(title: str) -> None:
+    """Rename this process as ``ps`` and ``/proc/<pid>/cmdline`` show it."""
+    check(lib.pto_set_proctitle(title.encode()), "pto_set_proctitle")

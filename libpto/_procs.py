@@ -1,0 +1,305 @@
+"""Parent-side process management: the zygote client, the registry of live worlds, cleanup on
+SIGTERM/exit, stale-segment cleanup, and wait-status text.
+
+One zygote per owner process (re-created after a fork of the owner or if it dies). It is exec'd
+(never forked from the owner), so it is safe to start even when the owner already runs threads;
+calling :func:`start_zygote` early only moves its ~100 ms start out of the first round.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import weakref
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from libpto._zygote import ZYGOTE_MARKER, recv_msg, send_msg
+from libpto.errors import SystemCallError
+
+__all__ = [
+    "Zygote",
+    "cleanup_stale",
+    "describe_wait_status",
+    "get_zygote",
+    "register_world",
+    "start_zygote",
+    "sweep_dead_owner_files",
+    "unregister_world",
+]
+
+ZYGOTE_LOG_RE = r"pto-zygote-(\d+)\.log"
+_LIBPTO_PARENT = str(Path(__file__).resolve().parent.parent)
+_BOOT = "import sys; sys.path.insert(0, {path!r}); from libpto._zygote import main; main()"
+
+
+class Zygote:
+    """Client side of one zygote process (see :mod:`libpto._zygote`)."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.owner = os.getpid()
+        self.log = log = Path(tempfile.gettempdir()) / f"pto-zygote-{os.getpid()}.log"
+        with open(log, "ab") as logf:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    _BOOT.format(path=_LIBPTO_PARENT),
+                    ZYGOTE_MARKER,
+                    str(theirs.fileno()),
+                    str(os.getpid()),
+                    str(log),
+                ],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=logf,
+                start_new_session=True,  # terminal signals go to the owner, which decides
+                close_fds=True,
+            )
+        theirs.close()
+        self.sock = ours
+        self.lock = threading.Lock()
+        self.preloaded: set[str] = set()
+        self.wanted: set[str] = set()
+        self.blocked: set[str] = set()
+        self.tainted = ""
+        self.culprit = ""
+        reply = self.request({"op": "ping"})
+        self.pid = int(reply["pid"])
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def request(self, msg: dict[str, Any]) -> dict[str, Any]:
+        err: OSError | None = None
+        reply: Any = None
+        with self.lock:
+            try:
+                send_msg(self.sock, msg)
+                reply = recv_msg(self.sock)
+            except OSError as exc:
+                err = exc
+        if not isinstance(reply, dict):
+            raise SystemCallError(
+                f"pto-zygote (pid {self.proc.pid}) is gone: {err or 'connection closed'}"
+            )
+        return reply
+
+    def post(self, msg: dict[str, Any]) -> None:
+        """A request without a reply; silently dropped if the zygote is gone."""
+        with self.lock, contextlib.suppress(OSError):
+            send_msg(self.sock, msg)
+
+    def want(self, module: str) -> None:
+        """Ask for ``module`` to be imported into the zygote before its next spawn."""
+        if module not in self.preloaded and module not in self.blocked and module != "__main__":
+            self.wanted.add(module)
+
+    def spawn(
+        self, mbox: str, ranks: list[dict[str, Any]], segments: Iterable[str], t_spawn: int
+    ) -> list[int] | None:
+        """Fork one worker per spec; None when this zygote is tainted and must be replaced."""
+        preload = sorted(self.wanted)
+        reply = self.request(
+            {
+                "op": "spawn",
+                "mbox": mbox,
+                "ranks": ranks,
+                "segments": list(segments),
+                "t_spawn": t_spawn,
+                "preload": preload,
+                "sys_path": list(sys.path),
+            }
+        )
+        self.preloaded.update(preload)
+        self.wanted.clear()
+        if "tainted" in reply:
+            self.tainted = str(reply["tainted"])
+            self.culprit = str(reply.get("module", ""))
+            return None
+        if "error" in reply:
+            raise SystemCallError(f"pto-zygote could not start workers: {reply['error']}")
+        return [int(p) for p in reply["pids"]]
+
+    def kill(self, pids: Iterable[int]) -> None:
+        pids = list(pids)
+        if self.alive:
+            self.post({"op": "kill", "pids": pids})
+        else:  # workers die with their zygote (PDEATHSIG); make sure of it
+            for pid in pids:
+                _killpg(pid)
+
+    def forget(self, segments: Iterable[str]) -> None:
+        self.post({"op": "forget", "segments": list(segments)})
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close the socket (the zygote exits, killing anything left) and reap it."""
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        with contextlib.suppress(OSError):  # keep it only if it says something
+            if self.log.stat().st_size == 0:
+                self.log.unlink()
+
+
+def sweep_dead_owner_files(directory: Path, pattern: str) -> None:
+    """Remove the files/dirs in ``directory`` whose whole name matches ``pattern`` (a regex
+    whose group 1 is the owner pid) and whose owner died without cleaning up (SIGKILL)."""
+    import re
+    import shutil
+
+    rx = re.compile(pattern)
+    try:
+        entries = list(directory.iterdir())
+    except OSError:
+        return
+    for path in entries:
+        match = rx.fullmatch(path.name)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _killpg(pid: int) -> None:
+    for fn in (os.killpg, os.kill):
+        try:
+            fn(pid, signal.SIGKILL)
+            return
+        except OSError:
+            continue
+
+
+_zygote: Zygote | None = None
+_retired: list[Zygote] = []
+_zlock = threading.Lock()
+
+
+def get_zygote(blocked: Iterable[str] = ()) -> Zygote:
+    """This process's zygote, started on first use (or again after a fork or its death)."""
+    global _zygote
+    with _zlock:
+        if _zygote is None:
+            sweep_dead_owner_files(Path(tempfile.gettempdir()), ZYGOTE_LOG_RE)
+        z = _zygote
+        if z is None or z.owner != os.getpid() or not z.alive or z.tainted:
+            if z is not None and z.owner == os.getpid():
+                _retired.append(z)
+                z.blocked.update(blocked)
+            fresh = Zygote()
+            if z is not None and z.owner == os.getpid():
+                fresh.blocked.update(z.blocked)
+            _zygote = z = fresh
+            _install_exit_handlers()
+        return z
+
+
+def start_zygote() -> int:
+    """Start the zygote now (e.g. at session start) and return its pid."""
+    return get_zygote().pid
+
+
+# -- live worlds: cleaned on SIGTERM and at exit even if nobody closed them ---------------------
+_worlds: weakref.WeakSet[Any] = weakref.WeakSet()
+_handlers_installed = False
+
+
+def register_world(world: Any) -> None:
+    _worlds.add(world)
+
+
+def unregister_world(world: Any) -> None:
+    _worlds.discard(world)
+
+
+def _close_all_worlds() -> None:
+    for world in list(_worlds):
+        with contextlib.suppress(Exception):
+            world.close()
+
+
+def _emergency_cleanup() -> None:
+    """Signal-handler safe-ish: kill workers and unlink segments without waiting for anything."""
+    for world in list(_worlds):
+        with contextlib.suppress(Exception):
+            world._emergency()
+
+
+def _at_exit() -> None:
+    _close_all_worlds()
+    for z in [*_retired, *([_zygote] if _zygote is not None else [])]:
+        if z.owner == os.getpid():
+            z.stop()
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    _emergency_cleanup()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _install_exit_handlers() -> None:
+    """atexit always; a SIGTERM handler only if nobody else installed one (and only from the
+    main thread): it cleans up, then dies by SIGTERM as it would have."""
+    global _handlers_installed
+    if _handlers_installed:
+        return
+    _handlers_installed = True
+    atexit.register(_at_exit)
+    if threading.current_thread() is threading.main_thread():
+        try:
+            if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+                signal.signal(signal.SIGTERM, _on_sigterm)
+        except ValueError:  # pragma: no cover - not the main interpreter
+            pass
+
+
+# -- stale segments -----------------------------------------------------------------------------
+def cleanup_stale(prefix: str = "pto-") -> list[str]:
+    """Unlink /dev/shm segments of our naming scheme whose owner pid is dead (and only those).
+
+    The comm window module owns the naming scheme and its cleanup; this only forwards."""
+    from libpto._comm import cleanup_stale as impl
+
+    return impl(prefix)
+
+
+def describe_wait_status(status: int) -> tuple[str, dict[str, Any]]:
+    """('exit code 3' | 'signal 9 (SIGKILL)', details)."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"SIG{sig}"
+        return f"signal {sig} ({name})", {"signal": sig, "signal_name": name, "exitcode": None}
+    code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
+    return f"exit code {code}", {"signal": None, "exitcode": code}

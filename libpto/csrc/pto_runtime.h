@@ -1,0 +1,215 @@
+/* libpto runtime, `sim` platform: one simulated chip per pto_rt.
+ *
+ * Threads (created once by pto_rt_create, parked on a futex between runs, joined by
+ * pto_rt_destroy; zero CPU while idle):
+ *   - orchestrator: takes the submitted graph and allocates, task by task and in order, a ring
+ *     slot (task window), ring heap bytes and dep-pool nodes (one per fanin edge) in the task's
+ *     ring, waiting for in-order reclamation when a ring is full (flow control). It latches
+ *     orch_error_code when a ring can never make room: DEP_POOL_OVERFLOW (4), HEAP_RING_DEADLOCK
+ *     (2), FLOW_CONTROL_DEADLOCK (3); see pto_runtime.c for the exact rules.
+ *   - scheduler threads: each owns cores (core c belongs to thread c % sched_threads); it pops
+ *     ready tasks, writes the task id into an idle core's DATA register and polls the core's COND
+ *     register for ACK then FIN of that id; on FIN it completes the task (releases fanouts, marks
+ *     producers CONSUMED once all their consumers completed).
+ *   - cores: read DATA, answer ACK, run the builtin kernel, answer FIN.
+ *   Task states: PENDING -> (ready when all fanins completed) -> RUNNING -> COMPLETED ->
+ *   CONSUMED (completed and every consumer completed; its slot, heap and dep nodes are then
+ *   reclaimed in ring order).
+ *
+ * Shared header (pto_rt_error_info): orch_error_code, sched_error_code, the latching thread, a
+ * bitmap of every thread that tried to latch, and stall locators. The first writer wins by
+ * compare-and-swap; siblings see the latch and stop; the run ends with that error.
+ *
+ * Latch policies (PTO_LATCH_POLICY):
+ *   idle-iterations  (the old one) each scheduler thread counts its consecutive loop iterations
+ *                    without progress; at PTO_MAX_IDLE_ITERATIONS it latches SCHEDULER_TIMEOUT
+ *                    whether or not a sibling owns a RUNNING task.
+ *   owned-wallclock  (the fix, default) a budget PTO_SCHEDULER_TIMEOUT_MS, converted to cycles of
+ *                    a simulated 50 MHz system counter. When a thread has made no progress for the
+ *                    budget it latches only if it owns a RUNNING task (sub-class S1, stuck task =
+ *                    its oldest running task); without evidence it re-arms, except the deadlock
+ *                    branch: no thread anywhere owns a RUNNING task and completed < total ->
+ *                    S3 (ready tasks but every core idle), S4 (published tasks waiting on
+ *                    dependencies that cannot complete, e.g. an event never fired), S5 (every
+ *                    published task done but the orchestrator has not published the rest).
+ *   Both policies print periodic STALL lines to stderr (every PTO_STALL_REPORT_MS of idleness)
+ *   without latching; a chip worker redirects stderr to the rank log.
+ *
+ * Init latency model (device_malloc of the 4 rings), applied by pto_rt_create and really slept:
+ *   delay_ms = fixed + longtail, where
+ *   fixed    = PTO_SIM_INIT_DELAY_MS: "MS" for every rank, or "RANK:MS[,RANK:MS...]" (ranks not
+ *              listed: 0); the rank is PTO_RANK (config key) / the `rank` of the Python Runtime.
+ *   longtail = 0 unless PTO_SIM_MALLOC_MODEL=longtail; then
+ *              scale * exp(sigma * Z), Z ~ N(0, 1) (Box-Muller over splitmix64), sigma = 1.0,
+ *              scale = PTO_SIM_MALLOC_MS_PER_GIB * (sum of the 4 ring heaps in GiB),
+ *              seeded by splitmix64(PTO_SIM_MALLOC_SEED ^ (rank * 0x9E3779B97F4A7C15)),
+ *              capped at 60000 ms. Median = scale, mean = 1.65 * scale, p99 = 10.2 * scale.
+ * The ring heaps themselves are reserved with mmap(PROT_NONE, MAP_NORESERVE) and committed
+ * (mprotect) in 2 MiB steps as allocations first reach them, so a 4 GiB heap costs no RSS.
+ *
+ * Every function validates its arguments and returns a pto_status; detail text names the
+ * argument or variable and the rule (pto_last_error()). No argument crashes the process; only
+ * the `crash` kernel does, on purpose.
+ */
+#ifndef PTO_RUNTIME_H
+#define PTO_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pto_comm.h"
+#include "pto_status.h"
+
+#define PTO_RINGS 4
+#define PTO_MAX_SCHED_THREADS 32
+#define PTO_MAX_CORES 64
+#define PTO_MAX_GRAPH_TASKS 0x7ffffffe
+#define PTO_LATCH_THREAD_ORCH 63 /* bit / thread number of the orchestrator in the latch header */
+#define PTO_SYNC_DEFAULT -1      /* pto_rt_sync timeout: use PTO_STREAM_SYNC_TIMEOUT_MS */
+#define PTO_SYNC_FOREVER -2      /* pto_rt_sync timeout: no deadline */
+
+enum { PTO_LATCH_OWNED_WALLCLOCK = 0, PTO_LATCH_IDLE_ITERATIONS = 1 };
+enum { PTO_MALLOC_NONE = 0, PTO_MALLOC_LONGTAIL = 1 };
+
+/* Builtin kernels. */
+enum {
+    PTO_K_NOOP = 0,
+    PTO_K_SPIN = 1,   /* busy for duration_us (observes abort) */
+    PTO_K_HANG = 2,   /* never finishes until the run is aborted */
+    PTO_K_CRASH = 3,  /* mode 0: SIGSEGV, mode 1: abort() -- on purpose */
+    PTO_K_FILL = 4,   /* dst[i] = value, i < count (float32) */
+    PTO_K_ADD = 5,    /* dst[i] = src0[i] + src1[i] */
+    PTO_K_COPY = 6,   /* dst[i] = src0[i] */
+    PTO_K_NOTIFY = 7, /* comm notify(peer, slot, signal, mode = PTO_NOTIFY_SET|ADD) */
+    PTO_K_WAIT = 8,   /* RUNNING until local comm slot `mode`-compares true against signal */
+    PTO_K_EVENT = 9,  /* no core: completes when the host fires it (pto_rt_fire_event); no deps */
+    PTO_K_COUNT = 10
+};
+
+/* Memory spaces of a kernel operand. */
+enum { PTO_MEM_NONE = 0, PTO_MEM_BUFFER = 1, PTO_MEM_COMM = 2 };
+
+/* add_many modes */
+enum { PTO_MANY_INDEPENDENT = 0, PTO_MANY_CHAIN = 1, PTO_MANY_FANOUT = 2 };
+
+typedef struct pto_mref {
+    int32_t space;   /* PTO_MEM_* */
+    int32_t id;      /* buffer id (PTO_MEM_BUFFER) or rank (PTO_MEM_COMM) */
+    uint64_t offset; /* bytes, multiple of 4 */
+} pto_mref;
+
+typedef struct pto_task_desc {
+    int32_t kernel;      /* PTO_K_* */
+    int32_t ring;        /* 0..3 */
+    uint64_t heap_bytes; /* ring heap the task holds until CONSUMED */
+    pto_mref dst, src0, src1;
+    uint64_t count;      /* float32 elements (fill/add/copy) */
+    float value;         /* fill value */
+    int64_t duration_us; /* spin */
+    int32_t peer;        /* notify */
+    uint32_t slot;       /* notify / wait */
+    uint64_t signal;     /* notify value / wait operand */
+    int32_t mode;        /* notify: PTO_NOTIFY_*; wait: PTO_CMP_*; crash: 0 segv, 1 abort */
+} pto_task_desc;
+
+typedef struct pto_rt_config {
+    uint64_t task_window[PTO_RINGS]; /* PTO2_RING_TASK_WINDOW: power of two >= 4 */
+    uint64_t heap_bytes[PTO_RINGS];  /* PTO2_RING_HEAP: >= 1024 */
+    uint64_t dep_pool[PTO_RINGS];    /* PTO2_RING_DEP_POOL: >= 4 */
+    int32_t latch_policy;            /* PTO_LATCH_POLICY */
+    int64_t sched_timeout_ms;        /* PTO_SCHEDULER_TIMEOUT_MS */
+    int64_t max_idle_iterations;     /* PTO_MAX_IDLE_ITERATIONS */
+    int64_t stream_sync_timeout_ms;  /* PTO_STREAM_SYNC_TIMEOUT_MS */
+    int64_t stall_report_ms;         /* PTO_STALL_REPORT_MS */
+    int32_t sched_threads;           /* PTO_SIM_SCHED_THREADS */
+    int32_t cores;                   /* PTO_SIM_CORES */
+    int32_t rank;                    /* PTO_RANK */
+    char init_delay[256];            /* PTO_SIM_INIT_DELAY_MS (validated text) */
+    int32_t malloc_model;            /* PTO_SIM_MALLOC_MODEL */
+    double malloc_ms_per_gib;        /* PTO_SIM_MALLOC_MS_PER_GIB */
+    uint64_t malloc_seed;            /* PTO_SIM_MALLOC_SEED */
+} pto_rt_config;
+
+/* The shared header as the host sees it after a run. */
+typedef struct pto_rt_error_info {
+    int32_t orch_error_code;
+    int32_t sched_error_code;
+    int32_t sub_class;      /* PTO_STALL_* */
+    int32_t latch_thread;   /* scheduler thread index, PTO_LATCH_THREAD_ORCH, or -1 */
+    uint64_t latch_attempts;/* bit i: scheduler thread i tried to latch; bit 63: orchestrator */
+    int64_t stuck_task;     /* -1 none */
+    int32_t core;           /* -1 none */
+    int32_t ring;           /* orchestrator codes: the ring that could not make room, else -1 */
+    int64_t completed;
+    int64_t total;
+    int64_t elapsed_us;     /* submit -> end of run */
+} pto_rt_error_info;
+
+typedef struct pto_rt_stats {
+    int64_t init_ns;        /* pto_rt_create duration, injected delay included */
+    int64_t init_delay_ms;  /* the injected delay alone */
+    int64_t runs;
+    int64_t tasks_completed;
+    int32_t threads;        /* runtime threads (orchestrator + schedulers + cores) */
+    int32_t sched_threads;
+    int32_t cores;
+    int32_t rank;
+} pto_rt_stats;
+
+typedef struct pto_rt pto_rt;
+typedef struct pto_graph pto_graph;
+
+/* ---- configuration: one validator for env and explicit keys */
+int pto_rt_config_default(pto_rt_config *cfg);
+/* key: an environment variable name (PTO2_RING_HEAP, PTO_LATCH_POLICY, ..., PTO_RANK). */
+int pto_rt_config_set(pto_rt_config *cfg, const char *key, const char *value);
+/* Apply every known variable present in the process environment. */
+int pto_rt_config_from_env(pto_rt_config *cfg);
+/* Name of the i-th known key, NULL past the end. */
+const char *pto_rt_config_key(int i);
+/* Cross-field coherence. Returns PTO_OK; writes a warning ("" when coherent) into buf. */
+int pto_rt_config_check(const pto_rt_config *cfg, char *buf, size_t cap);
+
+/* ---- lifecycle */
+int pto_rt_create(const pto_rt_config *cfg, pto_rt **out);
+int pto_rt_destroy(pto_rt *rt); /* NULL ok; aborts a run in flight */
+int pto_rt_get_config(const pto_rt *rt, pto_rt_config *out);
+int pto_rt_stats_get(const pto_rt *rt, pto_rt_stats *out);
+/* Bind a comm window for notify/wait/comm buffers (NULL unbinds). Not during a run. */
+int pto_rt_bind_comm(pto_rt *rt, pto_comm *comm);
+
+/* ---- device buffers (float32 data; sizes in bytes) */
+int pto_rt_buffer_alloc(pto_rt *rt, uint64_t nbytes, int32_t *id);
+int pto_rt_buffer_free(pto_rt *rt, int32_t id);
+int pto_rt_buffer_write(pto_rt *rt, int32_t id, uint64_t offset, const void *src, uint64_t nbytes);
+int pto_rt_buffer_read(pto_rt *rt, int32_t id, uint64_t offset, void *dst, uint64_t nbytes);
+
+/* ---- graphs */
+int pto_graph_create(pto_rt *rt, pto_graph **out);
+int pto_graph_destroy(pto_graph *g); /* NULL ok; PTO_E_STATE while submitted */
+int pto_graph_add(pto_graph *g, const pto_task_desc *desc, const int64_t *deps, int64_t ndeps,
+                  int64_t *out_id);
+/* n copies of desc; mode PTO_MANY_INDEPENDENT, _CHAIN (each depends on the previous), _FANOUT
+ * (each depends on task `dep`). *first_id receives the first id; ids are consecutive. */
+int pto_graph_add_many(pto_graph *g, const pto_task_desc *desc, int64_t n, int32_t mode,
+                       int64_t dep, int64_t *first_id);
+int pto_graph_size(const pto_graph *g, int64_t *out);
+
+/* ---- runs */
+int pto_rt_submit(pto_rt *rt, pto_graph *g); /* async */
+/* Wait for the submitted run. timeout_ms > 0, or PTO_SYNC_DEFAULT / PTO_SYNC_FOREVER. On
+ * timeout the run is aborted (kernels observe it) and PTO_E_STREAM_SYNC_TIMEOUT returned; a
+ * latched code gives PTO_E_ORCH / PTO_E_SCHED; info (may be NULL) gets the header either way. */
+int pto_rt_sync(pto_rt *rt, int64_t timeout_ms, pto_rt_error_info *info);
+int pto_rt_run(pto_rt *rt, pto_graph *g, int64_t timeout_ms, pto_rt_error_info *info);
+/* Complete an EVENT task of the run in flight. */
+int pto_rt_fire_event(pto_rt *rt, int64_t task);
+/* Abort the run in flight (any thread); pto_rt_sync then returns PTO_E_ABORTED promptly. */
+int pto_rt_abort(pto_rt *rt);
+/* What every runtime thread is doing, as text (always NUL-terminated, truncated to cap). */
+int pto_rt_dump_state(pto_rt *rt, char *buf, size_t cap);
+/* Name of a kernel ("noop"), "?" if unknown; and the id of a name (-1 if unknown). */
+const char *pto_kernel_name(int kernel);
+int pto_kernel_id(const char *name);
+
+#endif

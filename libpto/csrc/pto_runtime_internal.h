@@ -1,0 +1,186 @@
+/* Internal structures of the sim runtime (shared by runtime.c and kernels.c; not an API). */
+#ifndef PTO_RUNTIME_INTERNAL_H
+#define PTO_RUNTIME_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "pto_runtime.h"
+
+#define PTO_CL 64
+
+/* task states */
+enum { PTO_TS_PENDING = 0, PTO_TS_READY = 1, PTO_TS_RUNNING = 2, PTO_TS_COMPLETED = 3,
+       PTO_TS_CONSUMED = 4 };
+/* run states (rt->stop) */
+enum { PTO_RUN_IDLE = 0, PTO_RUN_RUNNING = 1, PTO_RUN_DONE = 2, PTO_RUN_ERROR = 3,
+       PTO_RUN_ABORT = 4, PTO_RUN_TIMEOUT = 5 };
+/* COND register states */
+enum { PTO_COND_ACK = 1, PTO_COND_FIN = 2, PTO_COND_FAIL = 3 };
+
+typedef struct pto_task_static {
+    uint8_t kernel;
+    uint8_t ring;
+    uint16_t pad;
+    uint32_t nfanin;
+    uint64_t fanin_off; /* into graph->fanin */
+    uint64_t heap_bytes;
+    uint32_t arg;       /* into graph->args; UINT32_MAX: none */
+    uint32_t pad2;
+} pto_task_static;
+
+typedef struct pto_qcell {
+    _Atomic uint64_t seq;
+    uint32_t val;
+} pto_qcell;
+
+typedef struct pto_mpmc {
+    pto_qcell *cells;
+    uint64_t mask;
+    uint64_t cap;
+    _Alignas(PTO_CL) _Atomic uint64_t enq;
+    _Alignas(PTO_CL) _Atomic uint64_t deq;
+    char pad[PTO_CL - sizeof(uint64_t)];
+} pto_mpmc;
+
+struct pto_graph {
+    pto_rt *rt;
+    int64_t n, cap;
+    pto_task_static *t;
+    uint32_t *fanin;
+    int64_t nedges, edges_cap;
+    pto_task_desc *args;
+    int64_t nargs, args_cap;
+    int has_comm;           /* some task uses the comm window */
+    /* run state (sized at submit) */
+    int64_t run_cap;
+    _Atomic int32_t *fanin_left;
+    _Atomic int32_t *consumers_left;
+    _Atomic uint8_t *state;
+    uint64_t *heap_end;
+    uint64_t *fo_off;       /* n + 1 */
+    uint32_t *fanout;
+    int csr_valid;
+    void **rptr;            /* resolved operand pointers, 3 per arg */
+    int64_t rptr_cap;
+    int submitted;          /* guarded by rt->api */
+    pto_graph *gnext, *gprev; /* the runtime's live graphs (api lock) */
+};
+
+typedef struct pto_core {
+    _Alignas(PTO_CL) _Atomic uint32_t data;  /* DATA register: task + 1, 0 empty */
+    _Atomic uint32_t sleeping;
+    _Alignas(PTO_CL) _Atomic uint64_t cond;  /* COND register: (task + 1) << 2 | ACK/FIN/FAIL */
+    _Alignas(PTO_CL) int64_t inflight;       /* owner scheduler only: task or -1 */
+    uint64_t dispatch_seq;
+    _Atomic uint32_t cur;                    /* dump: task + 1 running, 0 idle */
+    _Atomic int32_t cur_kernel;
+    _Atomic int64_t cur_since_ns;
+    _Atomic int32_t parked;
+    int idx;
+    pto_rt *rt;
+    pthread_t th;
+    int started;
+} pto_core;
+
+typedef struct pto_sched {
+    _Alignas(PTO_CL) pto_rt *rt;
+    int idx;
+    pthread_t th;
+    int started;
+    _Atomic int32_t state;          /* 0 parked, 1 busy, 2 idle */
+    _Atomic int64_t idle_since_ns;
+    _Atomic int64_t idle_iters;
+} pto_sched;
+
+typedef struct pto_ring {
+    uint32_t *ids;                  /* task ids in allocation order, window slots */
+    uint64_t mask;
+    uint64_t head, tail;            /* slots allocated / reclaimed */
+    uint64_t heap_head, heap_tail;  /* bytes, monotonic (wrap waste included) */
+    uint64_t committed;             /* bytes of heap made read-write */
+    uint64_t dep_used;
+    char *heap_base;
+    size_t heap_map;
+    _Atomic uint64_t dump_used;     /* dump: slots in use */
+} pto_ring;
+
+struct pto_rt {
+    pto_rt_config cfg;
+    int nsched, ncores;
+    pto_sched *sch;
+    pto_core *cores;
+    pthread_t orch_th;
+    int orch_started;
+    pthread_mutex_t api;
+
+    _Alignas(PTO_CL) _Atomic uint32_t gen;
+    _Atomic uint32_t shutdown;
+    _Alignas(PTO_CL) _Atomic uint32_t stop;
+    _Alignas(PTO_CL) _Atomic uint32_t active;
+
+    pto_graph *g;                   /* run in flight (set before gen bump) */
+    int64_t total;
+    pto_mpmc q;
+    _Alignas(PTO_CL) _Atomic int64_t completed;
+    _Alignas(PTO_CL) _Atomic int64_t completed_core;
+    _Alignas(PTO_CL) _Atomic int64_t published;
+    _Atomic int64_t progress_epoch;  /* bumped by the orchestrator when it publishes */
+
+    /* shared header */
+    _Alignas(PTO_CL) _Atomic int32_t latch_owner;
+    _Atomic uint64_t latch_attempts;
+    _Atomic int32_t orch_code, sched_code;
+    int32_t sub_class, latch_core, latch_ring;
+    int64_t stuck_task, latch_completed, latch_total;
+    char latch_msg[512];
+
+    /* orchestrator */
+    pto_ring rings[PTO_RINGS];
+    _Atomic int32_t orch_state;      /* 0 parked, 1 submitting, 2 blocked, 3 done */
+    _Atomic int64_t orch_next;
+    _Atomic int32_t orch_block_ring, orch_block_res;
+
+    pto_graph *graphs;              /* live graphs, freed by pto_rt_destroy */
+    pto_comm *comm;
+    struct { void *p; uint64_t n; } *bufs;
+    int32_t nbufs, bufs_cap;
+
+    int64_t init_ns, init_delay_ms, runs;
+    _Atomic int64_t tasks_total;
+    int64_t submit_ns, end_ns;
+    int in_flight;                  /* submitted, not yet synced (api lock) */
+    int broken;                     /* threads did not quiesce: refuse runs */
+};
+
+/* clock.c */
+int64_t pto_now_ns(void);
+uint64_t pto_syscnt(void);                   /* simulated 50 MHz system counter */
+uint64_t pto_ms_to_cycles(int64_t ms);
+void pto_sleep_ns(int64_t ns);               /* really sleeps, EINTR-safe */
+void pto_cpu_relax(void);
+void pto_futex_wait(_Atomic uint32_t *addr, uint32_t expected, int64_t timeout_ns);
+void pto_futex_wake(_Atomic uint32_t *addr, int n);
+/* Backoff step for the n-th consecutive unsuccessful poll: spin, then yield, then sleep. */
+void pto_backoff(uint64_t n, int64_t max_sleep_ns);
+
+/* kernels.c: run task t's kernel on a core; returns PTO_OK or a failing status. */
+int pto_kernel_exec(pto_rt *rt, pto_graph *g, uint32_t t);
+/* kernels.c: validate a kernel descriptor (and comm operands when a comm is bound). */
+int pto_kernel_validate(pto_rt *rt, const pto_task_desc *d, int64_t ndeps, const char *ctx);
+/* kernels.c: resolve operand pointers of a descriptor into out[3]. */
+int pto_kernel_resolve(pto_rt *rt, const pto_task_desc *d, void *out[3], int64_t task);
+
+/* runtime.c: pointer to [off, off + n) of a device buffer (api lock held) */
+int pto_rt_buffer_ptr(pto_rt *rt, int32_t id, uint64_t off, uint64_t n, void **out);
+
+/* config.c */
+int pto_rt_init_delay_ms(const pto_rt_config *cfg, int64_t *ms);
+
+static inline int pto_run_live(pto_rt *rt)
+{
+    return atomic_load_explicit(&rt->stop, memory_order_acquire) == PTO_RUN_RUNNING;
+}
+
+#endif

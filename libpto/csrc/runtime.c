@@ -1,0 +1,1539 @@
+/* The sim chip: orchestrator, scheduler threads with the two latch policies, simulated cores.
+ * See pto_runtime.h for the model; this file is the mechanism.
+ */
+#include "pto_runtime_internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define COMMIT_STEP (2ULL << 20)
+#define QUIESCE_LIMIT_NS (10LL * 1000000000LL)
+#define SCHED_SLEEP_NS 50000LL
+
+static void free_graph(pto_graph *g);
+
+/* Zeroed, cache-line aligned (the structs hold _Alignas(64) members; calloc gives 16). */
+static void *zalloc(size_t n)
+{
+    void *p = NULL;
+    if (n == 0 || posix_memalign(&p, PTO_CL, n) != 0)
+        return NULL;
+    memset(p, 0, n);
+    return p;
+}
+
+/* ------------------------------------------------------------------ ready queue (Vyukov) */
+
+static int q_reserve(pto_mpmc *q, uint64_t n)
+{
+    uint64_t cap = 4;
+    while (cap < n)
+        cap <<= 1;
+    if (cap > q->cap) {
+        pto_qcell *cells = malloc(cap * sizeof *cells);
+        if (!cells)
+            return pto_fail(PTO_E_NOMEM, "ready queue of %llu entries", (unsigned long long)cap);
+        free(q->cells);
+        q->cells = cells;
+        q->cap = cap;
+    }
+    q->mask = q->cap - 1;
+    for (uint64_t i = 0; i < q->cap; i++)
+        atomic_store_explicit(&q->cells[i].seq, i, memory_order_relaxed);
+    atomic_store_explicit(&q->enq, 0, memory_order_relaxed);
+    atomic_store_explicit(&q->deq, 0, memory_order_relaxed);
+    return PTO_OK;
+}
+
+static void q_push(pto_mpmc *q, uint32_t v)
+{
+    uint64_t pos = atomic_load_explicit(&q->enq, memory_order_relaxed);
+    pto_qcell *c;
+    for (;;) {
+        c = &q->cells[pos & q->mask];
+        uint64_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+        int64_t dif = (int64_t)(seq - pos);
+        if (dif == 0) {
+            if (atomic_compare_exchange_weak_explicit(&q->enq, &pos, pos + 1,
+                                                      memory_order_relaxed, memory_order_relaxed))
+                break;
+        } else {
+            /* dif < 0 would mean full: impossible, capacity >= tasks of the graph */
+            pos = atomic_load_explicit(&q->enq, memory_order_relaxed);
+        }
+    }
+    c->val = v;
+    atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
+}
+
+static int q_pop(pto_mpmc *q, uint32_t *v)
+{
+    uint64_t pos = atomic_load_explicit(&q->deq, memory_order_relaxed);
+    pto_qcell *c;
+    for (;;) {
+        c = &q->cells[pos & q->mask];
+        uint64_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+        int64_t dif = (int64_t)(seq - (pos + 1));
+        if (dif == 0) {
+            if (atomic_compare_exchange_weak_explicit(&q->deq, &pos, pos + 1,
+                                                      memory_order_relaxed, memory_order_relaxed))
+                break;
+        } else if (dif < 0) {
+            return 0;
+        } else {
+            pos = atomic_load_explicit(&q->deq, memory_order_relaxed);
+        }
+    }
+    *v = c->val;
+    atomic_store_explicit(&c->seq, pos + q->mask + 1, memory_order_release);
+    return 1;
+}
+
+/* ------------------------------------------------------------------ run state helpers */
+
+static void wake_all_cores(pto_rt *rt)
+{
+    for (int c = 0; c < rt->ncores; c++)
+        pto_futex_wake(&rt->cores[c].data, 1);
+}
+
+/* RUNNING -> `to` exactly once; wakes the host and the sleeping cores. */
+static int finish_run(pto_rt *rt, uint32_t to)
+{
+    uint32_t expect = PTO_RUN_RUNNING;
+    if (!atomic_compare_exchange_strong_explicit(&rt->stop, &expect, to, memory_order_acq_rel,
+                                                 memory_order_acquire))
+        return 0;
+    pto_futex_wake(&rt->stop, 64);
+    wake_all_cores(rt);
+    return 1;
+}
+
+static int64_t running_estimate(pto_rt *rt)
+{
+    int64_t popped = (int64_t)atomic_load_explicit(&rt->q.deq, memory_order_acquire);
+    int64_t done = atomic_load_explicit(&rt->completed_core, memory_order_acquire);
+    return popped > done ? popped - done : 0;
+}
+
+static int64_t ready_estimate(pto_rt *rt)
+{
+    int64_t e = (int64_t)atomic_load_explicit(&rt->q.enq, memory_order_acquire);
+    int64_t d = (int64_t)atomic_load_explicit(&rt->q.deq, memory_order_acquire);
+    return e > d ? e - d : 0;
+}
+
+/* First writer wins; every attempt is recorded in the bitmap. Returns 1 for the winner. */
+static int latch(pto_rt *rt, int thread, int orch_code, int sched_code, int sub, int64_t stuck,
+                 int core, int ring, const char *fmt, ...) __attribute__((format(printf, 9, 10)));
+static int latch(pto_rt *rt, int thread, int orch_code, int sched_code, int sub, int64_t stuck,
+                 int core, int ring, const char *fmt, ...)
+{
+    atomic_fetch_or_explicit(&rt->latch_attempts, 1ULL << thread, memory_order_acq_rel);
+    int32_t expect = -1;
+    if (!atomic_compare_exchange_strong_explicit(&rt->latch_owner, &expect, thread,
+                                                 memory_order_acq_rel, memory_order_acquire))
+        return 0;
+    rt->sub_class = sub;
+    rt->stuck_task = stuck;
+    rt->latch_core = core;
+    rt->latch_ring = ring;
+    rt->latch_completed = atomic_load_explicit(&rt->completed, memory_order_acquire);
+    rt->latch_total = rt->total;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(rt->latch_msg, sizeof rt->latch_msg, fmt, ap);
+    va_end(ap);
+    if (orch_code)
+        atomic_store_explicit(&rt->orch_code, orch_code, memory_order_release);
+    if (sched_code)
+        atomic_store_explicit(&rt->sched_code, sched_code, memory_order_release);
+    fprintf(stderr, "pto[rank %d] LATCH %s=%d (%s) by %s%d: %s\n", rt->cfg.rank,
+            orch_code ? "orch_error_code" : "sched_error_code", orch_code ? orch_code : sched_code,
+            pto_error_name(orch_code ? orch_code : sched_code),
+            thread == PTO_LATCH_THREAD_ORCH ? "orchestrator" : "sched", 
+            thread == PTO_LATCH_THREAD_ORCH ? 0 : thread, rt->latch_msg);
+    fflush(stderr);
+    finish_run(rt, PTO_RUN_ERROR);
+    return 1;
+}
+
+/* ------------------------------------------------------------------ task completion */
+
+static void complete_task(pto_rt *rt, pto_graph *g, uint32_t t, int core_task);
+
+/* One of t's start conditions arrived (a fanin completed, the orchestrator published it, or,
+ * for an EVENT, the host fired it). The last one makes it ready. */
+static void arrive(pto_rt *rt, pto_graph *g, uint32_t t)
+{
+    if (atomic_fetch_sub_explicit(&g->fanin_left[t], 1, memory_order_acq_rel) != 1)
+        return;
+    if (g->t[t].kernel == PTO_K_EVENT) {
+        complete_task(rt, g, t, 0);
+        return;
+    }
+    atomic_store_explicit(&g->state[t], PTO_TS_READY, memory_order_relaxed);
+    q_push(&rt->q, t);
+}
+
+static void complete_task(pto_rt *rt, pto_graph *g, uint32_t t, int core_task)
+{
+    atomic_store_explicit(&g->state[t], PTO_TS_COMPLETED, memory_order_release);
+    for (uint64_t i = g->fo_off[t]; i < g->fo_off[t + 1]; i++)
+        arrive(rt, g, g->fanout[i]);
+    const pto_task_static *ts = &g->t[t];
+    for (uint32_t i = 0; i < ts->nfanin; i++) {
+        uint32_t p = g->fanin[ts->fanin_off + i];
+        if (atomic_fetch_sub_explicit(&g->consumers_left[p], 1, memory_order_acq_rel) == 1)
+            atomic_store_explicit(&g->state[p], PTO_TS_CONSUMED, memory_order_release);
+    }
+    if (atomic_fetch_sub_explicit(&g->consumers_left[t], 1, memory_order_acq_rel) == 1)
+        atomic_store_explicit(&g->state[t], PTO_TS_CONSUMED, memory_order_release);
+    if (core_task)
+        atomic_fetch_add_explicit(&rt->completed_core, 1, memory_order_acq_rel);
+    if (atomic_fetch_add_explicit(&rt->completed, 1, memory_order_acq_rel) + 1 == rt->total)
+        finish_run(rt, PTO_RUN_DONE);
+}
+
+/* ------------------------------------------------------------------ cores */
+
+static void *core_main(void *arg)
+{
+    pto_core *c = arg;
+    pto_rt *rt = c->rt;
+    char name[16];
+    snprintf(name, sizeof name, "pto-core%d", c->idx);
+    pthread_setname_np(pthread_self(), name);
+    uint32_t seen = 0;
+    for (;;) {
+        atomic_store_explicit(&c->parked, 1, memory_order_relaxed);
+        uint32_t gen;
+        while ((gen = atomic_load_explicit(&rt->gen, memory_order_acquire)) == seen)
+            pto_futex_wait(&rt->gen, seen, -1);
+        seen = gen;
+        if (atomic_load_explicit(&rt->shutdown, memory_order_acquire))
+            return NULL;
+        atomic_store_explicit(&c->parked, 0, memory_order_relaxed);
+        pto_graph *g = rt->g;
+        uint64_t idle = 0;
+        for (;;) {
+            uint32_t d = atomic_load_explicit(&c->data, memory_order_acquire);
+            if (d) {
+                uint32_t t = d - 1;
+                atomic_store_explicit(&c->data, 0, memory_order_relaxed);
+                uint64_t tag = (uint64_t)d << 2;
+                atomic_store_explicit(&c->cond, tag | PTO_COND_ACK, memory_order_release);
+                int st = PTO_OK;
+                if (g->t[t].kernel != PTO_K_NOOP) {
+                    atomic_store_explicit(&c->cur_kernel, g->t[t].kernel, memory_order_relaxed);
+                    atomic_store_explicit(&c->cur_since_ns, pto_now_ns(), memory_order_relaxed);
+                    atomic_store_explicit(&c->cur, d, memory_order_relaxed);
+                    st = pto_kernel_exec(rt, g, t);
+                    atomic_store_explicit(&c->cur, 0, memory_order_relaxed);
+                }
+                atomic_store_explicit(&c->cond, tag | (st == PTO_OK ? PTO_COND_FIN : PTO_COND_FAIL),
+                                      memory_order_release);
+                idle = 0;
+                continue;
+            }
+            if (!pto_run_live(rt))
+                break;
+            idle++;
+            if (idle < 128) {
+                pto_cpu_relax();
+            } else if (idle < 136) {
+                sched_yield();
+            } else {
+                atomic_store_explicit(&c->sleeping, 1, memory_order_seq_cst);
+                if (atomic_load_explicit(&c->data, memory_order_seq_cst) == 0 && pto_run_live(rt))
+                    pto_futex_wait(&c->data, 0, 2000000);
+                atomic_store_explicit(&c->sleeping, 0, memory_order_relaxed);
+            }
+        }
+        if (atomic_fetch_sub_explicit(&rt->active, 1, memory_order_acq_rel) == 1)
+            pto_futex_wake(&rt->active, 4);
+    }
+}
+
+/* ------------------------------------------------------------------ schedulers */
+
+/* Lowest-index published task that is not completed (the first blocked one), for S4. */
+static int64_t first_waiting(pto_rt *rt, pto_graph *g)
+{
+    int64_t pub = atomic_load_explicit(&rt->published, memory_order_acquire);
+    for (int64_t i = 0; i < pub && i < g->n; i++)
+        if (atomic_load_explicit(&g->state[i], memory_order_acquire) < PTO_TS_COMPLETED)
+            return i;
+    return -1;
+}
+
+/* Sub-class of a stall when no core of this thread holds evidence. */
+static int classify(pto_rt *rt, pto_graph *g, int64_t *stuck, int *core)
+{
+    *core = -1;
+    *stuck = -1;
+    if (running_estimate(rt) > 0) {
+        for (int c = 0; c < rt->ncores; c++) {
+            uint32_t cur = atomic_load_explicit(&rt->cores[c].cur, memory_order_relaxed);
+            if (cur) {
+                *stuck = (int64_t)cur - 1;
+                *core = c;
+                break;
+            }
+        }
+        return PTO_STALL_S1_RUNNING_STALLED;
+    }
+    if (ready_estimate(rt) > 0)
+        return PTO_STALL_S3_READY_ALL_IDLE;
+    int64_t pub = atomic_load_explicit(&rt->published, memory_order_acquire);
+    int64_t done = atomic_load_explicit(&rt->completed, memory_order_acquire);
+    if (pub > done) {
+        *stuck = first_waiting(rt, g);
+        return PTO_STALL_S4_DEP_DEADLOCK;
+    }
+    if (pub < rt->total) {
+        *stuck = pub;
+        return PTO_STALL_S5_ORCH_STARVATION;
+    }
+    return PTO_STALL_UNKNOWN;
+}
+
+static void stall_report(pto_rt *rt, pto_sched *s, int64_t idle_ms)
+{
+    int64_t running = running_estimate(rt), ready = ready_estimate(rt);
+    int64_t pub = atomic_load_explicit(&rt->published, memory_order_acquire);
+    int64_t done = atomic_load_explicit(&rt->completed, memory_order_acquire);
+    int64_t waiting = pub - done - running - ready;
+    if (waiting < 0)
+        waiting = 0;
+    char own[128] = "";
+    size_t off = 0;
+    for (int c = s->idx; c < rt->ncores && off < sizeof own - 32; c += rt->nsched) {
+        uint32_t cur = atomic_load_explicit(&rt->cores[c].cur, memory_order_relaxed);
+        if (cur)
+            off += (size_t)snprintf(own + off, sizeof own - off, " core%d:task%u(%s)", c,
+                                    cur - 1,
+                                    pto_kernel_name(atomic_load_explicit(
+                                        &rt->cores[c].cur_kernel, memory_order_relaxed)));
+    }
+    fprintf(stderr,
+            "pto[rank %d] STALL sched%d idle %lld ms: running=%lld ready=%lld waiting=%lld "
+            "unpublished=%lld completed=%lld/%lld%s%s\n",
+            rt->cfg.rank, s->idx, (long long)idle_ms, (long long)running, (long long)ready,
+            (long long)waiting, (long long)(rt->total - pub), (long long)done,
+            (long long)rt->total, off ? " owns" : "", own);
+    fflush(stderr);
+}
+
+static void sched_run(pto_rt *rt, pto_sched *s)
+{
+    pto_graph *g = rt->g;
+    pto_core *mine[PTO_MAX_CORES];
+    int nmine = 0;
+    for (int c = s->idx; c < rt->ncores; c += rt->nsched)
+        mine[nmine++] = &rt->cores[c];
+    const int policy = rt->cfg.latch_policy;
+    const uint64_t budget = pto_ms_to_cycles(rt->cfg.sched_timeout_ms);
+    const uint64_t report = pto_ms_to_cycles(rt->cfg.stall_report_ms);
+    const int64_t max_idle = rt->cfg.max_idle_iterations;
+    uint64_t seq = 0, idle = 0, armed_at = 0, next_report = 0;
+    int64_t armed_epoch = 0;
+    atomic_store_explicit(&s->state, 1, memory_order_relaxed);
+    while (pto_run_live(rt)) {
+        int progress = 0;
+        for (int i = 0; i < nmine; i++) {
+            pto_core *c = mine[i];
+            if (c->inflight >= 0) {
+                uint64_t cond = atomic_load_explicit(&c->cond, memory_order_acquire);
+                uint64_t state = cond & 3;
+                if ((cond >> 2) == (uint64_t)c->inflight + 1 && state >= PTO_COND_FIN) {
+                    uint32_t t = (uint32_t)c->inflight;
+                    c->inflight = -1;
+                    if (state == PTO_COND_FAIL) {
+                        latch(rt, s->idx, 0, PTO_ERR_ASYNC_COMPLETION_INVALID, PTO_STALL_NONE, t,
+                              c->idx, -1, "task %u (%s) on core %d completed with a failure", t,
+                              pto_kernel_name(g->t[t].kernel), c->idx);
+                        break;
+                    }
+                    complete_task(rt, g, t, 1);
+                    progress = 1;
+                }
+            }
+            if (c->inflight < 0) {
+                uint32_t t;
+                if (q_pop(&rt->q, &t)) {
+                    c->inflight = t;
+                    c->dispatch_seq = ++seq;
+                    atomic_store_explicit(&g->state[t], PTO_TS_RUNNING, memory_order_relaxed);
+                    atomic_store_explicit(&c->data, t + 1, memory_order_seq_cst);
+                    if (atomic_load_explicit(&c->sleeping, memory_order_seq_cst))
+                        pto_futex_wake(&c->data, 1);
+                    progress = 1;
+                }
+            }
+        }
+        if (progress) {
+            if (idle) {
+                idle = 0;
+                atomic_store_explicit(&s->state, 1, memory_order_relaxed);
+            }
+            continue;
+        }
+        idle++;
+        if (idle == 1) {
+            armed_at = pto_syscnt();
+            armed_epoch = atomic_load_explicit(&rt->progress_epoch, memory_order_acquire);
+            next_report = armed_at + report;
+            atomic_store_explicit(&s->idle_since_ns, pto_now_ns(), memory_order_relaxed);
+            atomic_store_explicit(&s->state, 2, memory_order_relaxed);
+        }
+        atomic_store_explicit(&s->idle_iters, (int64_t)idle, memory_order_relaxed);
+        if (policy == PTO_LATCH_IDLE_ITERATIONS && (int64_t)idle >= max_idle) {
+            int64_t stuck;
+            int core;
+            int sub = classify(rt, g, &stuck, &core);
+            latch(rt, s->idx, 0, PTO_ERR_SCHEDULER_TIMEOUT, sub, stuck, core, -1,
+                  "idle-iterations: sched%d reached PTO_MAX_IDLE_ITERATIONS=%lld; %s, stuck "
+                  "task %lld, core %d, completed %lld/%lld",
+                  s->idx, (long long)max_idle, pto_stall_name(sub), (long long)stuck, core,
+                  (long long)atomic_load(&rt->completed), (long long)rt->total);
+            break;
+        }
+        if (idle >= 64 && (idle & 7) == 0) {
+            uint64_t now = pto_syscnt();
+            if (now >= next_report) {
+                stall_report(rt, s, (int64_t)((now - armed_at) / 50000ULL));
+                next_report += report;
+            }
+            if (policy == PTO_LATCH_OWNED_WALLCLOCK && now - armed_at >= budget) {
+                pto_core *own = NULL;
+                for (int i = 0; i < nmine; i++)
+                    if (mine[i]->inflight >= 0 &&
+                        (!own || mine[i]->dispatch_seq < own->dispatch_seq))
+                        own = mine[i];
+                if (own) {
+                    latch(rt, s->idx, 0, PTO_ERR_SCHEDULER_TIMEOUT, PTO_STALL_S1_RUNNING_STALLED,
+                          own->inflight, own->idx, -1,
+                          "owned-wallclock: sched%d owns RUNNING task %lld (%s) on core %d, no "
+                          "progress for PTO_SCHEDULER_TIMEOUT_MS=%lld; S1, completed %lld/%lld",
+                          s->idx, (long long)own->inflight,
+                          pto_kernel_name(g->t[own->inflight].kernel), own->idx,
+                          (long long)rt->cfg.sched_timeout_ms,
+                          (long long)atomic_load(&rt->completed), (long long)rt->total);
+                    break;
+                }
+                int64_t epoch = atomic_load_explicit(&rt->progress_epoch, memory_order_acquire);
+                int64_t done = atomic_load_explicit(&rt->completed, memory_order_acquire);
+                if (epoch == armed_epoch && running_estimate(rt) == 0 && done < rt->total) {
+                    int64_t stuck;
+                    int core;
+                    int sub = classify(rt, g, &stuck, &core);
+                    if (sub != PTO_STALL_S1_RUNNING_STALLED) {
+                        latch(rt, s->idx, 0, PTO_ERR_SCHEDULER_TIMEOUT, sub, stuck, core, -1,
+                              "owned-wallclock deadlock branch: sched%d idle for "
+                              "PTO_SCHEDULER_TIMEOUT_MS=%lld, no thread owns a RUNNING task, "
+                              "completed %lld < total %lld; %s, stuck task %lld",
+                              s->idx, (long long)rt->cfg.sched_timeout_ms, (long long)done,
+                              (long long)rt->total, pto_stall_name(sub), (long long)stuck);
+                        break;
+                    }
+                }
+                /* no evidence: re-arm */
+                armed_at = now;
+                armed_epoch = epoch;
+            }
+        }
+        pto_backoff(idle, SCHED_SLEEP_NS);
+    }
+    atomic_store_explicit(&s->state, 0, memory_order_relaxed);
+}
+
+static void *sched_main(void *arg)
+{
+    pto_sched *s = arg;
+    pto_rt *rt = s->rt;
+    char name[16];
+    snprintf(name, sizeof name, "pto-sched%d", s->idx);
+    pthread_setname_np(pthread_self(), name);
+    uint32_t seen = 0;
+    for (;;) {
+        uint32_t gen;
+        while ((gen = atomic_load_explicit(&rt->gen, memory_order_acquire)) == seen)
+            pto_futex_wait(&rt->gen, seen, -1);
+        seen = gen;
+        if (atomic_load_explicit(&rt->shutdown, memory_order_acquire))
+            return NULL;
+        sched_run(rt, s);
+        if (atomic_fetch_sub_explicit(&rt->active, 1, memory_order_acq_rel) == 1)
+            pto_futex_wake(&rt->active, 4);
+    }
+}
+
+/* ------------------------------------------------------------------ orchestrator */
+
+static void ring_reclaim(pto_rt *rt, pto_graph *g, pto_ring *R)
+{
+    while (R->tail < R->head) {
+        uint32_t t = R->ids[R->tail & R->mask];
+        if (atomic_load_explicit(&g->state[t], memory_order_acquire) != PTO_TS_CONSUMED)
+            break;
+        R->heap_tail = g->heap_end[t];
+        R->dep_used -= g->t[t].nfanin;
+        R->tail++;
+    }
+    if (R->tail == R->head)
+        R->heap_head = R->heap_tail = 0;
+    atomic_store_explicit(&R->dump_used, R->head - R->tail, memory_order_relaxed);
+}
+
+/* 0: fits; 1 window, 2 heap, 3 dep pool. On fit, *start gets the heap start (monotonic). */
+static int ring_fits(pto_rt *rt, pto_ring *R, int r, const pto_task_static *ts, uint64_t *start)
+{
+    if (R->head - R->tail >= rt->cfg.task_window[r])
+        return 1;
+    uint64_t cap = rt->cfg.heap_bytes[r], h = ts->heap_bytes;
+    uint64_t s = R->heap_head;
+    if (h) {
+        uint64_t pos = s % cap;
+        if (pos + h > cap)
+            s += cap - pos;
+        if (s + h - R->heap_tail > cap)
+            return 2;
+    }
+    if (R->dep_used + ts->nfanin > rt->cfg.dep_pool[r])
+        return 3;
+    *start = s;
+    return 0;
+}
+
+static void orch_run(pto_rt *rt)
+{
+    pto_graph *g = rt->g;
+    static const char *const res_name[] = {"", "task window", "heap", "dep pool"};
+    atomic_store_explicit(&rt->orch_state, 1, memory_order_relaxed);
+    for (int64_t i = 0; i < g->n; i++) {
+        uint32_t t = (uint32_t)i;
+        const pto_task_static *ts = &g->t[t];
+        int r = ts->ring;
+        pto_ring *R = &rt->rings[r];
+        if ((i & 255) == 0) {
+            if (!pto_run_live(rt))
+                goto out;
+            atomic_store_explicit(&rt->orch_next, i, memory_order_relaxed);
+        }
+        if (ts->nfanin > rt->cfg.dep_pool[r]) {
+            latch(rt, PTO_LATCH_THREAD_ORCH, PTO_ERR_DEP_POOL_OVERFLOW, 0, PTO_STALL_NONE, t, -1,
+                  r, "task %u needs %u dep-pool nodes (one per fanin) but ring %d's "
+                  "PTO2_RING_DEP_POOL holds %llu", t, ts->nfanin, r,
+                  (unsigned long long)rt->cfg.dep_pool[r]);
+            goto out;
+        }
+        if (ts->heap_bytes > rt->cfg.heap_bytes[r]) {
+            latch(rt, PTO_LATCH_THREAD_ORCH, PTO_ERR_HEAP_RING_DEADLOCK, 0, PTO_STALL_NONE, t, -1,
+                  r, "task %u needs %llu heap bytes but ring %d's PTO2_RING_HEAP is %llu", t,
+                  (unsigned long long)ts->heap_bytes, r,
+                  (unsigned long long)rt->cfg.heap_bytes[r]);
+            goto out;
+        }
+        uint64_t start = 0;
+        int res = ring_fits(rt, R, r, ts, &start);
+        if (res) {
+            uint64_t spins = 0;
+            atomic_store_explicit(&rt->orch_next, i, memory_order_relaxed);
+            atomic_store_explicit(&rt->orch_block_ring, r, memory_order_relaxed);
+            atomic_store_explicit(&rt->orch_block_res, res, memory_order_relaxed);
+            atomic_store_explicit(&rt->orch_state, 2, memory_order_relaxed);
+            for (;;) {
+                ring_reclaim(rt, g, R);
+                if ((res = ring_fits(rt, R, r, ts, &start)) == 0)
+                    break;
+                /* Can the ring ever make room? Only if its oldest task can become CONSUMED; a
+                 * completed task whose consumer is not submitted yet (it comes at or after
+                 * task t, which waits for this very room) never can. */
+                uint32_t oldest = R->ids[R->tail & R->mask];
+                if (atomic_load_explicit(&g->state[oldest], memory_order_acquire) ==
+                        PTO_TS_COMPLETED &&
+                    g->fo_off[oldest + 1] > g->fo_off[oldest] &&
+                    g->fanout[g->fo_off[oldest + 1] - 1] >= t) {
+                    static const int code[] = {0, PTO_ERR_FLOW_CONTROL_DEADLOCK,
+                                               PTO_ERR_HEAP_RING_DEADLOCK,
+                                               PTO_ERR_DEP_POOL_OVERFLOW};
+                    latch(rt, PTO_LATCH_THREAD_ORCH, code[res], 0, PTO_STALL_NONE, t, -1, r,
+                          "ring %d %s full (%llu tasks in flight) and can never make room: its "
+                          "oldest task %u is completed but waits for consumer %u, which comes "
+                          "at or after task %u that needs the room",
+                          r, res_name[res], (unsigned long long)(R->head - R->tail), oldest,
+                          g->fanout[g->fo_off[oldest + 1] - 1], t);
+                    goto out;
+                }
+                if (!pto_run_live(rt))
+                    goto out;
+                pto_backoff(spins++, 50000);
+            }
+            atomic_store_explicit(&rt->orch_state, 1, memory_order_relaxed);
+        }
+        /* allocate */
+        R->ids[R->head & R->mask] = t;
+        R->head++;
+        R->dep_used += ts->nfanin;
+        if (ts->heap_bytes) {
+            uint64_t cap = rt->cfg.heap_bytes[r];
+            uint64_t off_end = start % cap + ts->heap_bytes;
+            R->heap_head = start + ts->heap_bytes;
+            if (off_end > R->committed) {
+                uint64_t want = (off_end + COMMIT_STEP - 1) & ~(COMMIT_STEP - 1);
+                if (want > R->heap_map)
+                    want = R->heap_map;
+                if (mprotect(R->heap_base + R->committed, want - R->committed,
+                             PROT_READ | PROT_WRITE) != 0) {
+                    latch(rt, PTO_LATCH_THREAD_ORCH, PTO_ERR_EXPLICIT_ORCH_FATAL, 0,
+                          PTO_STALL_NONE, t, -1, r, "committing ring %d heap to %llu bytes: %s",
+                          r, (unsigned long long)want, strerror(errno));
+                    goto out;
+                }
+                R->committed = want;
+            }
+        }
+        g->heap_end[t] = R->heap_head;
+        atomic_store_explicit(&rt->published, i + 1, memory_order_release);
+        atomic_fetch_add_explicit(&rt->progress_epoch, 1, memory_order_release);
+        arrive(rt, g, t);
+    }
+    atomic_store_explicit(&rt->orch_next, g->n, memory_order_relaxed);
+out:
+    atomic_store_explicit(&rt->orch_state, 3, memory_order_relaxed);
+}
+
+static void *orch_main(void *arg)
+{
+    pto_rt *rt = arg;
+    pthread_setname_np(pthread_self(), "pto-orch");
+    uint32_t seen = 0;
+    for (;;) {
+        uint32_t gen;
+        while ((gen = atomic_load_explicit(&rt->gen, memory_order_acquire)) == seen)
+            pto_futex_wait(&rt->gen, seen, -1);
+        seen = gen;
+        if (atomic_load_explicit(&rt->shutdown, memory_order_acquire))
+            return NULL;
+        orch_run(rt);
+        atomic_store_explicit(&rt->orch_state, 0, memory_order_relaxed);
+        if (atomic_fetch_sub_explicit(&rt->active, 1, memory_order_acq_rel) == 1)
+            pto_futex_wake(&rt->active, 4);
+    }
+}
+
+/* ------------------------------------------------------------------ create / destroy */
+
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* See pto_runtime.h: fixed + scale * exp(Z), Z ~ N(0,1). */
+static int64_t init_delay(const pto_rt_config *cfg)
+{
+    int64_t fixed = 0;
+    pto_rt_init_delay_ms(cfg, &fixed);
+    double tail = 0.0;
+    if (cfg->malloc_model == PTO_MALLOC_LONGTAIL) {
+        double gib = 0.0;
+        for (int r = 0; r < PTO_RINGS; r++)
+            gib += (double)cfg->heap_bytes[r] / (double)(1ULL << 30);
+        uint64_t s = cfg->malloc_seed ^ ((uint64_t)cfg->rank * 0x9E3779B97F4A7C15ULL);
+        splitmix64(&s);
+        double u1 = ((double)(splitmix64(&s) >> 11) + 1.0) / 9007199254740993.0;
+        double u2 = (double)(splitmix64(&s) >> 11) / 9007199254740992.0;
+        double z = sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+        tail = cfg->malloc_ms_per_gib * gib * exp(1.0 * z);
+        if (tail > 60000.0)
+            tail = 60000.0;
+    }
+    return fixed + (int64_t)(tail + 0.5);
+}
+
+static void stop_threads(pto_rt *rt)
+{
+    atomic_store_explicit(&rt->shutdown, 1, memory_order_release);
+    atomic_fetch_add_explicit(&rt->gen, 1, memory_order_acq_rel);
+    pto_futex_wake(&rt->gen, 1 << 30);
+    if (rt->orch_started)
+        pthread_join(rt->orch_th, NULL);
+    for (int i = 0; i < rt->nsched; i++)
+        if (rt->sch[i].started)
+            pthread_join(rt->sch[i].th, NULL);
+    for (int i = 0; i < rt->ncores; i++)
+        if (rt->cores[i].started)
+            pthread_join(rt->cores[i].th, NULL);
+}
+
+static void free_rt(pto_rt *rt)
+{
+    for (int r = 0; r < PTO_RINGS; r++) {
+        free(rt->rings[r].ids);
+        if (rt->rings[r].heap_base)
+            munmap(rt->rings[r].heap_base, rt->rings[r].heap_map);
+    }
+    for (int i = 0; i < rt->nbufs; i++)
+        free(rt->bufs[i].p);
+    free(rt->bufs);
+    free(rt->q.cells);
+    free(rt->sch);
+    free(rt->cores);
+    pthread_mutex_destroy(&rt->api);
+    free(rt);
+}
+
+int pto_rt_create(const pto_rt_config *cfg, pto_rt **out)
+{
+    int64_t t0 = pto_now_ns();
+    if (!cfg)
+        return pto_fail(PTO_E_INVALID_ARG, "pto_rt_create: cfg is NULL");
+    if (!out)
+        return pto_fail(PTO_E_INVALID_ARG, "pto_rt_create: out is NULL");
+    *out = NULL;
+    /* Re-validate: the struct may have been filled by hand. */
+    for (int r = 0; r < PTO_RINGS; r++) {
+        uint64_t w = cfg->task_window[r];
+        if (w < 4 || w > (1ULL << 24) || (w & (w - 1)))
+            return pto_fail(PTO_E_CONFIG, "PTO2_RING_TASK_WINDOW=%llu (ring %d): must be a power "
+                            "of two >= 4 (one value or four comma-separated values)",
+                            (unsigned long long)w, r);
+        if (cfg->heap_bytes[r] < 1024 || cfg->heap_bytes[r] > (1ULL << 36))
+            return pto_fail(PTO_E_CONFIG, "PTO2_RING_HEAP=%llu (ring %d): must be an integer "
+                            "number of bytes >= 1024 (one value or four comma-separated values)",
+                            (unsigned long long)cfg->heap_bytes[r], r);
+        if (cfg->dep_pool[r] < 4 || cfg->dep_pool[r] > (1ULL << 30))
+            return pto_fail(PTO_E_CONFIG, "PTO2_RING_DEP_POOL=%llu (ring %d): must be an integer "
+                            ">= 4 (one value or four comma-separated values)",
+                            (unsigned long long)cfg->dep_pool[r], r);
+    }
+    if (cfg->sched_threads < 1 || cfg->sched_threads > PTO_MAX_SCHED_THREADS)
+        return pto_fail(PTO_E_CONFIG, "PTO_SIM_SCHED_THREADS=%d: must be in [1, %d]",
+                        cfg->sched_threads, PTO_MAX_SCHED_THREADS);
+    if (cfg->cores < 1 || cfg->cores > PTO_MAX_CORES)
+        return pto_fail(PTO_E_CONFIG, "PTO_SIM_CORES=%d: must be in [1, %d]", cfg->cores,
+                        PTO_MAX_CORES);
+    if (cfg->latch_policy != PTO_LATCH_OWNED_WALLCLOCK &&
+        cfg->latch_policy != PTO_LATCH_IDLE_ITERATIONS)
+        return pto_fail(PTO_E_CONFIG, "PTO_LATCH_POLICY=%d: unknown policy", cfg->latch_policy);
+    if (cfg->sched_timeout_ms < 1 || cfg->stream_sync_timeout_ms < 1 ||
+        cfg->max_idle_iterations < 1 || cfg->stall_report_ms < 1)
+        return pto_fail(PTO_E_CONFIG, "timeouts and PTO_MAX_IDLE_ITERATIONS must be >= 1");
+    if (cfg->rank < 0 || cfg->rank > 4095)
+        return pto_fail(PTO_E_CONFIG, "PTO_RANK=%d: must be in [0, 4095]", cfg->rank);
+    if (memchr(cfg->init_delay, '\0', sizeof cfg->init_delay) == NULL)
+        return pto_fail(PTO_E_CONFIG, "PTO_SIM_INIT_DELAY_MS: not NUL-terminated");
+    int64_t probe;
+    int st = pto_rt_init_delay_ms(cfg, &probe);
+    if (st != PTO_OK)
+        return st;
+
+    pto_rt *rt = zalloc(sizeof *rt);
+    if (!rt)
+        return pto_fail(PTO_E_NOMEM, "pto_rt_create: runtime struct");
+    rt->cfg = *cfg;
+    rt->nsched = cfg->sched_threads;
+    rt->ncores = cfg->cores;
+    pthread_mutex_init(&rt->api, NULL);
+    atomic_store(&rt->latch_owner, -1);
+    rt->sch = zalloc((size_t)rt->nsched * sizeof *rt->sch);
+    rt->cores = zalloc((size_t)rt->ncores * sizeof *rt->cores);
+    if (!rt->sch || !rt->cores) {
+        free_rt(rt);
+        return pto_fail(PTO_E_NOMEM, "pto_rt_create: thread tables");
+    }
+
+    /* device_malloc of the 4 rings: injected latency, then lazy reservation */
+    rt->init_delay_ms = init_delay(cfg);
+    pto_sleep_ns(rt->init_delay_ms * 1000000LL);
+    long page = sysconf(_SC_PAGESIZE);
+    for (int r = 0; r < PTO_RINGS; r++) {
+        pto_ring *R = &rt->rings[r];
+        R->mask = cfg->task_window[r] - 1;
+        R->ids = malloc(cfg->task_window[r] * sizeof *R->ids);
+        R->heap_map = (size_t)((cfg->heap_bytes[r] + (uint64_t)page - 1) & ~((uint64_t)page - 1));
+        R->heap_base = mmap(NULL, R->heap_map, PROT_NONE,
+                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (R->heap_base == MAP_FAILED) {
+            R->heap_base = NULL;
+            int e = errno;
+            free_rt(rt);
+            return pto_fail(PTO_E_NOMEM, "reserving ring %d heap of %llu bytes "
+                            "(PTO2_RING_HEAP): %s", r, (unsigned long long)cfg->heap_bytes[r],
+                            strerror(e));
+        }
+        if (!R->ids) {
+            free_rt(rt);
+            return pto_fail(PTO_E_NOMEM, "ring %d task window of %llu slots", r,
+                            (unsigned long long)cfg->task_window[r]);
+        }
+    }
+
+    /* threads: block async signals so Python's handlers stay on the main thread */
+    sigset_t all, old;
+    sigfillset(&all);
+    sigdelset(&all, SIGSEGV);
+    sigdelset(&all, SIGBUS);
+    sigdelset(&all, SIGFPE);
+    sigdelset(&all, SIGILL);
+    sigdelset(&all, SIGABRT);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int err = 0;
+    for (int i = 0; i < rt->ncores && !err; i++) {
+        pto_core *c = &rt->cores[i];
+        c->idx = i;
+        c->rt = rt;
+        c->inflight = -1;
+        err = pthread_create(&c->th, NULL, core_main, c);
+        c->started = !err;
+    }
+    for (int i = 0; i < rt->nsched && !err; i++) {
+        pto_sched *s = &rt->sch[i];
+        s->idx = i;
+        s->rt = rt;
+        err = pthread_create(&s->th, NULL, sched_main, s);
+        s->started = !err;
+    }
+    if (!err) {
+        err = pthread_create(&rt->orch_th, NULL, orch_main, rt);
+        rt->orch_started = !err;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (err) {
+        stop_threads(rt);
+        free_rt(rt);
+        return pto_fail(PTO_E_SYS, "pto_rt_create: pthread_create: %s", strerror(err));
+    }
+    char warn[512];
+    pto_rt_config_check(cfg, warn, sizeof warn);
+    if (warn[0]) {
+        fprintf(stderr, "pto[rank %d] CONFIG WARNING %s\n", cfg->rank, warn);
+        fflush(stderr);
+    }
+    rt->init_ns = pto_now_ns() - t0;
+    *out = rt;
+    pto_clear_error();
+    return PTO_OK;
+}
+
+static int quiesce(pto_rt *rt)
+{
+    int64_t deadline = pto_now_ns() + QUIESCE_LIMIT_NS;
+    uint32_t a;
+    while ((a = atomic_load_explicit(&rt->active, memory_order_acquire)) != 0) {
+        int64_t left = deadline - pto_now_ns();
+        if (left <= 0)
+            return 0;
+        pto_futex_wait(&rt->active, a, left < 10000000 ? left : 10000000);
+    }
+    return 1;
+}
+
+int pto_rt_destroy(pto_rt *rt)
+{
+    if (!rt)
+        return PTO_OK;
+    pto_rt_abort(rt);
+    pthread_mutex_lock(&rt->api);
+    if (rt->in_flight && !quiesce(rt)) {
+        pthread_mutex_unlock(&rt->api);
+        return pto_fail(PTO_E_STATE, "pto_rt_destroy: runtime threads did not stop within 10 s");
+    }
+    if (rt->in_flight && rt->g)
+        rt->g->submitted = 0;
+    pthread_mutex_unlock(&rt->api);
+    stop_threads(rt);
+    while (rt->graphs) {
+        pto_graph *g = rt->graphs;
+        rt->graphs = g->gnext;
+        free_graph(g);
+    }
+    free_rt(rt);
+    return PTO_OK;
+}
+
+int pto_rt_get_config(const pto_rt *rt, pto_rt_config *out)
+{
+    if (!rt || !out)
+        return pto_fail(PTO_E_INVALID_ARG, "pto_rt_get_config: %s is NULL", rt ? "out" : "rt");
+    *out = rt->cfg;
+    return PTO_OK;
+}
+
+int pto_rt_stats_get(const pto_rt *rt, pto_rt_stats *out)
+{
+    if (!rt || !out)
+        return pto_fail(PTO_E_INVALID_ARG, "pto_rt_stats_get: %s is NULL", rt ? "out" : "rt");
+    out->init_ns = rt->init_ns;
+    out->init_delay_ms = rt->init_delay_ms;
+    out->runs = rt->runs;
+    out->tasks_completed = atomic_load(&((pto_rt *)rt)->tasks_total);
+    out->threads = 1 + rt->nsched + rt->ncores;
+    out->sched_threads = rt->nsched;
+    out->cores = rt->ncores;
+    out->rank = rt->cfg.rank;
+    return PTO_OK;
+}
+
+int pto_rt_bind_comm(pto_rt *rt, pto_comm *comm)
+{
+    if (!rt)
+        return pto_fail(PTO_E_INVALID_ARG, "pto_rt_bind_comm: rt is NULL");
+    pthread_mutex_lock(&rt->api);
+    if (rt->in_flight) {
+        pthread_mutex_unlock(&rt->api);
+        return pto_fail(PTO_E_STATE, "pto_rt_bind_comm: a run is in flight");
+    }
+    rt->comm = comm;
+    pthread_mutex_unlock(&rt->api);
+    return PTO_OK;
+}
+
+/* ------------------------------------------------------------------ buffers */
+
+int pto_rt_buffer_alloc(pto_rt *rt, uint64_t nbytes, int32_t *id)
+{
+    if (!rt || !id)
+        return pto_fail(PTO_E_INVALID_ARG, "pto_rt_buffer_alloc: %s is NULL", rt ? "id" : "rt");
+    if (nbytes == 0 || nbytes > (1ULL << 34) || nbytes % 4)
+        return pto_fail(PTO_E_INVALID_ARG, "pto_rt_buffer_alloc: nbytes=%llu must be a positive "
+                        "multiple of 4 (float32) up to 16 GiB", (unsigned long long)nbytes);
+    void *p = calloc(1, nbytes);
+    if (!p)
+        return pto_fail(PTO_E_NOMEM, "pto_rt_buffer_alloc: %llu bytes",
+                        (unsigned long long)nbytes);
+    pthread_mutex_lock(&rt->api);
+    int32_t slot = -1;
+    for (int32_t i = 0; i < rt->nbufs; i++)
+        if (!rt->bufs[i].p) {
+            slot = i;
+            break;
+        }
+    if (slot < 0) {
+        if (rt->nbufs == rt->bufs_cap) {
+            int32_t cap = rt->bufs_cap ? rt->bufs_cap * 2 : 16;
+            void *nb = realloc(rt->bufs, (size_t)cap * sizeof *rt->bufs);
+            if (!nb) {
+                pthread_mutex_unlock(&rt->api);
+                free(p);
+                return pto_fail(PTO_E_NOMEM, "pto_rt_buffer_alloc: buffer table");
+            }
+            rt->bufs = nb;
+            rt->bufs_cap = cap;
+        }
+        slot = rt->nbufs++;
+    }
+    rt->bufs[slot].p = p;
+    rt->bufs[slot].n = nbytes;
+    pthread_mutex_unlock(&rt->api);
+    *id = slot;
+    return PTO_OK;
+}
+
+static int buf_check(pto_rt *rt, const char *fn, int32_t id, uint64_t off, uint64_t n)
+{
+    if (id < 0 || id >= rt->nbufs || !rt->bufs[id].p)
+        return pto_fail(PTO_E_INVALID_ARG, "%s: buffer id %d is not allocated", fn, id);
+    if (off > rt->bufs[id].n || n > rt->bufs[id].n - off)
+        return pto_fail(PTO_E_RANGE, "%s: [%llu, %llu + %llu) outside buffer %d of %llu bytes",
+                        fn, (unsigned long long)off, (unsigned long long)off,
+                        (unsigned long long)n, id, (unsigned long long)rt->bufs[id].n);
+    return PTO_OK;
+}
+
+int pto_rt_buffer_free(pto_rt *rt, int32_t id)
+{
+    if (!rt)
+        return pto_fail(PTO_E_INVALID_ARG, "pto_rt_buffer_free: rt is NULL");
+    pthread_mutex_lock(&rt->api);
+    int st = buf_check(rt, "pto_rt_buffer_free", id, 0, 0);
+    if (st == PTO_OK && rt->in_flight)
+        st = pto_fail(PTO_E_STATE, "pto_rt_buffer_free: a run is in flight");
+    if (st == PTO_OK) {
+        free(rt->bufs[id].p);
+        rt->bufs[id].p = NULL;
+        rt->bufs[id].n = 0;
+    }
+    pthread_mutex_unlock(&rt->api);
+    return st;
+}
+
+int pto_rt_buffer_write(pto_rt *rt, int32_t id, uint64_t off, const void *src, uint64_t n)
+{
+    if (!rt || (!src && n))
+        return pto_fail(PTO_E_INVALID_ARG, "pto_rt_buffer_write: %s is NULL", rt ? "src" : "rt");
+    pthread_mutex_lock(&rt->api);
+    int st = buf_check(rt, "pto_rt_buffer_write", id, off, n);
+    if (st == PTO_OK && n)
+        memcpy((char *)rt->bufs[id].p + off, src, n);
+    pthread_mutex_unlock(&rt->api);
+    return st;
+}
+
+int pto_rt_buffer_read(pto_rt *rt, int32_t id, uint64_t off, void *dst, uint64_t n)
+{
+    if (!rt || (!dst && n))
+        return pto_fail(PTO_E_INVALID_ARG, "pto_rt_buffer_read: %s is NULL", rt ? "dst" : "rt");
+    pthread_mutex_lock(&rt->api);
+    int st = buf_check(rt, "pto_rt_buffer_read", id, off, n);
+    if (st == PTO_OK && n)
+        memcpy(dst, (char *)rt->bufs[id].p + off, n);
+    pthread_mutex_unlock(&rt->api);
+    return st;
+}
+
+/* used by kernels.c under the api lock (submit) */
+int pto_rt_buffer_ptr(pto_rt *rt, int32_t id, uint64_t off, uint64_t n, void **out)
+{
+    int st = buf_check(rt, "device buffer", id, off, n);
+    if (st == PTO_OK)
+        *out = (char *)rt->bufs[id].p + off;
+    return st;
+}
+
+/* ------------------------------------------------------------------ graphs */
+
+int pto_graph_create(pto_rt *rt, pto_graph **out)
+{
+    if (!rt || !out)
+        return pto_fail(PTO_E_INVALID_ARG, "pto_graph_create: %s is NULL", rt ? "out" : "rt");
+    pto_graph *g = calloc(1, sizeof *g);
+    if (!g)
+        return pto_fail(PTO_E_NOMEM, "pto_graph_create");
+    g->rt = rt;
+    pthread_mutex_lock(&rt->api);
+    g->gnext = rt->graphs;
+    if (rt->graphs)
+        rt->graphs->gprev = g;
+    rt->graphs = g;
+    pthread_mutex_unlock(&rt->api);
+    *out = g;
+    return PTO_OK;
+}
+
+static void free_run_state(pto_graph *g)
+{
+    free(g->fanin_left);
+    free(g->consumers_left);
+    free(g->state);
+    free(g->heap_end);
+    g->fanin_left = g->consumers_left = NULL;
+    g->state = NULL;
+    g->heap_end = NULL;
+    g->run_cap = 0;
+}
+
+int pto_graph_destroy(pto_graph *g)
+{
+    if (!g)
+        return PTO_OK;
+    pto_rt *rt = g->rt;
+    pthread_mutex_lock(&rt->api);
+    int busy = g->submitted;
+    if (!busy) {
+        if (g->gprev)
+            g->gprev->gnext = g->gnext;
+        else
+            rt->graphs = g->gnext;
+        if (g->gnext)
+            g->gnext->gprev = g->gprev;
+    }
+    pthread_mutex_unlock(&rt->api);
+    if (busy)
+        return pto_fail(PTO_E_STATE, "pto_graph_destroy: the graph is submitted; sync first");
+    free_graph(g);
+    return PTO_OK;
+}
+
+static void free_graph(pto_graph *g)
+{
+    free(g->t);
+    free(g->fanin);
+    free(g->args);
+    free_run_state(g);
+    free(g->fo_off);
+    free(g->fanout);
+    free(g->rptr);
+    free(g);
+}
+
+static int grow(void **p, int64_t *cap, int64_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 1;
+    int64_t nc = *cap ? *cap : 64;
+    while (nc < need)
+        nc *= 2;
+    void *np = realloc(*p, (size_t)nc * elem);
+    if (!np)
+        return 0;
+    *p = np;
+    *cap = nc;
+    return 1;
+}
+
+static int add_common(pto_graph *g, const pto_task_desc *d, int64_t n, const char *fn,
+                      int64_t extra_edges)
+{
+    if (g->submitted)
+        return pto_fail(PTO_E_STATE, "%s: the graph is submitted; sync first", fn);
+    if (g->n + n > PTO_MAX_GRAPH_TASKS)
+        return pto_fail(PTO_E_RANGE, "%s: a graph holds at most %d tasks", fn,
+                        PTO_MAX_GRAPH_TASKS);
+    if (!grow((void **)&g->t, &g->cap, g->n + n, sizeof *g->t) ||
+        !grow((void **)&g->fanin, &g->edges_cap, g->nedges + extra_edges, sizeof *g->fanin) ||
+        !grow((void **)&g->args, &g->args_cap, g->nargs + 1, sizeof *g->args))
+        return pto_fail(PTO_E_NOMEM, "%s: growing the graph", fn);
+    (void)d;
+    return PTO_OK;
+}
+
+static uint32_t store_arg(pto_graph *g, const pto_task_desc *d)
+{
+    if (d->kernel == PTO_K_NOOP || d->kernel == PTO_K_HANG || d->kernel == PTO_K_EVENT)
+        return UINT32_MAX;
+    g->args[g->nargs] = *d;
+    if (d->kernel == PTO_K_NOTIFY || d->kernel == PTO_K_WAIT || d->dst.space == PTO_MEM_COMM ||
+        d->src0.space == PTO_MEM_COMM || d->src1.space == PTO_MEM_COMM)
+        g->has_comm = 1;
+    return (uint32_t)g->nargs++;
+}
+
+int pto_graph_add(pto_graph *g, const pto_task_desc *d, const int64_t *deps, int64_t ndeps,
+                  int64_t *out_id)
+{
+    if (!g || !d)
+        return pto_fail(PTO_E_INVALID_ARG, "pto_graph_add: %s is NULL", g ? "desc" : "graph");
+    if (ndeps < 0 || ndeps > 0x7fffffff || (ndeps && !deps))
+        return pto_fail(PTO_E_INVALID_ARG, "pto_graph_add: ndeps=%lld invalid (deps %s)",
+                        (long long)ndeps, deps ? "given" : "NULL");
+    pto_rt *rt = g->rt;
+    pthread_mutex_lock(&rt->api);
+    int st = pto_kernel_validate(rt, d, ndeps, "pto_graph_add");
+    for (int64_t i = 0; st == PTO_OK && i < ndeps; i++)
+        if (deps[i] < 0 || deps[i] >= g->n)
+            st = pto_fail(PTO_E_INVALID_ARG, "pto_graph_add: deps[%lld]=%lld is not a task of "
+                          "this graph (ids so far: 0..%lld)", (long long)i, (long long)deps[i],
+                          (long long)g->n - 1);
+    if (st == PTO_OK)
+        st = add_common(g, d, 1, "pto_graph_add", ndeps);
+    if (st == PTO_OK) {
+        pto_task_static *ts = &g->t[g->n];
+        memset(ts, 0, sizeof *ts);
+        ts->kernel = (uint8_t)d->kernel;
+        ts->ring = (uint8_t)d->ring;
+        ts->heap_bytes = d->heap_bytes;
+        ts->nfanin = (uint32_t)ndeps;
+        ts->fanin_off = (uint64_t)g->nedges;
+        for (int64_t i = 0; i < ndeps; i++)
+            g->fanin[g->nedges++] = (uint32_t)deps[i];
+        ts->arg = store_arg(g, d);
+        if (out_id)
+            *out_id = g->n;
+        g->n++;
+        g->csr_valid = 0;
+    }
+    pthread_mutex_unlock(&rt->api);
+    return st;
+}
+
+int pto_graph_add_many(pto_graph *g, const pto_task_desc *d, int64_t n, int32_t mode, int64_t dep,
+                       int64_t *first_id)
+{
+    if (!g || !d)
+        return pto_fail(PTO_E_INVALID_ARG, "pto_graph_add_many: %s is NULL",
+                        g ? "desc" : "graph");
+    if (n < 1 || n > PTO_MAX_GRAPH_TASKS)
+        return pto_fail(PTO_E_INVALID_ARG, "pto_graph_add_many: n=%lld must be in [1, %d]",
+                        (long long)n, PTO_MAX_GRAPH_TASKS);
+    if (mode < PTO_MANY_INDEPENDENT || mode > PTO_MANY_FANOUT)
+        return pto_fail(PTO_E_INVALID_ARG, "pto_graph_add_many: mode=%d must be 0 (independent),"
+                        " 1 (chain) or 2 (fan-out)", mode);
+    if (d->kernel == PTO_K_EVENT)
+        return pto_fail(PTO_E_INVALID_ARG, "pto_graph_add_many: event tasks are added one by one");
+    pto_rt *rt = g->rt;
+    pthread_mutex_lock(&rt->api);
+    int st = pto_kernel_validate(rt, d, mode == PTO_MANY_INDEPENDENT ? 0 : 1,
+                                 "pto_graph_add_many");
+    if (st == PTO_OK && mode == PTO_MANY_FANOUT && (dep < 0 || dep >= g->n))
+        st = pto_fail(PTO_E_INVALID_ARG, "pto_graph_add_many: dep=%lld is not a task of this "
+                      "graph (ids so far: 0..%lld)", (long long)dep, (long long)g->n - 1);
+    int64_t edges = mode == PTO_MANY_INDEPENDENT ? 0 : (mode == PTO_MANY_CHAIN ? n - 1 : n);
+    if (st == PTO_OK)
+        st = add_common(g, d, n, "pto_graph_add_many", edges);
+    if (st == PTO_OK) {
+        uint32_t arg = store_arg(g, d);
+        int64_t first = g->n;
+        for (int64_t i = 0; i < n; i++) {
+            pto_task_static *ts = &g->t[g->n];
+            memset(ts, 0, sizeof *ts);
+            ts->kernel = (uint8_t)d->kernel;
+            ts->ring = (uint8_t)d->ring;
+            ts->heap_bytes = d->heap_bytes;
+            ts->arg = arg;
+            ts->fanin_off = (uint64_t)g->nedges;
+            if (mode == PTO_MANY_CHAIN && i > 0) {
+                ts->nfanin = 1;
+                g->fanin[g->nedges++] = (uint32_t)(g->n - 1);
+            } else if (mode == PTO_MANY_FANOUT) {
+                ts->nfanin = 1;
+                g->fanin[g->nedges++] = (uint32_t)dep;
+            }
+            g->n++;
+        }
+        g->csr_valid = 0;
+        if (first_id)
+            *first_id = first;
+    }
+    pthread_mutex_unlock(&rt->api);
+    return st;
+}
+
+int pto_graph_size(const pto_graph *g, int64_t *out)
+{
+    if (!g || !out)
+        return pto_fail(PTO_E_INVALID_ARG, "pto_graph_size: %s is NULL", g ? "out" : "graph");
+    *out = g->n;
+    return PTO_OK;
+}
+
+static int build_csr(pto_graph *g)
+{
+    if (g->csr_valid)
+        return PTO_OK;
+    free(g->fo_off);
+    free(g->fanout);
+    g->fo_off = calloc((size_t)g->n + 1, sizeof *g->fo_off);
+    g->fanout = malloc(((size_t)g->nedges + 1) * sizeof *g->fanout);
+    if (!g->fo_off || !g->fanout)
+        return pto_fail(PTO_E_NOMEM, "pto_rt_submit: fanout lists of %lld edges",
+                        (long long)g->nedges);
+    for (int64_t e = 0; e < g->nedges; e++)
+        g->fo_off[g->fanin[e] + 1]++;
+    for (int64_t i = 0; i < g->n; i++)
+        g->fo_off[i + 1] += g->fo_off[i];
+    uint64_t *fill = malloc(((size_t)g->n + 1) * sizeof *fill);
+    if (!fill)
+        return pto_fail(PTO_E_NOMEM, "pto_rt_submit: fanout lists");
+    memcpy(fill, g->fo_off, ((size_t)g->n + 1) * sizeof *fill);
+    for (int64_t c = 0; c < g->n; c++) /* consumers in increasing order: lists come sorted */
+        for (uint32_t i = 0; i < g->t[c].nfanin; i++)
+            g->fanout[fill[g->fanin[g->t[c].fanin_off + i]]++] = (uint32_t)c;
+    free(fill);
+    g->csr_valid = 1;
+    return PTO_OK;
+}
+
+static int prepare(pto_rt *rt, pto_graph *g)
+{
+    int st = build_csr(g);
+    if (st != PTO_OK)
+        return st;
+    if (g->run_cap < g->n) {
+        free_run_state(g);
+        size_t n = (size_t)g->n;
+        g->fanin_left = malloc(n * sizeof *g->fanin_left);
+        g->consumers_left = malloc(n * sizeof *g->consumers_left);
+        g->state = malloc(n * sizeof *g->state);
+        g->heap_end = malloc(n * sizeof *g->heap_end);
+        if (!g->fanin_left || !g->consumers_left || !g->state || !g->heap_end) {
+            free_run_state(g);
+            return pto_fail(PTO_E_NOMEM, "pto_rt_submit: run state of %lld tasks",
+                            (long long)g->n);
+        }
+        g->run_cap = g->n;
+    }
+    if (g->has_comm && !rt->comm)
+        return pto_fail(PTO_E_STATE, "pto_rt_submit: the graph uses the comm window "
+                        "(notify/wait or comm operands) but no comm window is bound "
+                        "(pto_rt_bind_comm)");
+    if (!grow((void **)&g->rptr, &g->rptr_cap, 3 * g->nargs, sizeof *g->rptr))
+        return pto_fail(PTO_E_NOMEM, "pto_rt_submit: operands");
+    for (int64_t a = 0; a < g->nargs; a++) {
+        st = pto_kernel_validate(rt, &g->args[a], 0, "pto_rt_submit");
+        if (st == PTO_OK)
+            st = pto_kernel_resolve(rt, &g->args[a], &g->rptr[3 * a], -1);
+        if (st != PTO_OK)
+            return st;
+    }
+    for (int64_t i = 0; i < g->n; i++) {
+        int32_t extra = g->t[i].kernel == PTO_K_EVENT ? 2 : 1; /* publish (+ fire) */
+        atomic_store_explicit(&g->fanin_left[i], (int32_t)g->t[i].nfanin + extra,
+                              memory_order_relaxed);
+        atomic_store_explicit(&g->consumers_left[i],
+                              (int32_t)(g->fo_off[i + 1] - g->fo_off[i]) + 1,
+                              memory_order_relaxed);
+        atomic_store_explicit(&g->state[i], PTO_TS_PENDING, memory_order_relaxed);
+    }
+    return q_reserve(&rt->q, (uint64_t)g->n);
+}
+
+/* ------------------------------------------------------------------ runs */
+
+int pto_rt_submit(pto_rt *rt, pto_graph *g)
+{
+    if (!rt || !g)
+        return pto_fail(PTO_E_INVALID_ARG, "pto_rt_submit: %s is NULL", rt ? "graph" : "rt");
+    if (g->rt != rt)
+        return pto_fail(PTO_E_INVALID_ARG, "pto_rt_submit: the graph belongs to another runtime");
+    pthread_mutex_lock(&rt->api);
+    int st = PTO_OK;
+    if (rt->broken)
+        st = pto_fail(PTO_E_STATE, "pto_rt_submit: runtime threads did not stop after an "
+                      "earlier run; close the runtime");
+    else if (rt->in_flight)
+        st = pto_fail(PTO_E_STATE, "pto_rt_submit: a run is already in flight; sync first");
+    else if (g->n > 0x7ffffffeLL)
+        st = pto_fail(PTO_E_RANGE, "pto_rt_submit: graph too large");
+    if (st == PTO_OK)
+        st = prepare(rt, g);
+    if (st != PTO_OK) {
+        pthread_mutex_unlock(&rt->api);
+        return st;
+    }
+    for (int r = 0; r < PTO_RINGS; r++) {
+        pto_ring *R = &rt->rings[r];
+        R->head = R->tail = R->heap_head = R->heap_tail = R->dep_used = 0;
+        atomic_store(&R->dump_used, 0);
+    }
+    for (int c = 0; c < rt->ncores; c++) {
+        pto_core *k = &rt->cores[c];
+        atomic_store_explicit(&k->data, 0, memory_order_relaxed);
+        atomic_store_explicit(&k->cond, 0, memory_order_relaxed);
+        atomic_store_explicit(&k->cur, 0, memory_order_relaxed);
+        k->inflight = -1;
+    }
+    rt->g = g;
+    rt->total = g->n;
+    atomic_store(&rt->completed, 0);
+    atomic_store(&rt->completed_core, 0);
+    atomic_store(&rt->published, 0);
+    atomic_store(&rt->progress_epoch, 0);
+    atomic_store(&rt->latch_owner, -1);
+    atomic_store(&rt->latch_attempts, 0);
+    atomic_store(&rt->orch_code, 0);
+    atomic_store(&rt->sched_code, 0);
+    rt->sub_class = 0;
+    rt->stuck_task = -1;
+    rt->latch_core = rt->latch_ring = -1;
+    rt->latch_completed = rt->latch_total = 0;
+    rt->latch_msg[0] = '\0';
+    g->submitted = 1;
+    rt->in_flight = 1;
+    rt->runs++;
+    rt->submit_ns = pto_now_ns();
+    if (g->n == 0) {
+        atomic_store(&rt->active, 0);
+        atomic_store_explicit(&rt->stop, PTO_RUN_DONE, memory_order_release);
+    } else {
+        atomic_store(&rt->active, (uint32_t)(1 + rt->nsched + rt->ncores));
+        atomic_store_explicit(&rt->stop, PTO_RUN_RUNNING, memory_order_release);
+        atomic_fetch_add_explicit(&rt->gen, 1, memory_order_acq_rel);
+        pto_futex_wake(&rt->gen, 1 << 30);
+    }
+    pthread_mutex_unlock(&rt->api);
+    return PTO_OK;
+}
+
+static void fill_info(pto_rt *rt, pto_rt_error_info *info)
+{
+    if (!info)
+        return;
+    memset(info, 0, sizeof *info);
+    info->orch_error_code = atomic_load(&rt->orch_code);
+    info->sched_error_code = atomic_load(&rt->sched_code);
+    info->latch_thread = atomic_load(&rt->latch_owner);
+    info->latch_attempts = atomic_load(&rt->latch_attempts);
+    int latched = info->latch_thread >= 0;
+    info->sub_class = latched ? rt->sub_class : 0;
+    info->stuck_task = latched ? rt->stuck_task : -1;
+    info->core = latched ? rt->latch_core : -1;
+    info->ring = latched ? rt->latch_ring : -1;
+    info->completed = latched ? rt->latch_completed : atomic_load(&rt->completed);
+    info->total = rt->total;
+    info->elapsed_us = (rt->end_ns - rt->submit_ns) / 1000;
+}
+
+int pto_rt_sync(pto_rt *rt, int64_t timeout_ms, pto_rt_error_info *info)
+{
+    if (!rt)
+        return pto_fail(PTO_E_INVALID_ARG, "pto_rt_sync: rt is NULL");
+    if (timeout_ms == 0 || timeout_ms < PTO_SYNC_FOREVER)
+        return pto_fail(PTO_E_INVALID_ARG, "pto_rt_sync: timeout_ms=%lld must be > 0, "
+                        "PTO_SYNC_DEFAULT (-1) or PTO_SYNC_FOREVER (-2)", (long long)timeout_ms);
+    pthread_mutex_lock(&rt->api);
+    int in_flight = rt->in_flight;
+    pthread_mutex_unlock(&rt->api);
+    if (!in_flight)
+        return pto_fail(PTO_E_STATE, "pto_rt_sync: nothing submitted");
+    if (timeout_ms == PTO_SYNC_DEFAULT)
+        timeout_ms = rt->cfg.stream_sync_timeout_ms;
+    int64_t deadline = timeout_ms > 0 ? rt->submit_ns + timeout_ms * 1000000LL : INT64_MAX;
+    uint32_t s;
+    while ((s = atomic_load_explicit(&rt->stop, memory_order_acquire)) == PTO_RUN_RUNNING) {
+        int64_t left = deadline == INT64_MAX ? 100000000 : deadline - pto_now_ns();
+        if (left <= 0) {
+            finish_run(rt, PTO_RUN_TIMEOUT);
+            continue;
+        }
+        pto_futex_wait(&rt->stop, PTO_RUN_RUNNING, left < 100000000 ? left : 100000000);
+    }
+    rt->end_ns = pto_now_ns();
+    pthread_mutex_lock(&rt->api);
+    int quiet = quiesce(rt);
+    if (!quiet)
+        rt->broken = 1;
+    atomic_fetch_add(&rt->tasks_total, atomic_load(&rt->completed));
+    fill_info(rt, info);
+    rt->in_flight = 0;
+    if (rt->g)
+        rt->g->submitted = 0;
+    atomic_store_explicit(&rt->stop, PTO_RUN_IDLE, memory_order_release);
+    int64_t done = atomic_load(&rt->completed);
+    int st = PTO_OK;
+    if (s == PTO_RUN_ERROR) {
+        int oc = atomic_load(&rt->orch_code), sc = atomic_load(&rt->sched_code);
+        st = pto_fail(oc ? PTO_E_ORCH : PTO_E_SCHED, "%s=%d %s: %s",
+                      oc ? "orch_error_code" : "sched_error_code", oc ? oc : sc,
+                      pto_error_name(oc ? oc : sc), rt->latch_msg);
+    } else if (s == PTO_RUN_TIMEOUT) {
+        st = pto_fail(PTO_E_STREAM_SYNC_TIMEOUT, "stream sync timed out after %lld ms "
+                      "(PTO_STREAM_SYNC_TIMEOUT_MS or the run's timeout); completed %lld/%lld "
+                      "tasks; the run was aborted", (long long)timeout_ms, (long long)done,
+                      (long long)rt->total);
+    } else if (s == PTO_RUN_ABORT) {
+        st = pto_fail(PTO_E_ABORTED, "the run was aborted; completed %lld/%lld tasks",
+                      (long long)done, (long long)rt->total);
+    }
+    if (!quiet && st == PTO_OK)
+        st = pto_fail(PTO_E_STATE, "runtime threads did not stop within 10 s");
+    pthread_mutex_unlock(&rt->api);
+    if (st == PTO_OK)
+        pto_clear_error();
+    return st;
+}
+
+int pto_rt_run(pto_rt *rt, pto_graph *g, int64_t timeout_ms, pto_rt_error_info *info)
+{
+    if (timeout_ms == 0 || timeout_ms < PTO_SYNC_FOREVER)
+        return pto_fail(PTO_E_INVALID_ARG, "pto_rt_run: timeout_ms=%lld must be > 0, "
+                        "PTO_SYNC_DEFAULT (-1) or PTO_SYNC_FOREVER (-2)", (long long)timeout_ms);
+    int st = pto_rt_submit(rt, g);
+    if (st != PTO_OK)
+        return st;
+    return pto_rt_sync(rt, timeout_ms, info);
+}
+
+int pto_rt_fire_event(pto_rt *rt, int64_t task)
+{
+    if (!rt)
+        return pto_fail(PTO_E_INVALID_ARG, "pto_rt_fire_event: rt is NULL");
+    pthread_mutex_lock(&rt->api);
+    int st = PTO_OK;
+    pto_graph *g = rt->g;
+    if (!rt->in_flight || atomic_load(&rt->stop) != PTO_RUN_RUNNING)
+        st = pto_fail(PTO_E_STATE, "pto_rt_fire_event: no run in flight");
+    else if (task < 0 || task >= g->n)
+        st = pto_fail(PTO_E_INVALID_ARG, "pto_rt_fire_event: task %lld is not a task of the "
+                      "running graph", (long long)task);
+    else if (g->t[task].kernel != PTO_K_EVENT)
+        st = pto_fail(PTO_E_INVALID_ARG, "pto_rt_fire_event: task %lld is a %s task, not an "
+                      "event", (long long)task, pto_kernel_name(g->t[task].kernel));
+    else if (atomic_load(&g->state[task]) != PTO_TS_PENDING)
+        st = pto_fail(PTO_E_STATE, "pto_rt_fire_event: event %lld already fired",
+                      (long long)task);
+    if (st == PTO_OK) {
+        atomic_store(&g->state[task], PTO_TS_READY); /* marks "fired" before arrival */
+        arrive(rt, g, (uint32_t)task);
+    }
+    pthread_mutex_unlock(&rt->api);
+    return st;
+}
+
+int pto_rt_abort(pto_rt *rt)
+{
+    if (!rt)
+        return pto_fail(PTO_E_INVALID_ARG, "pto_rt_abort: rt is NULL");
+    finish_run(rt, PTO_RUN_ABORT);
+    return PTO_OK;
+}
+
+/* ------------------------------------------------------------------ dump */
+
+int pto_rt_dump_state(pto_rt *rt, char *buf, size_t cap)
+{
+    if (!rt || !buf || cap == 0)
+        return pto_fail(PTO_E_INVALID_ARG, "pto_rt_dump_state: %s",
+                        !rt ? "rt is NULL" : "buf is NULL or cap is 0");
+    static const char *const runs[] = {"idle", "running", "done", "error", "aborted",
+                                       "stream-sync-timeout"};
+    static const char *const res_name[] = {"", "task window", "heap", "dep pool"};
+    size_t off = 0;
+    int64_t now = pto_now_ns();
+#define OUT(...)                                                                               \
+    do {                                                                                       \
+        if (off < cap) {                                                                       \
+            int k_ = snprintf(buf + off, cap - off, __VA_ARGS__);                              \
+            if (k_ > 0)                                                                        \
+                off += (size_t)k_;                                                             \
+        }                                                                                      \
+    } while (0)
+    uint32_t stop = atomic_load(&rt->stop);
+    int64_t pub = atomic_load(&rt->published), done = atomic_load(&rt->completed);
+    OUT("runtime rank %d: run %s, tasks completed %lld / published %lld / total %lld, "
+        "running %lld, ready %lld; policy %s\n",
+        rt->cfg.rank, stop < 6 ? runs[stop] : "?", (long long)done, (long long)pub,
+        (long long)rt->total, (long long)running_estimate(rt), (long long)ready_estimate(rt),
+        rt->cfg.latch_policy == PTO_LATCH_OWNED_WALLCLOCK ? "owned-wallclock" : "idle-iterations");
+    int os = atomic_load(&rt->orch_state);
+    if (os == 2) {
+        int r = atomic_load(&rt->orch_block_ring), res = atomic_load(&rt->orch_block_res);
+        OUT("  orchestrator: blocked before task %lld on ring %d %s (%llu slots in use)\n",
+            (long long)atomic_load(&rt->orch_next), r, res_name[res & 3],
+            (unsigned long long)atomic_load(&rt->rings[r & 3].dump_used));
+    } else {
+        OUT("  orchestrator: %s\n", os == 0 ? "parked" : os == 1 ? "submitting" : "done");
+    }
+    for (int i = 0; i < rt->nsched; i++) {
+        pto_sched *s = &rt->sch[i];
+        int st = atomic_load(&s->state);
+        if (st == 2)
+            OUT("  sched%d: idle %.1f ms (%lld iterations)\n", i,
+                (double)(now - atomic_load(&s->idle_since_ns)) / 1e6,
+                (long long)atomic_load(&s->idle_iters));
+        else
+            OUT("  sched%d: %s\n", i, st == 0 ? "parked" : "dispatching");
+    }
+    for (int c = 0; c < rt->ncores; c++) {
+        pto_core *k = &rt->cores[c];
+        uint32_t cur = atomic_load(&k->cur);
+        if (cur)
+            OUT("  core%d (sched%d): running task %u (%s) for %.1f ms\n", c, c % rt->nsched,
+                cur - 1, pto_kernel_name(atomic_load(&k->cur_kernel)),
+                (double)(now - atomic_load(&k->cur_since_ns)) / 1e6);
+        else
+            OUT("  core%d (sched%d): %s\n", c, c % rt->nsched,
+                atomic_load(&k->parked) ? "parked" : "idle");
+    }
+    int owner = atomic_load(&rt->latch_owner);
+    /* the message is complete once a code is published (release in latch()) */
+    if (owner >= 0 && (atomic_load_explicit(&rt->orch_code, memory_order_acquire) ||
+                       atomic_load_explicit(&rt->sched_code, memory_order_acquire)))
+        OUT("  latched by %s%d: %s\n", owner == PTO_LATCH_THREAD_ORCH ? "orchestrator" : "sched",
+            owner == PTO_LATCH_THREAD_ORCH ? 0 : owner, rt->latch_msg);
+#undef OUT
+    if (off >= cap)
+        buf[cap - 1] = '\0';
+    return PTO_OK;
+}

@@ -1,0 +1,787 @@
+"""Chip workers and the INIT_DONE barrier: one process per rank, driven through shared-memory
+mailboxes.
+
+``World.start(WorldConfig(devices=(0, 1)))`` forks one chip worker per device from the zygote
+(:mod:`libpto._zygote`); each initialises its libpto runtime bound to the world's comm window
+and publishes INIT_DONE (or INIT_FAILED with its error). With ``init_barrier`` on (the fix of
+DESIGN section 1) the parent waits for every rank before it dispatches anything, then resets each
+mailbox to IDLE; off, each rank picks up its first task as soon as its own init is done, which
+reproduces the old behaviour where a fast rank's op budget pays for a slow peer's init.
+
+``World.run(op, *args)`` sends a module-level op by reference to every rank and returns the
+per-rank results in rank order, or raises the first failing rank's error (see
+:class:`libpto.errors.RankError`). A failed world is closed; nothing it started outlives it.
+
+Environment read here (besides what WorldConfig passes on to the ranks):
+ - ``PTO_MBOX_PAYLOAD_BYTES`` (owner): capacity of each mailbox channel, default 1 MiB; a task
+   frame or a result larger than that fails with an error naming the limit.
+ - ``PTO_CHIP_INIT_HOOK=module:function`` (a rank's env, e.g. via ``rank_env``): called with
+   the chip after its runtime is up and before INIT_DONE, to inject init behaviour (tests use it
+   to make one rank fail, die or stall during init).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from libpto import _procs
+from libpto._comm import CommWindow, new_name
+from libpto._mailbox import DEFAULT_PAYLOAD_BYTES, Channel, Mailbox, Stamp, State, now_ns
+from libpto._worker import INIT_HOOK_ENV, Chip
+from libpto._worker_frames import Failure, OpRef, decode_result, encode_task
+from libpto.errors import (
+    CommTimeout,
+    ConfigError,
+    InitFailed,
+    InitTimeout,
+    InvalidArgument,
+    PeerDead,
+    PtoError,
+    RankCrashed,
+    RankHang,
+    RankOpFailed,
+    RuntimeStateError,
+)
+
+__all__ = [
+    "INIT_HOOK_ENV",
+    "Chip",
+    "World",
+    "WorldConfig",
+    "cleanup_stale",
+    "start_zygote",
+]
+
+PAYLOAD_ENV = "PTO_MBOX_PAYLOAD_BYTES"
+DEFAULT_LOGS_RE = r"pto-logs-(\d+)-[a-z0-9_]{8}"  # tempfile.mkdtemp(prefix=f"pto-logs-{pid}-")
+SHUTDOWN_GRACE = 2.0  # seconds a rank gets to leave after SHUTDOWN before it is killed
+STARTUP_GRACE = 0.5  # the same, when a failed start rolls back (a rank stuck in init won't leave)
+KILL_WAIT = 5.0  # seconds to wait for killed ranks to be reaped
+STACKS_WAIT = 1.0  # seconds ranks get to answer a stack request
+FAILURE_SETTLE = 0.05  # after a first failure, how long to let other ranks report (for blame)
+POLL_SLICE_MS = 100  # longest single sleep of a wait loop (zygote liveness, deadlines)
+
+cleanup_stale = _procs.cleanup_stale
+start_zygote = _procs.start_zygote
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """How to start a world of chip workers (one rank per device)."""
+
+    devices: tuple[int, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    rank_env: Mapping[int, Mapping[str, str]] = field(default_factory=dict)
+    init_barrier: bool = True
+    init_timeout: float = 60.0
+    round_timeout: float | None = None
+    log_dir: Path | None = None
+    platform: str = "sim"
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        devices = tuple(self.devices) if not isinstance(self.devices, tuple) else self.devices
+        if not devices:
+            raise InvalidArgument("WorldConfig.devices: must name at least one device")
+        for d in devices:
+            if isinstance(d, bool) or not isinstance(d, int) or d < 0:
+                raise InvalidArgument(f"WorldConfig.devices: {d!r} is not a device id (int >= 0)")
+        if len(set(devices)) != len(devices):
+            raise InvalidArgument(f"WorldConfig.devices: {devices} names a device twice")
+        object.__setattr__(self, "devices", devices)
+        _check_env("WorldConfig.env", self.env)
+        for rank, env in self.rank_env.items():
+            if not isinstance(rank, int) or not 0 <= rank < len(devices):
+                raise InvalidArgument(
+                    f"WorldConfig.rank_env: rank {rank!r} is not in [0, {len(devices)})"
+                )
+            _check_env(f"WorldConfig.rank_env[{rank}]", env)
+        if not self.init_timeout > 0:
+            raise InvalidArgument(f"WorldConfig.init_timeout={self.init_timeout}: must be > 0")
+        if self.round_timeout is not None and not self.round_timeout > 0:
+            raise InvalidArgument(
+                f"WorldConfig.round_timeout={self.round_timeout}: must be > 0 or None"
+            )
+        if self.platform != "sim":
+            raise InvalidArgument(
+                f"WorldConfig.platform={self.platform!r}: unknown platform (known: 'sim')"
+            )
+
+    @property
+    def size(self) -> int:
+        return len(self.devices)
+
+
+def _check_env(source: str, env: Mapping[str, str]) -> None:
+    for key, value in env.items():
+        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+            raise InvalidArgument(f"{source}: {key!r} is not a valid environment variable name")
+        if not isinstance(value, str) or "\0" in value:
+            raise InvalidArgument(f"{source}[{key}]: value {value!r} must be a string")
+
+
+def _payload_bytes() -> int:
+    raw = os.environ.get(PAYLOAD_ENV)
+    if raw is None:
+        return DEFAULT_PAYLOAD_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not 4096 <= value <= 1 << 30:
+        raise ConfigError(f"{PAYLOAD_ENV}={raw}: must be an integer in [4096, 1073741824]")
+    return value
+
+
+_default_log_root: Path | None = None
+_stale_checked = False
+
+
+def _default_log_dir() -> Path:
+    global _default_log_root
+    if _default_log_root is None or not _default_log_root.exists():
+        # per process, removed at exit (or by a later process if this one is killed):
+        # pass WorldConfig.log_dir to keep logs
+        _procs.sweep_dead_owner_files(Path(tempfile.gettempdir()), DEFAULT_LOGS_RE)
+        _default_log_root = Path(tempfile.mkdtemp(prefix=f"pto-logs-{os.getpid()}-"))
+        atexit.register(shutil.rmtree, _default_log_root, True)
+    return _default_log_root
+
+
+def _cleanup_stale_once() -> None:
+    global _stale_checked
+    if _stale_checked:
+        return
+    _stale_checked = True
+    with contextlib.suppress(Exception):  # a courtesy: starting must not depend on it
+        cleanup_stale()
+
+
+class World:
+    """N chip-worker processes, one per device, and the mailboxes that drive them."""
+
+    def __init__(self, config: WorldConfig) -> None:
+        self.config = config
+        self.size = config.size
+        self.devices = config.devices
+        self.name = config.name
+        self.logs: dict[int, Path] = {}
+        self.init_ms: dict[int, float] = {}
+        self.init_skew_ms: float | None = None
+        self._mbox: Mailbox | None = None
+        self._mbox_name = ""
+        self._comm: CommWindow | None = None
+        self._comm_name = ""
+        self._zygote: _procs.Zygote | None = None
+        self._pids: list[int] = []
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._stamps: dict[int, dict[Stamp, int]] = {}
+        self._op_spans: list[tuple[int, int, int, int]] = []  # (run, rank, start_ns, end_ns)
+        self._teardown: dict[int, tuple[int, int]] = {}
+        self._runs = 0
+        self._t_start = 0.0
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+
+    # -- start ------------------------------------------------------------------------------------
+    @classmethod
+    def start(cls, config: WorldConfig) -> World:
+        """Start every rank; with the barrier on, return once all are initialised.
+
+        Raises InitFailed / InitTimeout / RankCrashed naming the rank; nothing is left behind."""
+        world = cls(config)
+        try:
+            world._spawn()
+            if config.init_barrier:
+                world._barrier()
+        except BaseException:
+            # rollback: ranks that are up leave gracefully, the rest are killed after a grace
+            world._close(grace=STARTUP_GRACE)
+            raise
+        return world
+
+    def _spawn(self) -> None:
+        _cleanup_stale_once()
+        cfg = self.config
+        self._mbox_name = new_name("mbox")
+        self._mbox = Mailbox.create(self._mbox_name, self.size, _payload_bytes())
+        self._comm, self._comm_name = _create_comm(self.size)
+        log_dir = Path(cfg.log_dir) if cfg.log_dir is not None else _default_log_dir()
+        if cfg.log_dir is None:
+            log_dir = log_dir / self._mbox_name.removeprefix("pto-mbox-")
+        log_dir.mkdir(parents=True, exist_ok=True)
+        base = dict(os.environ)
+        base.update(cfg.env)
+        label = cfg.name or self._mbox_name
+        specs = []
+        for rank, device in enumerate(self.devices):
+            env = dict(base)
+            env.update(cfg.rank_env.get(rank, {}))
+            env.update(
+                PTO_RANK=str(rank),
+                PTO_WORLD_SIZE=str(self.size),
+                PTO_DEVICE_ID=str(device),
+                ASCEND_RT_VISIBLE_DEVICES=str(device),
+                PTO_COMM_NAME=self._comm_name,
+            )
+            self.logs[rank] = log_dir / f"rank{rank}.log"
+            specs.append(
+                {
+                    "rank": rank,
+                    "size": self.size,
+                    "device_id": device,
+                    "mbox": self._mbox_name,
+                    "owner": os.getpid(),
+                    "env": env,
+                    "log": str(self.logs[rank]),
+                    "cwd": os.getcwd(),
+                    "world": "".join(c if c.isalnum() or c in "-_.:/[]" else "_" for c in label)[
+                        :80
+                    ],
+                }
+            )
+        segments = [s for s in (self._mbox_name, self._comm_name) if s]
+        _procs.register_world(self)
+        self._t_start = time.monotonic()
+        t_spawn = now_ns()
+        zygote = _procs.get_zygote()
+        pids = zygote.spawn(self._mbox_name, specs, segments, t_spawn)
+        if pids is None:  # the zygote preloaded a module that started a thread: replace it
+            zygote = _procs.get_zygote(blocked={zygote.culprit} - {""})
+            pids = zygote.spawn(self._mbox_name, specs, segments, t_spawn)
+            if pids is None:
+                raise RuntimeStateError(f"pto-zygote is unusable: {zygote.tainted}")
+        self._zygote = zygote
+        self._pids = pids
+        self._finalizer = weakref.finalize(
+            self, _finalize, list(pids), list(segments), self._mbox, self._comm
+        )
+
+    # -- barrier ----------------------------------------------------------------------------------
+    def _barrier(self) -> None:
+        mbox = self._require_mbox()
+        deadline = self._t_start + self.config.init_timeout
+        pending = set(range(self.size))
+        while pending:
+            bell = mbox.doorbell()
+            failures = []
+            for rank in sorted(pending):
+                state = mbox.load(rank)
+                if state == State.INIT_DONE:
+                    pending.discard(rank)
+                elif state == State.INIT_FAILED:
+                    failures.append((mbox.time(rank, Stamp.INIT_END), rank))
+                elif mbox.exit_status(rank) is not None:
+                    failures.append((mbox.time(rank, Stamp.EXIT), rank))
+            if failures:
+                raise self._init_error(min(failures)[1])
+            if not pending:
+                break
+            self._check_zygote(pending, "before INIT_DONE")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise self._init_timeout(sorted(pending))
+            mbox.doorbell_wait(bell, min(POLL_SLICE_MS, max(1, int(left * 1000))))
+        for rank in range(self.size):
+            mbox.stamp(rank, Stamp.RELEASE)
+            mbox.cas(rank, State.INIT_DONE, State.IDLE)
+        self._snapshot()
+
+    def _init_error(self, rank: int) -> PtoError:
+        mbox = self._require_mbox()
+        if mbox.load(rank) == State.INIT_FAILED:
+            ok, failure = decode_result(mbox.read(rank, Channel.INIT))
+            assert not ok and isinstance(failure, Failure)
+            err = failure.pto
+            details = _error_details(err)
+            return InitFailed(
+                f"rank {rank}: INIT_FAILED: {failure.text}",
+                code=err.code if err else 0,
+                name=err.name if err else failure.type_name,
+                rank=rank,
+                error=failure.error,
+                traceback=failure.traceback,
+                log=str(self.logs.get(rank, "")),
+                **details,
+            )
+        status = mbox.exit_status(rank)
+        assert status is not None
+        cause, details = _procs.describe_wait_status(status)
+        return RankCrashed(
+            f"rank {rank}: died before INIT_DONE ({cause})",
+            rank=rank,
+            phase="init",
+            log=str(self.logs.get(rank, "")),
+            **details,
+        )
+
+    def _init_timeout(self, missing: list[int]) -> InitTimeout:
+        stacks = self._collect_stacks(missing)
+        ranks = ", ".join(map(str, missing))
+        word = "rank" if len(missing) == 1 else "ranks"
+        text = "\n".join(stacks[r] for r in missing)
+        return InitTimeout(
+            f"{word} {ranks}: no INIT_DONE within the {self.config.init_timeout:g} s startup "
+            f"deadline (init_timeout)\n{text}",
+            rank=missing[0],
+            missing=missing,
+            stacks=stacks,
+        )
+
+    # -- run --------------------------------------------------------------------------------------
+    def run(
+        self, op: Callable[..., Any], /, *args: Any, timeout: float | None = None, **kwargs: Any
+    ) -> list[Any]:
+        """Call ``op(chip, *args, **kwargs)`` in every rank; per-rank returns in rank order."""
+        if self._closed:
+            raise RuntimeStateError(
+                f"World {self.name or self._mbox_name}: closed (a failed world is not reused)"
+            )
+        mbox = self._require_mbox()
+        if timeout is not None and not timeout > 0:
+            raise InvalidArgument(f"World.run: timeout={timeout}: must be > 0 or None")
+        frame = encode_task(op, args, kwargs)
+        ref = OpRef.of(op)
+        if len(frame) > mbox.capacity:
+            raise InvalidArgument(
+                f"World.run: the task frame of op {ref.label} is {len(frame)} bytes, more than "
+                f"the mailbox limit of {mbox.capacity} bytes per rank ({PAYLOAD_ENV})"
+            )
+        if self._zygote is not None:
+            self._zygote.want(ref.module)
+        limit = timeout if timeout is not None else self.config.round_timeout
+        try:
+            try:
+                return self._run(frame, ref.label, limit)
+            finally:
+                self._record_ops()
+        except BaseException:
+            # ranks still inside the op cannot answer SHUTDOWN: kill them now, the rest leave
+            self._close(kill=self._busy_ranks())
+            raise
+
+    def _busy_ranks(self) -> list[int]:
+        mbox = self._mbox
+        if mbox is None or mbox.closed:
+            return []
+        return [r for r in range(self.size) if mbox.load(r) == State.TASK_READY]
+
+    def _run(self, frame: bytes, label: str, limit: float | None) -> list[Any]:
+        mbox = self._require_mbox()
+        self._runs += 1
+        t0 = time.monotonic()
+        results: list[Any] = [None] * self.size
+        failures: list[tuple[int, int, int, str, Any]] = []  # (secondary, ns, rank, kind, info)
+        pending = set(range(self.size))
+        for rank in range(self.size):
+            mbox.write(rank, Channel.TASK, frame)
+            mbox.stamp(rank, Stamp.DISPATCH)
+            if not (
+                mbox.cas(rank, State.IDLE, State.TASK_READY)
+                or mbox.cas(rank, State.INIT_DONE, State.TASK_READY)
+            ):
+                state = mbox.load(rank)
+                if state != State.INIT_FAILED and mbox.exit_status(rank) is None:
+                    raise RuntimeStateError(
+                        f"rank {rank}: mailbox in state {state.name}, cannot dispatch op {label}"
+                    )
+        first_failure = 0.0
+        while pending:
+            bell = mbox.doorbell()
+            for rank in sorted(pending):
+                state = mbox.load(rank)
+                if state == State.TASK_DONE:
+                    pending.discard(rank)
+                    ok, value = decode_result(mbox.read(rank, Channel.TASK))
+                    mbox.cas(rank, State.TASK_DONE, State.IDLE)
+                    if ok:
+                        results[rank] = value
+                    else:
+                        secondary = isinstance(value.error, (PeerDead, CommTimeout))
+                        ns = mbox.time(rank, Stamp.OP_END)
+                        failures.append((int(secondary), ns, rank, "op", value))
+                elif state == State.INIT_FAILED:
+                    pending.discard(rank)
+                    failures.append((0, mbox.time(rank, Stamp.INIT_END), rank, "init", None))
+                else:
+                    status = mbox.exit_status(rank)
+                    if status is not None:
+                        pending.discard(rank)
+                        failures.append((0, mbox.time(rank, Stamp.EXIT), rank, "crash", status))
+            if not pending:
+                break
+            now = time.monotonic()
+            if failures:
+                first_failure = first_failure or now
+                if now - first_failure > FAILURE_SETTLE:
+                    break
+            else:
+                self._check_zygote(pending, f"during op {label}")
+                if not self.config.init_barrier:
+                    late = [r for r in sorted(pending) if not mbox.time(r, Stamp.INIT_END)]
+                    if late and now - self._t_start > self.config.init_timeout:
+                        raise self._init_timeout(late)
+                if limit is not None and now - t0 > limit:
+                    raise self._hang(sorted(pending), label, limit)
+            wait_ms = POLL_SLICE_MS
+            if failures:
+                wait_ms = 10
+            elif limit is not None:
+                wait_ms = max(1, min(wait_ms, int((t0 + limit - now) * 1000) + 1))
+            mbox.doorbell_wait(bell, wait_ms)
+        if failures:
+            raise self._op_failure(sorted(failures), sorted(pending), label)
+        return results
+
+    def _op_failure(
+        self, failures: list[tuple[int, int, int, str, Any]], running: list[int], label: str
+    ) -> PtoError:
+        _, _, rank, kind, info = failures[0]
+        stacks = self._collect_stacks(list(range(self.size)))
+        others = {r: k for _, _, r, k, _ in failures[1:]}
+        common = {
+            "rank": rank,
+            "stacks": stacks,
+            "still_running": running,
+            "other_failures": others,
+            "log": str(self.logs.get(rank, "")),
+        }
+        if kind == "init":
+            err = self._init_error(rank)
+            err.details.update(common)
+            return err
+        if kind == "crash":
+            cause, details = _procs.describe_wait_status(info)
+            details.update(common)
+            return RankCrashed(
+                f"rank {rank}: crashed with {cause} during op {label}", phase="op", **details
+            )
+        failure: Failure = info
+        pto = failure.pto
+        if pto is not None and pto.code:
+            bits = [f"code {pto.code}"]
+            sub = pto.details.get("sub_class")
+            if sub:
+                bits.append(str(sub))
+            stuck = pto.details.get("stuck_task")
+            if stuck is not None and stuck >= 0:
+                bits.append(f"stuck task {stuck}")
+            head = f"rank {rank}: {pto.name} ({', '.join(bits)})"
+        elif pto is not None:
+            head = f"rank {rank}: {type(pto).__name__}: {pto.message}"
+        else:
+            head = f"rank {rank}: op {label} raised {failure.type_name}: {failure.text}"
+        return RankOpFailed(
+            f"{head}\n{failure.traceback}",
+            code=pto.code if pto else 0,
+            name=pto.name if pto else failure.type_name,
+            error=pto,
+            traceback=failure.traceback,
+            exception_type=failure.type_name,
+            **{**_error_details(pto), **common},
+        )
+
+    def _hang(self, running: list[int], label: str, limit: float) -> RankHang:
+        stacks = self._collect_stacks(list(range(self.size)))
+        rank = -1 if len(running) == self.size else running[0]
+        who = ", ".join(map(str, running))
+        word = "rank" if len(running) == 1 else "ranks"
+        text = "\n".join(stacks[r] for r in range(self.size))
+        return RankHang(
+            f"{word} {who}: hang: op {label} still running after the {limit:g} s round "
+            f"deadline\n{text}",
+            rank=rank,
+            stuck_ranks=running,
+            stacks=stacks,
+        )
+
+    # -- stacks -----------------------------------------------------------------------------------
+    def stacks(self) -> dict[int, str]:
+        """Every rank's Python stacks and runtime state (what each thread is doing)."""
+        if self._closed:
+            raise RuntimeStateError("World.stacks: the world is closed")
+        return self._collect_stacks(list(range(self.size)))
+
+    def _collect_stacks(self, ranks: list[int]) -> dict[int, str]:
+        mbox = self._require_mbox()
+        out: dict[int, str] = {}
+        asked = []
+        for rank in ranks:
+            status = mbox.exit_status(rank)
+            if status is not None:
+                cause, _ = _procs.describe_wait_status(status)
+                out[rank] = f"--- rank {rank}: not running ({cause}) ---"
+            else:
+                mbox.ctrl_store(rank, State.CONTROL_REQUEST)
+                asked.append(rank)
+        deadline = time.monotonic() + STACKS_WAIT
+        waiting = set(asked)
+        while waiting and time.monotonic() < deadline:
+            bell = mbox.doorbell()
+            for rank in sorted(waiting):
+                if mbox.ctrl_load(rank) == State.CONTROL_DONE:
+                    out[rank] = mbox.read(rank, Channel.CONTROL).decode("utf-8", "replace")
+                    waiting.discard(rank)
+                elif mbox.exit_status(rank) is not None:
+                    out[rank] = f"--- rank {rank}: exited while dumping its stacks ---"
+                    waiting.discard(rank)
+            if waiting:
+                mbox.doorbell_wait(bell, 20)
+        if waiting:  # no answer from the watcher thread: faulthandler dumps into the log
+            offsets = {}
+            for rank in waiting:
+                offsets[rank] = _size(self.logs[rank])
+                pid = mbox.pid(rank) or self._pids[rank]
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGUSR1)
+            time.sleep(0.3)
+            for rank in waiting:
+                dump = _read_from(self.logs[rank], offsets[rank])
+                out[rank] = (
+                    f"--- rank {rank}: no answer to CONTROL_REQUEST; faulthandler dump ---\n{dump}"
+                )
+        for rank in asked:
+            mbox.ctrl_store(rank, State.IDLE)
+        return {r: out[r] for r in ranks}
+
+    # -- timeline ---------------------------------------------------------------------------------
+    def _record_ops(self) -> None:
+        """Op spans of this run (ranks that finished it; a hung rank has no end)."""
+        self._snapshot()
+        dispatched = min((st[Stamp.DISPATCH] for st in self._stamps.values()), default=0)
+        for rank, st in self._stamps.items():
+            start, end = st[Stamp.OP_START], st[Stamp.OP_END]
+            if start >= dispatched and end >= start > 0:
+                self._op_spans.append((self._runs, rank, start, end))
+
+    def _snapshot(self) -> None:
+        mbox = self._mbox
+        if mbox is None or mbox.closed:
+            return
+        for rank in range(self.size):
+            self._stamps[rank] = mbox.times(rank)
+        ends = []
+        for rank, st in self._stamps.items():
+            if st[Stamp.INIT_END] and st[Stamp.INIT_START]:
+                self.init_ms[rank] = (st[Stamp.INIT_END] - st[Stamp.INIT_START]) / 1e6
+                ends.append(st[Stamp.INIT_END])
+        if len(ends) == self.size:
+            self.init_skew_ms = (max(ends) - min(ends)) / 1e6
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Timeline for trace viewers: per rank spawn/init/barrier_wait/op/teardown, in µs of
+        wall-clock time (``time.time_ns() // 1000``)."""
+        out: list[dict[str, Any]] = []
+
+        def add(rank: int, name: str, start: int, end: int, **extra: Any) -> None:
+            if start and end and end >= start:
+                out.append(
+                    {
+                        "rank": rank,
+                        "name": name,
+                        "ts_us": start // 1000,
+                        "dur_us": (end - start) // 1000,
+                        **extra,
+                    }
+                )
+
+        for rank, st in sorted(self._stamps.items()):
+            add(rank, "spawn", st[Stamp.SPAWN], st[Stamp.START])
+            add(rank, "init", st[Stamp.INIT_START], st[Stamp.INIT_END])
+            add(rank, "barrier_wait", st[Stamp.INIT_END], st[Stamp.RELEASE])
+        for run, rank, start, end in self._op_spans:
+            add(rank, "op", start, end, run=run)
+        for rank, (start, end) in sorted(self._teardown.items()):
+            add(rank, "teardown", start, end)
+        out.sort(key=lambda e: (e["ts_us"], e["rank"]))
+        return out
+
+    # -- close ------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Graceful SHUTDOWN, kill after a grace, reap every rank, unlink the segments."""
+        self._close()
+
+    def _close(self, kill: list[int] | None = None, grace: float = SHUTDOWN_GRACE) -> None:
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        t_close = now_ns()
+        mbox = self._mbox
+        try:
+            if mbox is not None and self._pids:
+                self._stop_ranks(mbox, kill or [], grace)
+        finally:
+            if mbox is not None and not mbox.closed:
+                self._snapshot()
+                for rank in range(self.size):
+                    self._teardown[rank] = (t_close, self._stamps[rank][Stamp.EXIT] or now_ns())
+            self._release_segments()
+
+    def _stop_ranks(self, mbox: Mailbox, kill: list[int], grace: float) -> None:
+        """Kill ``kill`` at once; SHUTDOWN for the others, killed if still there after ``grace``."""
+        zygote = self._zygote
+        live = [r for r in range(self.size) if mbox.exit_status(r) is None]
+        doomed = [r for r in live if r in kill]
+        if doomed and zygote is not None:
+            zygote.kill(self._pids[r] for r in doomed)
+        for rank in live:
+            if rank not in doomed:
+                mbox.store(rank, State.SHUTDOWN)
+        self._wait_exits(mbox, grace)
+        live = [r for r in range(self.size) if mbox.exit_status(r) is None]
+        if live and zygote is not None:
+            zygote.kill(self._pids[r] for r in live)
+            self._wait_exits(mbox, KILL_WAIT)
+
+    def _wait_exits(self, mbox: Mailbox, limit: float) -> None:
+        deadline = time.monotonic() + limit
+        while True:
+            bell = mbox.doorbell()
+            live = [r for r in range(self.size) if mbox.exit_status(r) is None]
+            if not live:
+                return
+            # workers die with their zygote (PDEATHSIG) and nobody writes their exit record
+            zygote_gone = self._zygote is None or not self._zygote.alive
+            if zygote_gone and all(not _pid_running(self._pids[r]) for r in live):
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            mbox.doorbell_wait(bell, min(POLL_SLICE_MS, max(1, int(left * 1000))))
+
+    def _release_segments(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        segments = [s for s in (self._mbox_name, self._comm_name) if s]
+        if self._mbox is not None:
+            self._mbox.close()
+            Mailbox.unlink(self._mbox_name)
+        if self._comm is not None:
+            _close_comm(self._comm, self._comm_name)
+            self._comm = None
+        if self._zygote is not None and self._zygote.alive:
+            self._zygote.forget(segments)
+        _procs.unregister_world(self)
+
+    def _emergency(self) -> None:
+        """From a signal handler: kill every rank and unlink the segments, without waiting."""
+        self._closed = True
+        for pid in self._pids:
+            _kill_group(pid)
+        for name in (self._mbox_name, self._comm_name):
+            if name:
+                _unlink_shm(name)
+
+    def _check_zygote(self, pending: set[int], when: str) -> None:
+        if self._zygote is not None and not self._zygote.alive:
+            rank = min(pending)
+            raise RankCrashed(
+                f"rank {rank}: killed {when}: pto-zygote (pid {self._zygote.pid}) died",
+                rank=rank,
+                signal=signal.SIGKILL,
+                exitcode=None,
+            )
+
+    def _require_mbox(self) -> Mailbox:
+        if self._mbox is None or self._mbox.closed:
+            raise RuntimeStateError("World: not started or already closed")
+        return self._mbox
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> World:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<World {self.name or self._mbox_name} ranks={self.size} {state}>"
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def _error_details(err: PtoError | None) -> dict[str, Any]:
+    if err is None:
+        return {}
+    return {
+        "error_code": err.code,
+        "error_name": err.name,
+        "sub_class": err.details.get("sub_class"),
+        "stuck_task": err.details.get("stuck_task"),
+    }
+
+
+def _create_comm(size: int) -> tuple[CommWindow, str]:
+    """The world's comm window; the owner creates it as an observer and unlinks it at close."""
+    name = new_name("comm")
+    return CommWindow.create(name, size, None), name
+
+
+def _close_comm(comm: CommWindow, name: str) -> None:
+    try:
+        comm.close()
+    finally:
+        CommWindow.unlink(name, missing_ok=True)
+
+
+def _finalize(pids: list[int], segments: list[str], mbox: Mailbox, comm: Any) -> None:
+    """A World dropped without close(): kill its ranks and unlink its segments."""
+    for pid in pids:
+        _kill_group(pid)
+    for name in segments:
+        _unlink_shm(name)
+
+
+def _kill_group(pid: int) -> None:
+    for fn in (os.killpg, os.kill):
+        try:
+            fn(pid, signal.SIGKILL)
+            return
+        except OSError:
+            continue
+
+
+def _unlink_shm(name: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(f"/dev/shm/{name.lstrip('/')}")
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _read_from(path: Path, offset: int) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read(256 * 1024).decode("utf-8", "replace")
+    except OSError:
+        return "(log unreadable)"

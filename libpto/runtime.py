@@ -1,0 +1,562 @@
+"""``libpto.Runtime``: one simulated chip (orchestrator, scheduler threads, cores) driven from
+Python, its graph builder and its device buffers.
+
+The runtime's threads live in C from :class:`Runtime` creation to :meth:`Runtime.close` and
+park between runs, so a run costs no thread start. Every C call goes through
+:func:`libpto.errors.check`, so a failure arrives as one typed exception whose message names the
+argument or variable and the rule, and whose ``details`` carry the device's error header
+(``sub_class``, ``stuck_task``, ``core``, ``latch_thread``, ``latch_attempts``, ``completed``,
+``total``).
+
+cffi releases the GIL around every C call, so a run blocked in its stream sync never blocks
+other Python threads (e.g. a peer rank's runtime in the same process, or a watchdog calling
+:meth:`Runtime.abort`).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from libpto._config import build_config, config_dict, config_warning
+from libpto._ffi import ffi, lib
+from libpto.errors import InvalidArgument, RuntimeStateError, check, lib_str
+
+__all__ = ["Buffer", "Graph", "MemRef", "RunInfo", "Runtime", "comm_ref"]
+
+_CMP = {"==": 0, "!=": 1, ">=": 2, ">": 3, "<=": 4, "<": 5}
+_MANY = {"independent": 0, "chain": 1, "fanout": 2}
+_I64 = (1 << 63) - 1
+
+
+@dataclass(frozen=True)
+class MemRef:
+    """A float32 operand: ``space`` 1 = device buffer ``id``, 2 = comm data window of rank
+    ``id``; ``offset`` in bytes."""
+
+    space: int
+    id: int
+    offset: int = 0
+
+    def at(self, index: int) -> MemRef:
+        """The operand ``index`` float32 elements further on."""
+        return MemRef(self.space, self.id, self.offset + 4 * index)
+
+
+def comm_ref(rank: int, offset: int = 0) -> MemRef:
+    """Operand in ``rank``'s data window of the bound comm window (``offset`` in bytes)."""
+    return MemRef(int(lib.PTO_MEM_COMM), rank, offset)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a successful run reports."""
+
+    completed: int
+    total: int
+    elapsed_us: int
+
+
+def _int(ctx: str, name: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(f"{ctx}: {name}={value!r} must be an int in [{lo}, {hi}]")
+    if not lo <= value <= hi:
+        raise InvalidArgument(f"{ctx}: {name}={value} out of range [{lo}, {hi}]")
+    return value
+
+
+class _Handle:
+    """The C runtime pointer shared with graph finalizers, which must not outlive it."""
+
+    def __init__(self, ptr: Any) -> None:
+        self.ptr = ptr
+
+
+def _destroy_rt(handle: _Handle, pins: list[Any]) -> None:
+    ptr, handle.ptr = handle.ptr, None
+    if ptr is not None:
+        lib.pto_rt_destroy(ptr)  # also frees the runtime's remaining graphs
+    for window in pins:
+        window.unpin()
+    pins.clear()
+
+
+def _destroy_graph(rt: _Handle, ptr: Any) -> None:
+    if rt.ptr is not None:  # else pto_rt_destroy already freed it
+        lib.pto_graph_destroy(ptr)
+
+
+def _error_details(info: Any, rank: int) -> dict[str, Any]:
+    code = int(info.orch_error_code) or int(info.sched_error_code)
+    thread = int(info.latch_thread)
+    if thread < 0:
+        thread_name = ""
+    elif thread == lib.PTO_LATCH_THREAD_ORCH:
+        thread_name = "orchestrator"
+    else:
+        thread_name = f"sched{thread}"
+    return {
+        "code": code,
+        "rank": rank,
+        "orch_error_code": int(info.orch_error_code),
+        "sched_error_code": int(info.sched_error_code),
+        "sub_class": lib_str(lib.pto_stall_name(info.sub_class)) if info.sub_class else "",
+        "stuck_task": int(info.stuck_task),
+        "core": int(info.core),
+        "ring": int(info.ring),
+        "latch_thread": thread,
+        "latch_thread_name": thread_name,
+        "latch_attempts": int(info.latch_attempts),
+        "completed": int(info.completed),
+        "total": int(info.total),
+        "elapsed_us": int(info.elapsed_us),
+    }
+
+
+class Runtime:
+    """One simulated chip.
+
+    ``Runtime(env=None, *, rank=None, **overrides)``: configuration is os.environ, overlaid
+    with ``env`` (only the runtime's variables are read), then ``rank`` (else ``PTO_RANK``, else
+    0), then keyword overrides (``latch_policy=``, ``scheduler_timeout_ms=``,
+    ``task_window=``, ``heap=``, ``dep_pool=``, ``cores=``, ... or a variable name). Creation
+    models device_malloc of the rings, including the injected init latency; :attr:`init_ms`
+    says how long it took.
+    """
+
+    def __init__(
+        self, env: Mapping[str, str] | None = None, *, rank: int | None = None, **overrides: Any
+    ) -> None:
+        cfg = build_config(env, rank, overrides)
+        self.config: dict[str, Any] = config_dict(cfg)
+        self.rank: int = int(cfg.rank)
+        #: the coherence warning (also printed to stderr by the C runtime), "" if coherent
+        self.config_warning: str = config_warning(cfg)
+        out = ffi.new("pto_rt **")
+        check(lib.pto_rt_create(cfg, out), f"Runtime(rank={self.rank})", rank=self.rank)
+        self._h = _Handle(out[0])
+        self._pins: list[Any] = []
+        self._comm: Any = None
+        self._lock = threading.Lock()
+        self._finalizer = weakref.finalize(self, _destroy_rt, self._h, self._pins)
+        st = self.stats()
+        self.init_ms: float = st["init_ns"] / 1e6
+        self.init_delay_ms: int = st["init_delay_ms"]
+
+    # ---- lifecycle
+
+    @property
+    def closed(self) -> bool:
+        return self._h.ptr is None
+
+    def _ptr(self, op: str) -> Any:
+        ptr = self._h.ptr
+        if ptr is None:
+            raise RuntimeStateError(f"Runtime.{op}: the runtime is closed", name="PTO_E_STATE")
+        return ptr
+
+    def close(self) -> None:
+        """Abort a run in flight, stop and join the threads, free everything (idempotent)."""
+        ptr = self._h.ptr
+        if ptr is not None:
+            lib.pto_rt_abort(ptr)
+        with self._lock:
+            self._finalizer()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<Runtime rank={self.rank} {state}>"
+
+    def stats(self) -> dict[str, int]:
+        """init_ns, init_delay_ms, runs, tasks_completed, threads, sched_threads, cores, rank."""
+        out = ffi.new("pto_rt_stats *")
+        check(lib.pto_rt_stats_get(self._ptr("stats"), out), "Runtime.stats")
+        keys = (
+            "init_ns",
+            "init_delay_ms",
+            "runs",
+            "tasks_completed",
+            "threads",
+            "sched_threads",
+            "cores",
+            "rank",
+        )
+        return {k: int(getattr(out, k)) for k in keys}
+
+    # ---- comm
+
+    def bind_comm(self, window: Any) -> None:
+        """Bind a :class:`libpto.CommWindow` (``None`` unbinds) for notify/wait kernels and comm
+        operands. The window's mapping stays valid while bound, even if it is closed."""
+        with self._lock:
+            ptr = self._ptr("bind_comm")
+            cptr = ffi.NULL if window is None else window.pin()
+            st = lib.pto_rt_bind_comm(ptr, cptr)
+            if st != 0:
+                if window is not None:
+                    window.unpin()
+                check(st, "Runtime.bind_comm", rank=self.rank)
+            for old in self._pins:
+                old.unpin()
+            self._pins.clear()
+            if window is not None:
+                self._pins.append(window)
+            self._comm = window
+
+    @property
+    def comm(self) -> Any:
+        return self._comm
+
+    # ---- buffers and graphs
+
+    def buffer(self, count: int) -> Buffer:
+        """A zeroed device buffer of ``count`` float32 elements."""
+        n = _int("Runtime.buffer", "count", count, 1, 1 << 32)
+        out = ffi.new("int32_t *")
+        check(lib.pto_rt_buffer_alloc(self._ptr("buffer"), 4 * n, out), "Runtime.buffer")
+        return Buffer(self, int(out[0]), n)
+
+    def graph(self) -> Graph:
+        """An empty task graph for this runtime."""
+        out = ffi.new("pto_graph **")
+        check(lib.pto_graph_create(self._ptr("graph"), out), "Runtime.graph")
+        return Graph(self, out[0])
+
+    # ---- runs
+
+    def _timeout(self, ctx: str, timeout_ms: float | None) -> int:
+        if timeout_ms is None:
+            return -1  # PTO_SYNC_DEFAULT: PTO_STREAM_SYNC_TIMEOUT_MS
+        if timeout_ms == float("inf"):
+            return -2  # PTO_SYNC_FOREVER
+        if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)):
+            raise InvalidArgument(f"{ctx}: timeout_ms={timeout_ms!r} must be a number > 0")
+        if not 0 < timeout_ms <= _I64 // 1_000_000:
+            raise InvalidArgument(f"{ctx}: timeout_ms={timeout_ms!r} must be > 0 (or None)")
+        return max(1, int(timeout_ms))
+
+    def _finish(self, st: int, ctx: str, info: Any) -> RunInfo:
+        if st != 0:
+            check(st, ctx, **_error_details(info, self.rank))
+        return RunInfo(int(info.completed), int(info.total), int(info.elapsed_us))
+
+    def run(self, graph: Graph, timeout_ms: float | None = None) -> RunInfo:
+        """Submit ``graph`` and stream-sync it. ``timeout_ms``: the stream-sync budget (``None``:
+        ``PTO_STREAM_SYNC_TIMEOUT_MS``; ``float('inf')``: none). Raises StreamSyncTimeout,
+        SchedulerTimeout / SchedulerError, OrchestratorError, ..."""
+        to = self._timeout("Runtime.run", timeout_ms)
+        g = self._graph_arg("Runtime.run", graph)
+        info = ffi.new("pto_rt_error_info *")
+        with self._lock:
+            st = lib.pto_rt_run(self._ptr("run"), g, to, info)
+        return self._finish(st, f"rank {self.rank} Runtime.run", info)
+
+    def submit(self, graph: Graph) -> None:
+        """Start ``graph`` asynchronously; :meth:`sync` waits for it."""
+        g = self._graph_arg("Runtime.submit", graph)
+        with self._lock:
+            check(lib.pto_rt_submit(self._ptr("submit"), g), "Runtime.submit", rank=self.rank)
+
+    def sync(self, timeout_ms: float | None = None) -> RunInfo:
+        """Wait for the submitted run (see :meth:`run` for ``timeout_ms``)."""
+        to = self._timeout("Runtime.sync", timeout_ms)
+        info = ffi.new("pto_rt_error_info *")
+        with self._lock:
+            st = lib.pto_rt_sync(self._ptr("sync"), to, info)
+        return self._finish(st, f"rank {self.rank} Runtime.sync", info)
+
+    def _graph_arg(self, ctx: str, graph: Any) -> Any:
+        if not isinstance(graph, Graph):
+            raise InvalidArgument(f"{ctx}: expected a Graph, got {type(graph).__name__}")
+        if graph.runtime is not self:
+            raise InvalidArgument(f"{ctx}: the graph belongs to another runtime")
+        return graph._p("run")
+
+    def fire(self, event: int) -> None:
+        """Complete the EVENT task ``event`` of the run in flight (any thread)."""
+        ev = _int("Runtime.fire", "event", event, 0, _I64)
+        check(lib.pto_rt_fire_event(self._ptr("fire"), ev), "Runtime.fire", rank=self.rank)
+
+    def abort(self) -> None:
+        """Abort the run in flight (any thread); its sync raises promptly."""
+        ptr = self._h.ptr
+        if ptr is not None:
+            lib.pto_rt_abort(ptr)
+
+    def dump_state(self) -> str:
+        """What every runtime thread is doing (for hang reports); safe from any thread."""
+        ptr = self._h.ptr
+        if ptr is None:
+            return f"runtime rank {self.rank}: closed\n"
+        buf = ffi.new("char[]", 16384)
+        check(lib.pto_rt_dump_state(ptr, buf, 16384), "Runtime.dump_state")
+        return lib_str(buf)
+
+
+class Buffer:
+    """A device buffer of float32 elements (host read/write are bounds-checked copies)."""
+
+    def __init__(self, runtime: Runtime, buf_id: int, count: int) -> None:
+        self.runtime = runtime
+        self.id = buf_id
+        self.count = count
+        self.freed = False
+
+    @property
+    def nbytes(self) -> int:
+        return 4 * self.count
+
+    def ref(self, index: int = 0) -> MemRef:
+        """Operand starting at element ``index``."""
+        _int("Buffer.ref", "index", index, 0, self.count - 1)
+        return MemRef(int(lib.PTO_MEM_BUFFER), self.id, 4 * index)
+
+    def write(self, values: Iterable[float], index: int = 0) -> None:
+        from array import array
+
+        data = array("f", values)
+        _int("Buffer.write", "index", index, 0, self.count)
+        check(
+            lib.pto_rt_buffer_write(
+                self.runtime._ptr("buffer write"),
+                self.id,
+                4 * index,
+                ffi.from_buffer(data),
+                4 * len(data),
+            ),
+            "Buffer.write",
+        )
+
+    def read(self, count: int | None = None, index: int = 0) -> list[float]:
+        from array import array
+
+        _int("Buffer.read", "index", index, 0, self.count)
+        n = self.count - index if count is None else _int("Buffer.read", "count", count, 0, _I64)
+        data = array("f", bytes(4 * n))
+        check(
+            lib.pto_rt_buffer_read(
+                self.runtime._ptr("buffer read"),
+                self.id,
+                4 * index,
+                ffi.from_buffer(data),
+                4 * n,
+            ),
+            "Buffer.read",
+        )
+        return data.tolist()
+
+    def free(self) -> None:
+        if not self.freed and not self.runtime.closed:
+            check(lib.pto_rt_buffer_free(self.runtime._ptr("buffer free"), self.id), "Buffer.free")
+        self.freed = True
+
+
+def _mref(ctx: str, name: str, value: Any, out: Any) -> None:
+    if isinstance(value, Buffer):
+        value = value.ref()
+    if not isinstance(value, MemRef):
+        raise InvalidArgument(f"{ctx}: {name}={value!r} must be a Buffer or a MemRef")
+    out.space = value.space
+    out.id = value.id
+    if not 0 <= value.offset <= (1 << 64) - 1:
+        raise InvalidArgument(f"{ctx}: {name} offset {value.offset} out of range")
+    out.offset = value.offset
+
+
+class Graph:
+    """A task graph; every builder method returns the new task's id (an int). ``deps`` are ids
+    of tasks already in this graph. Common keywords: ``ring`` (0..3), ``heap_bytes`` (ring heap
+    the task holds until CONSUMED)."""
+
+    def __init__(self, runtime: Runtime, ptr: Any) -> None:
+        self.runtime = runtime
+        self._ptr = ptr
+        self._finalizer = weakref.finalize(self, _destroy_graph, runtime._h, ptr)
+
+    def _p(self, op: str) -> Any:
+        if self.runtime.closed or not self._finalizer.alive:
+            raise RuntimeStateError(f"Graph.{op}: the graph or its runtime is closed")
+        return self._ptr
+
+    def close(self) -> None:
+        if self._finalizer.alive and not self.runtime.closed:
+            check(lib.pto_graph_destroy(self._ptr), "Graph.close")
+            self._finalizer.detach()
+
+    def __len__(self) -> int:
+        out = ffi.new("int64_t *")
+        check(lib.pto_graph_size(self._p("len"), out), "Graph.len")
+        return int(out[0])
+
+    def _desc(self, ctx: str, kernel: int, ring: int, heap_bytes: int) -> Any:
+        d = ffi.new("pto_task_desc *")
+        d.kernel = kernel
+        d.ring = _int(ctx, "ring", ring, 0, 3)
+        d.heap_bytes = _int(ctx, "heap_bytes", heap_bytes, 0, (1 << 64) - 1)
+        return d
+
+    def _add(self, ctx: str, d: Any, deps: Sequence[int] | None) -> int:
+        dl = list(deps or ())
+        for i, dep in enumerate(dl):
+            _int(ctx, f"deps[{i}]", dep, -(1 << 63), _I64)
+        arr = ffi.new("int64_t[]", dl) if dl else ffi.NULL
+        out = ffi.new("int64_t *")
+        check(lib.pto_graph_add(self._p(ctx), d, arr, len(dl), out), ctx)
+        return int(out[0])
+
+    def kernel(
+        self,
+        name: str,
+        *,
+        deps: Sequence[int] | None = None,
+        ring: int = 0,
+        heap_bytes: int = 0,
+        **params: Any,
+    ) -> int:
+        """Add a builtin kernel by name (``noop``, ``spin``, ``hang``, ``crash``, ``fill``,
+        ``add``, ``copy``, ``notify``, ``wait``, ``event``) with its keyword parameters."""
+        ctx = f"Graph.kernel({name!r})"
+        if not isinstance(name, str):
+            raise InvalidArgument(f"{ctx}: the kernel name must be a string")
+        kid = int(lib.pto_kernel_id(name.encode()))
+        if kid < 0:
+            known = ", ".join(lib_str(lib.pto_kernel_name(i)) for i in range(lib.PTO_K_COUNT))
+            raise InvalidArgument(f"{ctx}: unknown kernel; known: {known}")
+        d = self._desc(ctx, kid, ring, heap_bytes)
+        params_of: dict[str, tuple[str, ...]] = {
+            "spin": ("duration_us",),
+            "crash": ("mode",),
+            "fill": ("dst", "count", "value"),
+            "add": ("dst", "src0", "src1", "count"),
+            "copy": ("dst", "src0", "count"),
+            "notify": ("peer", "slot", "value", "add"),
+            "wait": ("slot", "cmp", "value"),
+        }
+        allowed = params_of.get(name, ())
+        for k in params:
+            if k not in allowed:
+                raise InvalidArgument(
+                    f"{ctx}: unexpected parameter {k!r}; {name} takes "
+                    f"{', '.join(allowed) or 'no parameters'}"
+                )
+        p = dict(params)
+        if name == "spin":
+            d.duration_us = _int(ctx, "duration_us", p.get("duration_us", 0), 0, _I64)
+        elif name == "crash":
+            mode = p.get("mode", "segv")
+            if mode not in ("segv", "abort"):
+                raise InvalidArgument(f"{ctx}: mode={mode!r} must be 'segv' or 'abort'")
+            d.mode = 0 if mode == "segv" else 1
+        elif name in ("fill", "add", "copy"):
+            d.count = _int(ctx, "count", p.get("count"), 1, 1 << 32)
+            for op in allowed[:-1] if name != "fill" else ("dst",):
+                if op not in p:
+                    raise InvalidArgument(f"{ctx}: missing operand {op}")
+                _mref(ctx, op, p[op], getattr(d, op))
+            if name == "fill":
+                v = p.get("value", 0.0)
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise InvalidArgument(f"{ctx}: value={v!r} must be a number")
+                d.value = float(v)
+        elif name == "notify":
+            d.peer = _int(ctx, "peer", p.get("peer"), 0, (1 << 31) - 1)
+            d.slot = _int(ctx, "slot", p.get("slot"), 0, (1 << 32) - 1)
+            d.signal = _int(ctx, "value", p.get("value", 1), 0, (1 << 64) - 1)
+            d.mode = 1 if p.get("add", False) else 0
+        elif name == "wait":
+            d.slot = _int(ctx, "slot", p.get("slot"), 0, (1 << 32) - 1)
+            cmp = p.get("cmp", ">=")
+            if cmp not in _CMP:
+                raise InvalidArgument(f"{ctx}: cmp={cmp!r} must be one of {', '.join(_CMP)}")
+            d.mode = _CMP[cmp]
+            d.signal = _int(ctx, "value", p.get("value"), 0, (1 << 64) - 1)
+        return self._add(ctx, d, deps)
+
+    # convenience builders (thin wrappers over kernel())
+    def noop(self, deps: Sequence[int] | None = None, **kw: Any) -> int:
+        return self.kernel("noop", deps=deps, **kw)
+
+    def spin(self, duration_us: int, deps: Sequence[int] | None = None, **kw: Any) -> int:
+        return self.kernel("spin", deps=deps, duration_us=duration_us, **kw)
+
+    def hang(self, deps: Sequence[int] | None = None, **kw: Any) -> int:
+        return self.kernel("hang", deps=deps, **kw)
+
+    def crash(self, mode: str = "segv", deps: Sequence[int] | None = None, **kw: Any) -> int:
+        return self.kernel("crash", deps=deps, mode=mode, **kw)
+
+    def event(self, **kw: Any) -> int:
+        """A task no core runs: it completes when the host calls ``Runtime.fire(id)`` during
+        the run (an external event). Never fired, its dependants cannot start: a genuine
+        dependency deadlock with nothing RUNNING."""
+        return self.kernel("event", **kw)
+
+    def fill(
+        self, dst: Any, count: int, value: float, deps: Sequence[int] | None = None, **kw: Any
+    ) -> int:
+        return self.kernel("fill", deps=deps, dst=dst, count=count, value=value, **kw)
+
+    def add(
+        self,
+        dst: Any,
+        src0: Any,
+        src1: Any,
+        count: int,
+        deps: Sequence[int] | None = None,
+        **kw: Any,
+    ) -> int:
+        return self.kernel("add", deps=deps, dst=dst, src0=src0, src1=src1, count=count, **kw)
+
+    def copy(
+        self, dst: Any, src0: Any, count: int, deps: Sequence[int] | None = None, **kw: Any
+    ) -> int:
+        return self.kernel("copy", deps=deps, dst=dst, src0=src0, count=count, **kw)
+
+    def notify(
+        self,
+        peer: int,
+        slot: int,
+        value: int = 1,
+        add: bool = False,
+        deps: Sequence[int] | None = None,
+        **kw: Any,
+    ) -> int:
+        return self.kernel("notify", deps=deps, peer=peer, slot=slot, value=value, add=add, **kw)
+
+    def wait(
+        self, slot: int, cmp: str, value: int, deps: Sequence[int] | None = None, **kw: Any
+    ) -> int:
+        """RUNNING on a core until the local comm slot compares true (``cmp`` like ``>=``)."""
+        return self.kernel("wait", deps=deps, slot=slot, cmp=cmp, value=value, **kw)
+
+    def noops(
+        self,
+        n: int,
+        mode: str = "independent",
+        dep: int | None = None,
+        *,
+        ring: int = 0,
+        heap_bytes: int = 0,
+    ) -> range:
+        """``n`` noop tasks in one C call: ``independent``, ``chain`` (each depends on the
+        previous) or ``fanout`` (each depends on ``dep``). Returns their ids."""
+        ctx = "Graph.noops"
+        if mode not in _MANY:
+            raise InvalidArgument(f"{ctx}: mode={mode!r} must be one of {', '.join(_MANY)}")
+        cnt = _int(ctx, "n", n, 1, 0x7FFFFFFE)
+        if mode == "fanout" and dep is None:
+            raise InvalidArgument(f"{ctx}: mode='fanout' needs dep=<task id>")
+        dp = -1 if dep is None else _int(ctx, "dep", dep, -(1 << 63), _I64)
+        d = self._desc(ctx, int(lib.PTO_K_NOOP), ring, heap_bytes)
+        out = ffi.new("int64_t *")
+        check(lib.pto_graph_add_many(self._p(ctx), d, cnt, _MANY[mode], dp, out), ctx)
+        return range(int(out[0]), int(out[0]) + cnt)

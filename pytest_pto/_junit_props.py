@@ -1,0 +1,70 @@
+"""The JUnit properties of one round (DESIGN section 4 names).
+
+They are attached as ``item.user_properties`` (what ``record_property`` does), so pytest's own
+``--junitxml`` writes them, and under xdist they travel with the reports to the controller,
+which alone writes the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pytest_pto._rounds import RoundPlan
+from pytest_pto.outcomes import RoundOutcome
+
+__all__ = ["PROPERTY_NAMES", "properties_dict", "round_properties"]
+
+PROPERTY_NAMES = (
+    "pto.outcome",
+    "pto.round",
+    "pto.rounds",
+    "pto.ranks",
+    "pto.devices",
+    "pto.variant",
+    "pto.failed_rank",
+    "pto.error_code",
+    "pto.error_name",
+    "pto.init_skew_ms",
+    "pto.lock_wait_ms",
+)
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def round_properties(
+    plan: RoundPlan,
+    outcome: RoundOutcome,
+    *,
+    devices: Sequence[int] | None = None,
+    init_skew_ms: float | None = None,
+    lock_wait_ms: float | None = None,
+) -> list[tuple[str, str]]:
+    """Properties in a fixed order; optional ones only where they apply."""
+    props = [
+        ("pto.outcome", outcome.outcome),
+        ("pto.round", str(plan.round)),
+        ("pto.rounds", str(plan.rounds)),
+        ("pto.ranks", str(plan.ranks)),
+    ]
+    if devices:
+        props.append(("pto.devices", ",".join(str(d) for d in devices)))
+    if plan.variant is not None:
+        props.append(("pto.variant", plan.variant))
+    if outcome.rank is not None:
+        props.append(("pto.failed_rank", str(outcome.rank)))
+    if outcome.error_code is not None:
+        props.append(("pto.error_code", str(outcome.error_code)))
+    if outcome.error_name:
+        props.append(("pto.error_name", outcome.error_name))
+    if init_skew_ms is not None:
+        props.append(("pto.init_skew_ms", _ms(init_skew_ms)))
+    if lock_wait_ms is not None:
+        props.append(("pto.lock_wait_ms", _ms(lock_wait_ms)))
+    return props
+
+
+def properties_dict(user_properties: Sequence[tuple[str, object]]) -> dict[str, str]:
+    """The ``pto.*`` entries of a report's ``user_properties`` (last one wins)."""
+    return {str(k): str(v) for k, v in user_properties if str(k).startswith("pto.")}

@@ -1,0 +1,80 @@
+"""Platforms: where the device ids of the pool come from.
+
+A platform only answers "which device ids exist here". ``sim`` is built in (8 simulated
+devices). ``ascend`` shows where a real NPU stack plugs in: it reads ``ASCEND_RT_VISIBLE_DEVICES``
+or, failing that, asks ``npu-smi``; the runtime of the chip workers is still libpto's.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from typing import Protocol
+
+__all__ = ["AscendPlatform", "Platform", "SimPlatform", "get_platform", "platform_names"]
+
+
+class Platform(Protocol):
+    name: str
+
+    def devices(self) -> tuple[int, ...]:
+        """Every device id of this machine that tests may lease, ascending."""
+        ...
+
+
+class SimPlatform:
+    """libpto's built-in thread simulation: 8 devices, ids 0-7 (``PTO_SIM_DEVICES`` overrides)."""
+
+    name = "sim"
+
+    def devices(self) -> tuple[int, ...]:
+        count = os.environ.get("PTO_SIM_DEVICES", "8")
+        try:
+            n = int(count)
+        except ValueError:
+            n = -1
+        if n < 1:
+            raise ValueError(f"PTO_SIM_DEVICES={count}: must be an integer >= 1")
+        return tuple(range(n))
+
+
+class AscendPlatform:
+    """Real Ascend NPUs: ``ASCEND_RT_VISIBLE_DEVICES`` if set, else the ids ``npu-smi`` lists."""
+
+    name = "ascend"
+
+    def devices(self) -> tuple[int, ...]:
+        visible = os.environ.get("ASCEND_RT_VISIBLE_DEVICES", "").strip()
+        if visible:
+            return tuple(sorted({int(x) for x in visible.split(",") if x.strip().isdigit()}))
+        smi = shutil.which("npu-smi")
+        if smi is None:
+            return ()
+        try:
+            out = subprocess.run(
+                [smi, "info", "-l"], capture_output=True, text=True, timeout=10, check=False
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            return ()
+        return tuple(sorted({int(m) for m in re.findall(r"NPU ID\s*:\s*(\d+)", out)}))
+
+
+_PLATFORMS: dict[str, type[SimPlatform] | type[AscendPlatform]] = {
+    "sim": SimPlatform,
+    "ascend": AscendPlatform,
+}
+
+
+def platform_names() -> tuple[str, ...]:
+    return tuple(_PLATFORMS)
+
+
+def get_platform(name: str) -> Platform:
+    try:
+        return _PLATFORMS[name]()
+    except KeyError:
+        raise ValueError(
+            f"unknown platform {name!r}; known platforms: {', '.join(_PLATFORMS)}"
+        ) from None

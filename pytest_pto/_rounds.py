@@ -1,0 +1,281 @@
+"""Rounds, variants and the pto marker: which items a distributed test becomes, and the plan
+(ranks, env, barrier, timeouts) of each.
+
+A test is *distributed* when it carries ``@pytest.mark.pto`` or uses the ``pto_world`` fixture.
+It is parametrized, after its own parametrization, by variant (when a variants file is used)
+and then by round, so ids end in ``...-<variant>-round-K`` and stay stable across runs.
+``ranks=[2, 4]`` in the marker adds a ``ranks-N`` parameter before those.
+
+Per-item precedence: session settings < variant < marker.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_pto._settings import Settings
+from pytest_pto._variants import Variant
+
+__all__ = [
+    "MARKER_KEYS",
+    "RANKS_PARAM",
+    "ROUND_PARAM",
+    "VARIANT_PARAM",
+    "MarkerSpec",
+    "RoundPlan",
+    "base_test_id",
+    "derive_seed",
+    "is_distributed",
+    "marker_spec",
+    "parametrize",
+    "plan_for",
+]
+
+ROUND_PARAM = "_pto_round"
+VARIANT_PARAM = "_pto_variant"
+RANKS_PARAM = "_pto_ranks"
+MARKER_KEYS = {
+    "ranks": "int >= 1, or a list of them (parametrizes the test as ranks-N)",
+    "env": "mapping NAME -> value for every chip worker",
+    "rank_env": "mapping rank -> {NAME: value}",
+    "init_timeout": "seconds > 0",
+    "round_timeout": "seconds > 0",
+}
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class MarkerError(ValueError):
+    """Bad ``@pytest.mark.pto`` arguments; the message names the test and the rule."""
+
+
+@dataclass(frozen=True)
+class MarkerSpec:
+    ranks: tuple[int, ...] | None = None
+    ranks_list: bool = False  # ranks given as a list: parametrize
+    env: Mapping[str, str] = field(default_factory=dict)
+    rank_env: Mapping[int, Mapping[str, str]] = field(default_factory=dict)
+    init_timeout: float | None = None
+    round_timeout: float | None = None
+
+
+def _env(where: str, value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise MarkerError(f"{where} must be a mapping NAME -> value, got {value!r}")
+    out: dict[str, str] = {}
+    for key, val in value.items():
+        if not isinstance(key, str) or not _ENV_KEY.match(key):
+            raise MarkerError(f"{where}: {key!r} is not a valid environment variable name")
+        if isinstance(val, bool) or not isinstance(val, (str, int, float)):
+            raise MarkerError(f"{where}[{key!r}] must be a string or number, got {val!r}")
+        out[key] = str(val)
+    return out
+
+
+def _seconds(where: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise MarkerError(f"{where} must be a number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+def marker_spec(node: pytest.Item | Any) -> MarkerSpec | None:
+    """Merge every ``pto`` marker of ``node`` (closest wins per key, env merged per key)."""
+    markers = list(node.iter_markers("pto"))
+    if not markers:
+        return None
+    name = getattr(node, "nodeid", "") or getattr(node, "name", "?")
+    merged: dict[str, Any] = {}
+    env: dict[str, str] = {}
+    rank_env: dict[int, dict[str, str]] = {}
+    for mark in reversed(markers):  # farthest first, so closer markers override
+        where = f"{name}: @pytest.mark.pto"
+        if mark.args:
+            raise MarkerError(f"{where} takes keyword arguments only ({', '.join(MARKER_KEYS)})")
+        unknown = [k for k in mark.kwargs if k not in MARKER_KEYS]
+        if unknown:
+            raise MarkerError(
+                f"{where}: unknown argument {unknown[0]!r}; allowed: {', '.join(MARKER_KEYS)}"
+            )
+        for key, value in mark.kwargs.items():
+            if key == "env":
+                env.update(_env(f"{where}(env=...)", value))
+            elif key == "rank_env":
+                if not isinstance(value, Mapping):
+                    raise MarkerError(f"{where}(rank_env=...) must be a mapping rank -> env")
+                for rank, renv in value.items():
+                    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 0:
+                        raise MarkerError(f"{where}(rank_env=...): {rank!r} is not a rank")
+                    rank_env.setdefault(rank, {}).update(
+                        _env(f"{where}(rank_env={{{rank}: ...}})", renv)
+                    )
+            elif key == "ranks":
+                merged["ranks"] = _ranks(f"{where}(ranks={value!r})", value)
+                merged["ranks_list"] = not isinstance(value, int)
+            else:
+                merged[key] = _seconds(f"{where}({key}=...)", value)
+    return MarkerSpec(env=env, rank_env=rank_env, **merged)
+
+
+def _ranks(where: str, value: Any) -> tuple[int, ...]:
+    values = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(values, (list, tuple)) or not values:
+        raise MarkerError(f"{where}: ranks must be an integer >= 1 or a non-empty list of them")
+    for n in values:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise MarkerError(f"{where}: ranks must be integers >= 1")
+    if len(set(values)) != len(values):
+        raise MarkerError(f"{where}: a rank count appears twice")
+    return tuple(values)
+
+
+def is_distributed(fixturenames: Iterable[str], spec: MarkerSpec | None) -> bool:
+    return spec is not None or "pto_world" in fixturenames
+
+
+def parametrize(
+    metafunc: pytest.Metafunc, settings: Settings, variants: list[Variant] | None
+) -> None:
+    """Turn a distributed test into (ranks x) variants x rounds items."""
+    try:
+        spec = marker_spec(metafunc.definition)
+    except MarkerError as exc:
+        raise pytest.Collector.CollectError(f"pytest-pto: {exc}") from None
+    if not is_distributed(metafunc.fixturenames, spec):
+        return
+    where = f"{metafunc.definition.nodeid}: @pytest.mark.pto"
+    ndev = len(settings.devices)
+    counts: list[int] = list(spec.ranks) if spec and spec.ranks else []
+    for v in variants or []:
+        if v.ranks is not None:
+            counts.append(v.ranks)
+    if not counts:
+        counts.append(settings.ranks)
+    for n in counts:
+        if n > ndev:
+            raise pytest.Collector.CollectError(
+                f"pytest-pto: {where}: ranks={n}: more ranks than devices ({ndev}: "
+                f"{','.join(map(str, settings.devices))})"
+            )
+    if spec is not None and spec.ranks_list and spec.ranks:
+        metafunc.fixturenames.append(RANKS_PARAM)
+        metafunc.parametrize(
+            RANKS_PARAM, list(spec.ranks), ids=[f"ranks-{n}" for n in spec.ranks], indirect=True
+        )
+    if variants:
+        metafunc.fixturenames.append(VARIANT_PARAM)
+        metafunc.parametrize(
+            VARIANT_PARAM, [v.name for v in variants], ids=[v.name for v in variants], indirect=True
+        )
+    metafunc.fixturenames.append(ROUND_PARAM)
+    rounds = range(1, settings.rounds + 1)
+    metafunc.parametrize(
+        ROUND_PARAM, list(rounds), ids=[f"round-{k}" for k in rounds], indirect=True
+    )
+
+
+def derive_seed(base: int, round_no: int) -> int:
+    """PTO_SIM_MALLOC_SEED of round K: deterministic, different per round, and the same for
+    every variant and test, so variants are compared on the same init-latency draws."""
+    return (base * 1_000_003 + round_no * 7919) % (2**31 - 1)
+
+
+def base_test_id(nodeid: str, variant: str | None, round_no: int | None) -> str:
+    """The node id without the variant and round parts: the row key of the summary table."""
+    if not nodeid.endswith("]") or "[" not in nodeid:
+        return nodeid
+    head, _, inner = nodeid[:-1].partition("[")
+    parts = inner
+    if round_no is not None:
+        suffix = f"round-{round_no}"
+        if parts == suffix:
+            parts = ""
+        elif parts.endswith("-" + suffix):
+            parts = parts[: -len(suffix) - 1]
+    if variant:
+        if parts == variant:
+            parts = ""
+        elif parts.endswith("-" + variant):
+            parts = parts[: -len(variant) - 1]
+    return f"{head}[{parts}]" if parts else head
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """Everything one round needs to know before it leases devices."""
+
+    nodeid: str
+    base_id: str
+    round: int
+    rounds: int
+    variant: str | None
+    ranks: int
+    env: Mapping[str, str]
+    rank_env: Mapping[int, Mapping[str, str]]
+    init_barrier: bool
+    latch_policy: str
+    init_timeout: float
+    round_timeout: float | None
+    seed: int
+    log_dir: Path | None
+    platform: str
+
+
+def plan_for(item: pytest.Item, settings: Settings, variants: Mapping[str, Variant]) -> RoundPlan:
+    params: dict[str, Any] = dict(getattr(getattr(item, "callspec", None), "params", {}) or {})
+    round_no = int(params.get(ROUND_PARAM, 1))
+    variant = variants.get(params[VARIANT_PARAM]) if VARIANT_PARAM in params else None
+    spec = marker_spec(item)
+    ranks = settings.ranks
+    if variant is not None and variant.ranks is not None:
+        ranks = variant.ranks
+    if spec is not None and spec.ranks:
+        ranks = spec.ranks[0]
+    if RANKS_PARAM in params:
+        ranks = int(params[RANKS_PARAM])
+    env: dict[str, str] = dict(settings.env)
+    rank_env: dict[int, dict[str, str]] = {}
+    init_barrier = settings.init_barrier
+    latch = settings.latch_policy
+    if variant is not None:
+        env.update(variant.env)
+        for r, e in variant.rank_env.items():
+            rank_env.setdefault(r, {}).update(e)
+        if variant.init_barrier is not None:
+            init_barrier = variant.init_barrier
+        if variant.latch_policy is not None:
+            latch = variant.latch_policy
+    init_timeout = settings.init_timeout
+    round_timeout = settings.round_timeout
+    if spec is not None:
+        env.update(spec.env)
+        for r, e in spec.rank_env.items():
+            rank_env.setdefault(r, {}).update(e)
+        init_timeout = spec.init_timeout or init_timeout
+        round_timeout = spec.round_timeout or round_timeout
+    seed = derive_seed(settings.seed, round_no)
+    # explicit env wins; these two are filled in only when nobody set them
+    env.setdefault("PTO_LATCH_POLICY", latch)
+    env.setdefault("PTO_SIM_MALLOC_SEED", str(seed))
+    vname = variant.name if variant is not None else None
+    return RoundPlan(
+        nodeid=item.nodeid,
+        base_id=base_test_id(item.nodeid, vname, round_no if ROUND_PARAM in params else None),
+        round=round_no,
+        rounds=settings.rounds,
+        variant=vname,
+        ranks=ranks,
+        env=env,
+        rank_env=rank_env,
+        init_barrier=init_barrier,
+        latch_policy=env["PTO_LATCH_POLICY"],
+        init_timeout=init_timeout,
+        round_timeout=round_timeout,
+        seed=seed,
+        log_dir=settings.log_dir,
+        platform=settings.platform,
+    )

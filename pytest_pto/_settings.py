@@ -1,0 +1,493 @@
+"""Session settings of pytest-pto: option table, resolution order and validation.
+
+One table (:data:`OPTIONS`) declares every setting once: its command-line option, ini key,
+environment variable (only where CI needs one), default and parser. The resolution order is the
+same for every setting and documented in one place:
+
+    command line  >  environment variable  >  ini key  >  default
+
+(``--pto-env`` is the one merge: ini entries first, command-line entries override them per key.)
+A ``@pytest.mark.pto(...)`` marker or a variant pins values per test on top of the session
+settings (see :mod:`pytest_pto._rounds`).
+
+Every bad value raises :class:`pytest.UsageError` naming its source (``--pto-ranks=0``,
+``PTO_LOCK_DIR=...``, ``ini pto_ranks = 0``) and the rule it breaks; nothing deeper ever sees it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+__all__ = [
+    "LATCH_POLICIES",
+    "OPTIONS",
+    "Option",
+    "Settings",
+    "add_options",
+    "default_lock_dir",
+    "parse_devices",
+    "parse_env_pairs",
+    "resolve",
+]
+
+LATCH_POLICIES = ("owned-wallclock", "idle-iterations")
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class _BadValue(ValueError):
+    """A parser's complaint; :func:`resolve` prefixes it with the value's source."""
+
+
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise _BadValue(f"must be an integer >= {minimum}") from None
+        if value < minimum:
+            raise _BadValue(f"must be an integer >= {minimum}")
+        return value
+
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise _BadValue("must be a number of seconds > 0") from None
+    if not (0 < value < float("inf")):
+        raise _BadValue("must be a number of seconds > 0")
+    return value
+
+
+def _seconds_or_off(text: str) -> float | None:
+    if text.strip().lower() in ("off", "none", "0"):
+        return None
+    try:
+        return _seconds(text)
+    except _BadValue:
+        raise _BadValue("must be a number of seconds > 0, or 'off'") from None
+
+
+def _on_off(text: str) -> bool:
+    word = text.strip().lower()
+    if word in ("on", "true", "yes", "1"):
+        return True
+    if word in ("off", "false", "no", "0"):
+        return False
+    raise _BadValue("must be 'on' or 'off'")
+
+
+def _latch_policy(text: str) -> str:
+    word = text.strip()
+    if word not in LATCH_POLICIES:
+        raise _BadValue(f"must be one of {', '.join(LATCH_POLICIES)}")
+    return word
+
+
+def _platform(text: str) -> str:
+    from pytest_pto.devices import platform_names
+
+    word = text.strip()
+    if word not in platform_names():
+        raise _BadValue(f"unknown platform; known platforms: {', '.join(platform_names())}")
+    return word
+
+
+def _path(text: str) -> Path:
+    if not text.strip():
+        raise _BadValue("must be a non-empty path")
+    return Path(text.strip()).expanduser()
+
+
+def _existing_file(text: str) -> Path:
+    path = _path(text)
+    if not path.is_file():
+        raise _BadValue("no such file")
+    return path
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise _BadValue("must name at least one variant")
+    return names
+
+
+def _str(text: str) -> str:
+    return text.strip()
+
+
+def parse_devices(text: str) -> tuple[int, ...]:
+    """``0-7``, ``0,2,5``, ``0-3,6`` -> sorted unique ids; raises ValueError naming the rule."""
+    ids: list[int] = []
+    for raw in text.split(","):
+        part = raw.strip()
+        if not part:
+            raise _BadValue("empty item; use ids and ranges like 0-3,6")
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if match is None:
+            raise _BadValue(f"{part!r} is not a device id or range like 0-3")
+        lo = int(match.group(1))
+        hi = int(match.group(2)) if match.group(2) is not None else lo
+        if hi < lo:
+            raise _BadValue(f"range {part} runs backwards (write {hi}-{lo})")
+        ids.extend(range(lo, hi + 1))
+    if len(set(ids)) != len(ids):
+        raise _BadValue("a device id appears more than once")
+    return tuple(sorted(ids))
+
+
+def parse_env_pairs(items: list[str]) -> dict[str, str]:
+    """``["KEY=VALUE", ...]`` -> dict; raises ValueError naming the malformed item."""
+    env: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not _ENV_KEY.match(key):
+            raise _BadValue(f"{item!r} is not KEY=VALUE with KEY a valid environment name")
+        env[key] = value
+    return env
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: where it can come from and how its text becomes a value."""
+
+    dest: str
+    flag: str | None  # command-line option
+    ini: str | None
+    env: str | None
+    default: Any
+    parse: Callable[[str], Any]
+    help: str
+    metavar: str = "VALUE"
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "ranks",
+        "--pto-ranks",
+        "pto_ranks",
+        None,
+        2,
+        _int_at_least(1),
+        "ranks of a distributed test whose pto marker does not fix them (default 2)",
+        "N",
+    ),
+    Option(
+        "rounds",
+        "--pto-rounds",
+        "pto_rounds",
+        "PTO_ROUNDS",
+        1,
+        _int_at_least(1),
+        "rounds per distributed test; each round is its own item, id suffix round-K (default 1)",
+        "R",
+    ),
+    Option(
+        "platform",
+        "--pto-platform",
+        "pto_platform",
+        "PTO_PLATFORM",
+        "sim",
+        _platform,
+        "runtime platform; 'sim' (default) is built in",
+        "NAME",
+    ),
+    Option(
+        "devices",
+        "--pto-devices",
+        "pto_devices",
+        "PTO_DEVICES",
+        None,
+        parse_devices,
+        "device ids to use: 0-7, 0,2,5, mixes; default all devices of the platform",
+        "SPEC",
+    ),
+    Option(
+        "lock_dir",
+        "--pto-lock-dir",
+        "pto_lock_dir",
+        "PTO_LOCK_DIR",
+        None,
+        _path,
+        "directory of the cross-process device locks (also PTO_LOCK_DIR); default a per-user "
+        "directory under the temp dir",
+        "DIR",
+    ),
+    Option(
+        "lock_timeout",
+        "--pto-lock-timeout",
+        "pto_lock_timeout",
+        "PTO_LOCK_TIMEOUT",
+        300.0,
+        _seconds,
+        "seconds a round may wait for its devices before it ends as device_unavailable "
+        "(default 300)",
+        "S",
+    ),
+    Option(
+        "init_timeout",
+        "--pto-init-timeout",
+        "pto_init_timeout",
+        "PTO_INIT_TIMEOUT",
+        60.0,
+        _seconds,
+        "startup deadline of the INIT_DONE barrier in seconds (default 60)",
+        "S",
+    ),
+    Option(
+        "round_timeout",
+        "--pto-round-timeout",
+        "pto_round_timeout",
+        "PTO_ROUND_TIMEOUT",
+        300.0,
+        _seconds_or_off,
+        "hang watchdog of one round in seconds, or 'off' (default 300); a hang dumps every "
+        "rank's stack and the session goes on",
+        "S",
+    ),
+    Option(
+        "env",
+        "--pto-env",
+        "pto_env",
+        None,
+        {},
+        str,  # list-valued: handled by resolve()
+        "KEY=VALUE environment for every chip worker (repeatable), e.g. PTO2_RING_HEAP=1048576",
+        "KEY=VALUE",
+    ),
+    Option(
+        "init_barrier",
+        "--pto-init-barrier",
+        "pto_init_barrier",
+        "PTO_INIT_BARRIER",
+        True,
+        _on_off,
+        "on (default): dispatch only after every rank wrote INIT_DONE; off reproduces the "
+        "pre-barrier behaviour",
+        "on|off",
+    ),
+    Option(
+        "latch_policy",
+        "--pto-latch-policy",
+        "pto_latch_policy",
+        "PTO_LATCH_POLICY",
+        "owned-wallclock",
+        _latch_policy,
+        "scheduler latch policy of the chip workers: owned-wallclock (default) or "
+        "idle-iterations (the old policy)",
+        "NAME",
+    ),
+    Option(
+        "log_dir",
+        "--pto-log-dir",
+        "pto_log_dir",
+        "PTO_LOG_DIR",
+        None,
+        _path,
+        "keep every round's per-rank logs under DIR (default: temporary, attached to the "
+        "report of a failing round only)",
+        "DIR",
+    ),
+    Option(
+        "variants_file",
+        "--pto-variants",
+        "pto_variants",
+        "PTO_VARIANTS",
+        None,
+        _existing_file,
+        "YAML file of named variants (env, latch_policy, init_barrier, ranks); each selected "
+        "variant multiplies the distributed items",
+        "FILE",
+    ),
+    Option(
+        "variant",
+        "--pto-variant",
+        "pto_variant",
+        "PTO_VARIANT",
+        None,
+        _names,
+        "run only these variants of the variants file (repeatable or comma list; default all)",
+        "NAME",
+    ),
+    Option(
+        "trace",
+        "--pto-trace",
+        "pto_trace",
+        "PTO_TRACE",
+        None,
+        _path,
+        "write a Chrome trace-event JSON timeline (init, barrier, op, teardown per rank)",
+        "FILE",
+    ),
+    Option(
+        "seed",
+        "--pto-seed",
+        "pto_seed",
+        "PTO_SEED",
+        1,
+        _int_at_least(0),
+        "base seed of the init-latency model; round K gets PTO_SIM_MALLOC_SEED derived from it, "
+        "so rounds resample init skew deterministically (default 1)",
+        "N",
+    ),
+)
+_BY_DEST = {opt.dest: opt for opt in OPTIONS}
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("pto", "pytest-pto: ranked distributed tests on locked device groups")
+    for opt in OPTIONS:
+        assert opt.flag is not None
+        extra = f" [ini {opt.ini}" + (f", env {opt.env}" if opt.env else "") + "]"
+        repeatable = opt.dest in ("env", "variant")
+        group.addoption(
+            opt.flag,
+            dest=f"pto_{opt.dest}",
+            action="append" if repeatable else "store",
+            default=None,
+            metavar=opt.metavar,
+            help=opt.help + extra,
+        )
+        if opt.ini and opt.dest == "env":
+            parser.addini(opt.ini, opt.help, type="linelist", default=[])
+        elif opt.ini:
+            parser.addini(opt.ini, opt.help, type="string", default="")
+
+
+def default_lock_dir() -> Path:
+    """Per-user default, so two users of one machine never fight over file permissions.
+
+    Physical devices shared by several users need one common directory: set PTO_LOCK_DIR.
+    """
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry (containers): fall back to the uid
+        user = str(os.getuid())
+    return Path(tempfile.gettempdir()) / f"pto-locks-{user}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved session settings; ``sources`` tells where each value came from."""
+
+    ranks: int = 2
+    rounds: int = 1
+    platform: str = "sim"
+    devices: tuple[int, ...] = ()
+    lock_dir: Path = field(default_factory=default_lock_dir)
+    lock_timeout: float = 300.0
+    init_timeout: float = 60.0
+    round_timeout: float | None = 300.0
+    env: Mapping[str, str] = field(default_factory=dict)
+    init_barrier: bool = True
+    latch_policy: str = "owned-wallclock"
+    log_dir: Path | None = None
+    variants_file: Path | None = None
+    variant: tuple[str, ...] | None = None
+    trace: Path | None = None
+    seed: int = 1
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def source(self, dest: str) -> str:
+        return self.sources.get(dest, "default")
+
+
+def _ini_name(config: pytest.Config) -> str:
+    inipath = getattr(config, "inipath", None)
+    return f" in {inipath.name}" if inipath else ""
+
+
+def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> Settings:
+    """Resolve every setting (command line > environment > ini > default) and validate it."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for opt in OPTIONS:
+        if opt.dest == "env":
+            values["env"], sources["env"] = _resolve_env(config)
+            continue
+        raw: Any = config.getoption(f"pto_{opt.dest}")
+        if isinstance(raw, list):  # repeatable option: join so the parser sees one list
+            raw = ",".join(raw)
+        candidates: list[tuple[str, Any]] = [(f"{opt.flag}={raw}", raw)]
+        if opt.env:
+            text = environ.get(opt.env)
+            candidates.append((f"environment {opt.env}={text}", text))
+        if opt.ini:
+            text = config.getini(opt.ini)
+            candidates.append((f"ini {opt.ini} = {text}{_ini_name(config)}", text))
+        for source, text in candidates:
+            if text is None or (isinstance(text, str) and not text.strip()):
+                continue
+            try:
+                values[opt.dest] = opt.parse(str(text))
+            except _BadValue as exc:
+                raise pytest.UsageError(f"pytest-pto: {source}: {exc}") from None
+            sources[opt.dest] = source
+            break
+        else:
+            values[opt.dest] = opt.default
+    if values["lock_dir"] is None:
+        values["lock_dir"] = default_lock_dir()
+    values["devices"] = _check_devices(values, sources)
+    if values["ranks"] > len(values["devices"]):
+        raise pytest.UsageError(
+            f"pytest-pto: {sources.get('ranks', '--pto-ranks (default)')}: more ranks than "
+            f"devices ({values['ranks']} > {len(values['devices'])} devices: "
+            f"{_fmt_ids(values['devices'])}); use --pto-ranks <= {len(values['devices'])} or "
+            "more --pto-devices"
+        )
+    return Settings(**values, sources=sources)
+
+
+def _check_devices(values: dict[str, Any], sources: dict[str, str]) -> tuple[int, ...]:
+    from pytest_pto.devices import get_platform
+
+    try:
+        available = get_platform(values["platform"]).devices()
+    except ValueError as exc:  # e.g. PTO_SIM_DEVICES=abc
+        raise pytest.UsageError(f"pytest-pto: platform {values['platform']!r}: {exc}") from None
+    chosen = values["devices"]
+    if chosen is None:
+        if not available:
+            raise pytest.UsageError(
+                f"pytest-pto: platform {values['platform']!r} reports no devices"
+            )
+        return tuple(available)
+    unknown = [d for d in chosen if d not in available]
+    if unknown:
+        raise pytest.UsageError(
+            f"pytest-pto: {sources['devices']}: device(s) {_fmt_ids(unknown)} do not exist on "
+            f"platform {values['platform']!r} (it has {_fmt_ids(available)})"
+        )
+    return tuple(chosen)
+
+
+def _fmt_ids(ids: tuple[int, ...] | list[int]) -> str:
+    return ",".join(str(i) for i in ids)
+
+
+def _resolve_env(config: pytest.Config) -> tuple[dict[str, str], str]:
+    ini_items = [str(x) for x in config.getini("pto_env") or []]
+    cli_items = config.getoption("pto_env") or []
+    env: dict[str, str] = {}
+    for items, source in ((ini_items, f"ini pto_env{_ini_name(config)}"), (cli_items, "--pto-env")):
+        try:
+            env.update(parse_env_pairs(items))
+        except _BadValue as exc:
+            raise pytest.UsageError(f"pytest-pto: {source}: {exc}") from None
+    source = "--pto-env" if cli_items else ("ini pto_env" if ini_items else "default")
+    return env, source

@@ -1,0 +1,260 @@
+"""The ``pto_world`` fixture's object: one round's device lease and chip-worker World.
+
+Starting is lazy (first use of ``devices``/``run``/``world``) and otherwise forced at the start
+of the test call, so lock wait and init are failures *of the round* (call phase) and are timed
+apart: ``lock_wait_ms`` (waiting for devices) and ``init_ms``/``init_skew_ms`` (the World).
+
+The round's hang budget (``round_timeout``) runs from the moment the World is up. Inside
+``run`` the World's own deadline enforces it (it collects every rank's stack); outside ``run``
+(the test body itself stuck) a SIGALRM watchdog raises :class:`RoundHang` in the main thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytest
+
+from libpto.errors import PtoError
+from pytest_pto._rounds import RoundPlan
+from pytest_pto.devices import DevicePool, Lease
+from pytest_pto.outcomes import RoundHang
+
+__all__ = ["PtoWorld"]
+
+_WATCHDOG_GRACE_S = 1.0
+
+
+def _safe(nodeid: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:180] or "round"
+
+
+class PtoWorld:
+    """What a test sees as ``pto_world``: ``size``, ``devices``, ``round``, ``run(op, ...)``."""
+
+    def __init__(self, item: pytest.Item, plan: RoundPlan, pool: DevicePool, lock_timeout: float):
+        self._item = item
+        self.plan = plan
+        self._pool = pool
+        self._lock_timeout = lock_timeout
+        self.lease: Lease | None = None
+        self._world: Any = None
+        self.started = False
+        self.start_error: BaseException | None = None
+        self.ready_at: float | None = None
+        self._in_run = False
+        self._closed = False
+        self._alarm_armed = False
+        self._old_alarm: Any = None
+        if plan.log_dir is not None:
+            self.log_dir = Path(plan.log_dir) / _safe(plan.nodeid)
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            self._own_log_dir = False
+        else:
+            self.log_dir = Path(tempfile.mkdtemp(prefix="pto-logs-"))
+            self._own_log_dir = True
+
+    # -- the test API (DESIGN section 4) -------------------------------------------------------
+    @property
+    def size(self) -> int:
+        return self.plan.ranks
+
+    @property
+    def round(self) -> int:
+        return self.plan.round
+
+    @property
+    def rounds(self) -> int:
+        return self.plan.rounds
+
+    @property
+    def variant(self) -> str | None:
+        return self.plan.variant
+
+    @property
+    def env(self) -> dict[str, str]:
+        return dict(self.plan.env)
+
+    @property
+    def devices(self) -> tuple[int, ...]:
+        self.start()
+        assert self.lease is not None
+        return self.lease.devices
+
+    @property
+    def world(self) -> Any:
+        """The ``libpto.World`` of this round (started on first use)."""
+        self.start()
+        return self._world
+
+    @property
+    def lock_wait_ms(self) -> float | None:
+        return self.lease.wait_ms if self.lease is not None else None
+
+    @property
+    def init_skew_ms(self) -> float | None:
+        return getattr(self._world, "init_skew_ms", None) if self._world is not None else None
+
+    @property
+    def init_ms(self) -> dict[int, float]:
+        return dict(getattr(self._world, "init_ms", {}) or {}) if self._world is not None else {}
+
+    def run(self, op: Callable[..., Any], /, *args: Any, **kwargs: Any) -> list[Any]:
+        """Run ``op(chip, *args, **kwargs)`` in every rank; per-rank results in rank order.
+
+        A ``timeout=`` keyword is the World's own (seconds); it is capped by what is left of
+        the round's hang budget.
+        """
+        world = self.world
+        timeout = kwargs.pop("timeout", None)
+        left = self._budget_left()
+        if left is not None:
+            timeout = left if timeout is None else min(timeout, left)
+        self._in_run = True
+        try:
+            return list(world.run(op, *args, timeout=timeout, **kwargs))
+        except PtoError as exc:
+            # The World's poll loop is not where the failure is: cut its frames, so the report
+            # shows the test line, the error, and the "pto round" section with the ranks' side.
+            __tracebackhide__ = True
+            raise exc.with_traceback(None) from exc.__cause__
+        finally:
+            self._in_run = False
+
+    def stacks(self) -> dict[int, str]:
+        if self._world is None:
+            return {}
+        try:
+            return dict(self._world.stacks())
+        except Exception as exc:  # a broken World must not hide the round's real failure
+            return {-1: f"(stacks unavailable: {exc!r})"}
+
+    def __repr__(self) -> str:
+        devs = self.lease.devices if self.lease else "not leased"
+        return f"<pto_world {self.plan.nodeid} ranks={self.size} devices={devs}>"
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def _budget_left(self) -> float | None:
+        if self.plan.round_timeout is None or self.ready_at is None:
+            return None
+        return max(self.plan.round_timeout - (time.monotonic() - self.ready_at), 0.05)
+
+    def start(self) -> None:
+        """Lease the devices and start the chip workers (once; a failure is re-raised)."""
+        if self.started:
+            if self.start_error is not None:
+                raise self.start_error
+            return
+        if self._closed:
+            raise RuntimeError("pto_world is closed (the round is over)")
+        self.started = True
+        hook = self._item.config.hook
+        try:
+            self.lease = self._pool.lease(self.plan.ranks, self.plan.nodeid, self._lock_timeout)
+            hook.pytest_pto_lease_acquired(item=self._item, lease=self.lease)
+            from libpto.hierarchy import World, WorldConfig
+
+            config = WorldConfig(
+                devices=self.lease.devices,
+                env=dict(self.plan.env),
+                rank_env={r: dict(e) for r, e in self.plan.rank_env.items()},
+                init_barrier=self.plan.init_barrier,
+                init_timeout=self.plan.init_timeout,
+                round_timeout=self.plan.round_timeout,
+                log_dir=self.log_dir,
+                platform=self.plan.platform,
+                name=self.plan.nodeid,
+            )
+            replaced = hook.pytest_pto_world_config(item=self._item, config=config)
+            if replaced is not None:
+                if tuple(replaced.devices) != self.lease.devices:
+                    raise ValueError(
+                        "pytest_pto_world_config: devices must stay the leased "
+                        f"{self.lease.devices}, got {replaced.devices}"
+                    )
+                config = replaced
+            self._world = World.start(config)
+            self.ready_at = time.monotonic()
+            hook.pytest_pto_round_started(item=self._item, world=self._world)
+        except BaseException as exc:
+            self.start_error = exc
+            raise
+
+    # -- watchdog for the test body outside run() ----------------------------------------------
+    def arm_watchdog(self) -> None:
+        if (
+            self.plan.round_timeout is None
+            or threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGALRM) not in (signal.SIG_DFL, None)
+        ):
+            return
+        self._old_alarm = signal.signal(signal.SIGALRM, self._on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, self.plan.round_timeout + _WATCHDOG_GRACE_S)
+        self._alarm_armed = True
+
+    def disarm_watchdog(self) -> None:
+        if not self._alarm_armed:
+            return
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, self._old_alarm or signal.SIG_DFL)
+        self._alarm_armed = False
+
+    def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
+        if self._in_run:  # World.run enforces the deadline itself, with every rank's stack
+            signal.setitimer(signal.ITIMER_REAL, _WATCHDOG_GRACE_S)
+            return
+        __tracebackhide__ = True
+        self.disarm_watchdog()
+        budget = self.plan.round_timeout
+        raise RoundHang(
+            f"the test body ran past the {budget:g} s round timeout (--pto-round-timeout or "
+            "the marker's round_timeout), outside pto_world.run; every rank's stack follows"
+        )
+
+    # -- teardown ------------------------------------------------------------------------------
+    def log_texts(self, limit: int = 20000) -> dict[str, str]:
+        """Tail of every log file of this round (name -> text), for report sections."""
+        out: dict[str, str] = {}
+        with contextlib.suppress(OSError):
+            for path in sorted(self.log_dir.glob("*.log")):
+                try:
+                    data = path.read_bytes()
+                except OSError:
+                    continue
+                text = data[-limit:].decode("utf-8", "replace")
+                if len(data) > limit:
+                    text = f"[... {len(data) - limit} bytes cut ...]\n" + text
+                out[path.name] = text
+        return out
+
+    def close(self) -> None:
+        """Stop the chip workers, release the devices, drop temporary logs (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.disarm_watchdog()
+        errors: list[str] = []
+        if self._world is not None:
+            try:
+                self._world.close()
+            except Exception as exc:  # keep going: the devices must still be released
+                errors.append(f"World.close failed: {exc!r}")
+        if self.lease is not None:
+            try:
+                self._item.config.hook.pytest_pto_lease_released(item=self._item, lease=self.lease)
+            finally:
+                self.lease.release()
+        if self._own_log_dir:
+            shutil.rmtree(self.log_dir, ignore_errors=True)
+        if errors:
+            raise RuntimeError("; ".join(errors))

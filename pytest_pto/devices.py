@@ -1,0 +1,423 @@
+"""Device pool: all-or-none leases of device groups through cross-process file locks.
+
+Layout of the lock directory (shared by every pytest session, xdist worker and CI job that
+uses the same devices)::
+
+    pool.lock            held only while one process decides and takes a group (milliseconds)
+    device-<id>.lock     flock held for the whole lease; the kernel drops it when the holder dies
+    device-<id>.holder   JSON {pid, host, test, since}: who holds the device (information only)
+    queue/ticket-*       one per waiting process, flocked by it while it waits (fairness)
+
+Why this shape:
+
+* **All or none, no deadlock.** A group is taken only under ``pool.lock`` with non-blocking
+  tries on every device; a process never holds some devices while blocking on others, so two
+  sessions that want overlapping groups can never wait on each other in a cycle.
+* **No starvation.** A process that could not get its group leaves a ticket. Newer requests
+  must leave older tickets what they can use now; a ticket older than :data:`AGING_S` that
+  still cannot be served makes every newer request wait, so the pool drains for it.
+* **No stale locks.** The truth is the flock, never the holder file: a dead holder's flock is
+  gone, and whoever next finds its device free removes the stale holder file.
+* **Adjacent groups.** The default choice prefers aligned blocks (0-1, 2-3, ...), then any
+  contiguous run, then the lowest free ids; the ``pytest_pto_select_devices`` hook can override.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import itertools
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import filelock
+
+from pytest_pto._platforms import (
+    AscendPlatform,
+    Platform,
+    SimPlatform,
+    get_platform,
+    platform_names,
+)
+
+__all__ = [
+    "AGING_S",
+    "AscendPlatform",
+    "DevicePool",
+    "DeviceState",
+    "DeviceUnavailable",
+    "Holder",
+    "Lease",
+    "Platform",
+    "SimPlatform",
+    "choose_group",
+    "get_platform",
+    "platform_names",
+]
+
+AGING_S = 1.0  # a waiter older than this that still cannot be served blocks newer requests
+_POLL_MIN_S = 0.005
+_POLL_MAX_S = 0.1
+
+Chooser = Callable[[Sequence[int], frozenset[int], int], "tuple[int, ...] | None"]
+
+
+class DeviceUnavailable(Exception):
+    """A round could not lease its devices within the lock timeout; names the holders."""
+
+    def __init__(self, message: str, *, holders: Sequence[Holder] = (), waited_s: float = 0.0):
+        super().__init__(message)
+        self.message = message
+        self.holders = list(holders)
+        self.waited_s = waited_s
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_unavailable, (self.message, self.holders, self.waited_s))
+
+
+def _rebuild_unavailable(message: str, holders: list[Holder], waited: float) -> DeviceUnavailable:
+    return DeviceUnavailable(message, holders=holders, waited_s=waited)
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a device, as written in its holder file."""
+
+    device: int
+    pid: int
+    host: str
+    test: str
+    since: float  # time.time()
+
+    def describe(self, now: float | None = None) -> str:
+        now = time.time() if now is None else now
+        stamp = time.strftime("%H:%M:%S", time.localtime(self.since))
+        return (
+            f"device {self.device} held by pid {self.pid} on {self.host} "
+            f"({self.test or '?'}) since {stamp} ({now - self.since:.1f} s)"
+        )
+
+
+@dataclass(frozen=True)
+class DeviceState:
+    """One line of ``pto-devices``: free, or held (by ``holder`` when its file says so)."""
+
+    device: int
+    held: bool
+    holder: Holder | None = None
+    stale_holder_removed: bool = False
+
+
+def choose_group(pool: Sequence[int], free: frozenset[int], count: int) -> tuple[int, ...] | None:
+    """Default group choice: aligned blocks, then contiguous runs, then the lowest free ids."""
+    if count > len(free):
+        return None
+    order = list(pool)
+    for start in range(0, len(order) - count + 1, count):  # aligned: 0-1, 2-3, ...
+        block = order[start : start + count]
+        if all(d in free for d in block) and _contiguous(block):
+            return tuple(block)
+    for start in range(len(order) - count + 1):  # any contiguous run
+        block = order[start : start + count]
+        if all(d in free for d in block) and _contiguous(block):
+            return tuple(block)
+    return tuple(sorted(free)[:count])
+
+
+def _contiguous(block: Sequence[int]) -> bool:
+    return all(b - a == 1 for a, b in itertools.pairwise(block))
+
+
+@dataclass
+class Lease:
+    """Devices held by one round; :meth:`release` (idempotent) gives them back."""
+
+    devices: tuple[int, ...]
+    wait_ms: float
+    test: str
+    _locks: list[filelock.BaseFileLock] = field(default_factory=list, repr=False)
+    _holder_files: list[Path] = field(default_factory=list, repr=False)
+    released: bool = False
+
+    def release(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        # holder file first: a holder file never outlives its lock except when the holder died
+        for path in self._holder_files:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        for lock in self._locks:
+            lock.release(force=True)
+        self._locks.clear()
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _device_lock(path: Path) -> filelock.BaseFileLock:
+    return filelock.UnixFileLock(
+        str(path), thread_local=False, fallback_to_soft=False, preserve_lock_file=True
+    )
+
+
+class DevicePool:
+    """The devices of one platform/selection, leased through the locks in ``lock_dir``."""
+
+    def __init__(
+        self,
+        devices: Sequence[int],
+        lock_dir: Path,
+        *,
+        chooser: Chooser | None = None,
+        host: str | None = None,
+    ) -> None:
+        if not devices:
+            raise ValueError("a device pool needs at least one device")
+        self.devices = tuple(devices)
+        self.lock_dir = Path(lock_dir)
+        self.chooser = chooser or choose_group
+        self.host = host or socket.gethostname()
+        self._ensure_dirs()
+
+    def _ensure_dirs(self) -> None:
+        try:
+            self.lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            (self.lock_dir / "queue").mkdir(exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"lock dir {self.lock_dir}: cannot create it ({exc})") from None
+        if not os.access(self.lock_dir, os.W_OK | os.X_OK):
+            raise ValueError(f"lock dir {self.lock_dir}: not writable by this user")
+
+    # -- paths ---------------------------------------------------------------------------------
+    def lock_path(self, device: int) -> Path:
+        return self.lock_dir / f"device-{device}.lock"
+
+    def holder_path(self, device: int) -> Path:
+        return self.lock_dir / f"device-{device}.holder"
+
+    # -- leasing -------------------------------------------------------------------------------
+    def lease(self, count: int, test: str = "", timeout: float = 300.0) -> Lease:
+        """Lease ``count`` devices, all or none; raise :class:`DeviceUnavailable` after timeout."""
+        if not 1 <= count <= len(self.devices):
+            raise ValueError(
+                f"cannot lease {count} devices from a pool of {len(self.devices)} "
+                f"({','.join(map(str, self.devices))})"
+            )
+        start = time.monotonic()
+        deadline = start + timeout
+        ticket: _Ticket | None = None
+        delay = _POLL_MIN_S
+        pool_lock = filelock.UnixFileLock(
+            str(self.lock_dir / "pool.lock"),
+            thread_local=False,
+            fallback_to_soft=False,
+            preserve_lock_file=True,
+        )
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                try:
+                    pool_lock.acquire(timeout=max(remaining, 0.0))
+                except filelock.Timeout:
+                    break
+                try:
+                    lease = self._try_take(count, test, ticket)
+                    if lease is None and ticket is None:
+                        ticket = _Ticket.create(self.lock_dir / "queue", count)
+                finally:
+                    pool_lock.release()
+                if lease is not None:
+                    lease.wait_ms = (time.monotonic() - start) * 1000.0
+                    return lease
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(min(delay, max(deadline - time.monotonic(), 0.0)))
+                delay = min(delay * 1.5, _POLL_MAX_S)
+        finally:
+            if ticket is not None:
+                ticket.close()
+        waited = time.monotonic() - start
+        states = self.state()
+        holders = [s.holder for s in states if s.holder is not None]
+        held = [s.device for s in states if s.held]
+        text = "; ".join(h.describe() for h in holders) or (
+            f"held devices {','.join(map(str, held))} (no holder files)" if held else "none held"
+        )
+        raise DeviceUnavailable(
+            f"device_unavailable: waited {waited:.1f} s (--pto-lock-timeout) for {count} of "
+            f"devices {','.join(map(str, self.devices))} in {self.lock_dir}; {text}",
+            holders=holders,
+            waited_s=waited,
+        )
+
+    def _try_take(self, count: int, test: str, ticket: _Ticket | None) -> Lease | None:
+        """Under pool.lock: take a group now if fairness allows, else None."""
+        probes: dict[int, filelock.BaseFileLock] = {}
+        for device in self.devices:
+            lock = _device_lock(self.lock_path(device))
+            try:
+                lock.acquire(timeout=0)
+            except filelock.Timeout:
+                continue
+            probes[device] = lock
+        try:
+            available = set(probes)
+            now = time.time()
+            for older in _Ticket.live_before(self.lock_dir / "queue", ticket):
+                group = choose_group(self.devices, frozenset(available), older.count)
+                if group is not None:
+                    available -= set(group)  # left for the older waiter's next poll
+                elif now - older.since > AGING_S:
+                    available.clear()  # the head has waited long enough: drain for it
+                    break
+            group = self.chooser(self.devices, frozenset(available), count) or None
+            if group is not None and (len(set(group)) != count or not set(group) <= available):
+                raise ValueError(
+                    f"device chooser returned {group!r}: must be {count} distinct free devices "
+                    f"out of {sorted(available)} (or () to wait)"
+                )
+            chosen = set(group or ())
+            for device, lock in probes.items():
+                holder = self.holder_path(device)
+                if device not in chosen:
+                    # free: any holder file is stale (its owner's flock is gone)
+                    with contextlib.suppress(FileNotFoundError):
+                        holder.unlink()
+                    lock.release(force=True)
+            if group is None:
+                probes.clear()
+                return None
+            lease = Lease(devices=tuple(group), wait_ms=0.0, test=test)
+            lease._locks = [probes[d] for d in group]
+            since = time.time()
+            for device in group:
+                path = self.holder_path(device)
+                _write_json(
+                    path,
+                    {"pid": os.getpid(), "host": self.host, "test": test, "since": since},
+                )
+                lease._holder_files.append(path)
+            probes.clear()
+            return lease
+        except BaseException:
+            for lock in probes.values():
+                lock.release(force=True)
+            raise
+
+    # -- inspection ----------------------------------------------------------------------------
+    def state(self, clean: bool = True) -> list[DeviceState]:
+        """Every device's state; with ``clean``, holder files of dead holders are removed."""
+        out: list[DeviceState] = []
+        for device in self.devices:
+            holder = _read_holder(self.holder_path(device), device)
+            lock = _device_lock(self.lock_path(device))
+            try:
+                lock.acquire(timeout=0)
+            except filelock.Timeout:
+                out.append(DeviceState(device, True, holder))
+                continue
+            try:
+                # re-read under the lock: the file we saw may belong to a holder that just left
+                stale = self.holder_path(device).exists()
+                if stale and clean:
+                    with contextlib.suppress(FileNotFoundError):
+                        self.holder_path(device).unlink()
+                out.append(DeviceState(device, False, None, stale and clean))
+            finally:
+                lock.release(force=True)
+        return out
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def _read_holder(path: Path, device: int) -> Holder | None:
+    try:
+        data = json.loads(path.read_text())
+        return Holder(
+            device=device,
+            pid=int(data["pid"]),
+            host=str(data.get("host", "?")),
+            test=str(data.get("test", "")),
+            since=float(data.get("since", 0.0)),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+@dataclass
+class _Ticket:
+    """A waiting process's place in line: a file it keeps flocked while it waits."""
+
+    path: Path
+    fd: int
+    count: int
+    since: float
+
+    @classmethod
+    def create(cls, queue: Path, count: int) -> _Ticket:
+        since = time.time()
+        name = f"ticket-{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        path = queue / name
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, json.dumps({"count": count, "since": since, "pid": os.getpid()}).encode())
+        return cls(path, fd, count, since)
+
+    def close(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        os.close(self.fd)
+
+    @staticmethod
+    def live_before(queue: Path, mine: _Ticket | None) -> Iterable[_Ticket]:
+        """Live tickets older than ``mine`` (all live tickets when ``mine`` is None), oldest
+        first; tickets whose owner died (flock free) are removed on the way. Call under
+        pool.lock only, so a ticket is never seen between its creation and its flock."""
+        try:
+            names = sorted(os.listdir(queue))
+        except FileNotFoundError:
+            return []
+        out: list[_Ticket] = []
+        for name in names:
+            if mine is not None and name >= mine.path.name:
+                break
+            path = queue / name
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    data = json.loads(os.pread(fd, 4096, 0) or b"{}")
+                    out.append(_Ticket(path, -1, int(data.get("count", 1)), float(data["since"])))
+                else:  # nobody holds it: its owner died
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+            except (ValueError, KeyError):
+                continue
+            finally:
+                os.close(fd)
+        return out
+
+
+def pool_for(platform: str, devices: Sequence[int] | None, lock_dir: Path) -> DevicePool:
+    """A pool over ``devices`` (default: every device of ``platform``)."""
+    ids = tuple(devices) if devices else get_platform(platform).devices()
+    return DevicePool(ids, lock_dir)

@@ -1,0 +1,69 @@
+"""Hooks that pytest-pto offers to other plugins and conftest.py files.
+
+Registered through ``pytest_addhooks``; implement them like any pytest hook (by name, in a
+conftest.py or plugin). They run in the process that runs the round (an xdist worker under
+``-n``), except where noted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from pytest_pto.devices import DevicePool, Lease
+    from pytest_pto.outcomes import RoundOutcome
+
+hookspec = pytest.hookspec
+
+
+@hookspec(firstresult=True)
+def pytest_pto_select_devices(
+    config: pytest.Config, pool: DevicePool, free: frozenset[int], count: int
+) -> tuple[int, ...] | None:
+    """Choose ``count`` devices out of ``free`` for a round; ``()`` waits for more devices,
+    None leaves the choice to the next implementation (finally the built-in default).
+
+    Called while the pool lock is held, so keep it quick. The default prefers aligned blocks
+    (0-1, 2-3, ...), then any contiguous run, then the lowest free ids. Returning devices that
+    are not free (or the wrong number) is an error. Fairness towards older waiting sessions is
+    applied before this hook: ``free`` holds only what this round may take now.
+    """
+
+
+@hookspec
+def pytest_pto_lease_acquired(item: pytest.Item, lease: Lease) -> None:
+    """A round now holds ``lease.devices`` (exclusively, across processes); ``lease.wait_ms``
+    is how long it waited. Called before the chip workers start."""
+
+
+@hookspec
+def pytest_pto_lease_released(item: pytest.Item, lease: Lease) -> None:
+    """A round is about to give ``lease.devices`` back (its chip workers are already gone)."""
+
+
+@hookspec(firstresult=True)
+def pytest_pto_world_config(item: pytest.Item, config: Any) -> Any:
+    """Return a replacement ``libpto.WorldConfig`` for this round (e.g. with extra ``rank_env``),
+    or None to keep ``config``. Use ``dataclasses.replace``; ``devices`` must stay the leased
+    ones."""
+
+
+@hookspec
+def pytest_pto_round_started(item: pytest.Item, world: Any) -> None:
+    """Every rank of the round passed the INIT_DONE barrier (or started, with the barrier off);
+    ``world`` is the ``libpto.World``."""
+
+
+@hookspec
+def pytest_pto_round_finished(item: pytest.Item, outcome: RoundOutcome) -> None:
+    """The round ended with ``outcome`` (one DESIGN section 4 class); its chip workers may still
+    be up (they are closed at teardown). Called once per round."""
+
+
+@hookspec
+def pytest_pto_round_properties(item: pytest.Item, properties: Sequence[tuple[str, str]]) -> None:
+    """The JUnit properties of the round, just before they are attached (read-only view).
+    Append your own with ``item.user_properties.append((name, value))``."""

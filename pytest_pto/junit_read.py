@@ -1,0 +1,229 @@
+"""Read JUnit XML files (from many runs, xdist sessions and CI jobs) back into RoundRecords.
+
+Parsing goes through junitparser; testcases are collected from any nesting of
+``<testsuites>``/``<testsuite>`` elements, so files from pytest (one suite), other runners
+(several suites) and merge tools (nested suites) all work. Rounds of the same test in several
+files accumulate. A testcase without a ``pto.outcome`` property is not a pto round: it is
+skipped and only counted (``JUnitData.non_pto``).
+
+Every problem with an input becomes one :class:`ReportInputError` naming the file (and the
+testcase/property where it applies) and the rule, never a traceback from the XML library.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from junitparser import Error, Failure, JUnitXml, JUnitXmlError, Properties, TestCase
+
+from pytest_pto.table import RoundRecord, base_test_id, strip_round_id
+
+__all__ = ["JUnitData", "ReportInputError", "expand_inputs", "read_junit", "read_junit_files"]
+
+#: Property names of DESIGN section 4 (``pto.test`` is an optional extra: the test id without
+#: variant and round parts, as the plugin's terminal summary prints it).
+PROP_PREFIX = "pto."
+
+
+class ReportInputError(Exception):
+    """An input file is missing, unreadable, not JUnit XML, or carries an invalid pto property."""
+
+
+@dataclass
+class JUnitData:
+    """Records read from one or more files, plus what was not a pto round."""
+
+    records: list[RoundRecord] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    testcases: int = 0
+    non_pto: int = 0
+
+    def extend(self, other: JUnitData) -> None:
+        self.records += other.records
+        self.files += other.files
+        self.testcases += other.testcases
+        self.non_pto += other.non_pto
+
+
+def expand_inputs(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Files as given; directories searched recursively for ``*.xml`` (sorted, for stable order).
+
+    A missing path is an error (a CI glob that matched nothing arrives here literally).
+    """
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            out += sorted(q for q in p.rglob("*.xml") if q.is_file())
+        elif p.exists():
+            out.append(p)
+        else:
+            raise ReportInputError(f"{p}: no such file or directory")
+    return out
+
+
+def _walk_cases(elem: Any) -> Iterator[Any]:
+    for child in elem:
+        tag = child.tag
+        if tag == "testcase":
+            yield child
+        elif tag in ("testsuite", "testsuites"):
+            yield from _walk_cases(child)
+
+
+def _props(case: TestCase) -> dict[str, str]:
+    props = case.child(Properties)
+    out: dict[str, str] = {}
+    if props is None:
+        return out
+    for prop in props:
+        if prop.name is not None and prop.name.startswith(PROP_PREFIX):
+            out[prop.name] = prop.value if prop.value is not None else ""
+    return out
+
+
+def _failure_message(case: TestCase) -> str:
+    for res in case.result:
+        if isinstance(res, (Failure, Error)):
+            text = res.message or res.text or ""
+            return text.strip().splitlines()[0] if text.strip() else ""
+    return ""
+
+
+def _guess_file(classname: str) -> tuple[str | None, list[str]]:
+    """pytest writes ``classname = 'tests.test_x.TestCls'``; find the module file it came from.
+
+    Returns the relative path and the remaining class parts. A module file that exists under
+    the working directory (where CI checks the repository out) wins; otherwise leading parts
+    up to the first capitalised one (a ``Test*`` class) are taken as the module path.
+    """
+    parts = [p for p in classname.split(".") if p]
+    for k in range(len(parts), 0, -1):
+        candidate = "/".join(parts[:k]) + ".py"
+        if Path(candidate).is_file():
+            return candidate, parts[k:]
+    # Not checked out here: pytest collects classes named Test*, modules are rarely so named.
+    k = len(parts)
+    while k > 1 and parts[k - 1][:1].isupper():
+        k -= 1
+    if k == 0:
+        return None, parts
+    return "/".join(parts[:k]) + ".py", parts[k:]
+
+
+class _CaseReader:
+    def __init__(self, path: Path, case: TestCase, props: dict[str, str]) -> None:
+        self.path, self.case, self.props = path, case, props
+
+    def where(self) -> str:
+        return f"{self.path}: testcase {self.case.classname}::{self.case.name}"
+
+    def int_prop(self, name: str) -> int | None:
+        raw = self.props.get(name)
+        if raw is None or raw.strip() in ("", "None"):
+            return None
+        try:
+            return int(raw)
+        except ValueError:
+            raise ReportInputError(
+                f"{self.where()}: property {name}={raw!r}: must be an integer"
+            ) from None
+
+    def float_prop(self, name: str) -> float | None:
+        raw = self.props.get(name)
+        if raw is None or raw.strip() in ("", "None"):
+            return None
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ReportInputError(
+                f"{self.where()}: property {name}={raw!r}: must be a number"
+            ) from None
+        return None if math.isnan(value) else value
+
+    def record(self) -> RoundRecord:
+        case, props = self.case, self.props
+        outcome = props["pto.outcome"].strip()
+        if not outcome:
+            raise ReportInputError(f"{self.where()}: property pto.outcome is empty")
+        variant = props.get("pto.variant") or None
+        name = case.name or ""
+        classname = case.classname or ""
+        id_round: int | None
+        if "pto.test" in props:
+            test = props["pto.test"]
+            _, id_round = strip_round_id(name)
+            file = test.split("::", 1)[0] if "::" in test else None
+        else:
+            base, id_round = base_test_id(name, variant)
+            attr_file = case._elem.get("file")  # xunit1 files carry file= and line=
+            file, rest = _guess_file(classname)
+            if attr_file:
+                file = attr_file
+            if file is not None:
+                test = "::".join([file, *rest, base])
+            else:
+                test = f"{classname}::{base}" if classname else base
+        rnd = self.int_prop("pto.round")
+        if rnd is None:
+            rnd = id_round if id_round is not None else 1
+        line = None
+        raw_line = case._elem.get("line")
+        if raw_line and raw_line.isdigit():
+            line = int(raw_line) + 1  # pytest writes the 0-based line of the test function
+        return RoundRecord(
+            test=test,
+            variant=variant,
+            round=rnd,
+            outcome=outcome,
+            ranks=self.int_prop("pto.ranks"),
+            rank=self.int_prop("pto.failed_rank"),
+            error_code=self.int_prop("pto.error_code"),
+            init_skew_ms=self.float_prop("pto.init_skew_ms"),
+            duration_s=case.time if case._elem.get("time") else None,
+            message=_failure_message(case),
+            file=file,
+            line=line,
+        )
+
+
+def read_junit(path: str | os.PathLike[str]) -> JUnitData:
+    """Parse one JUnit XML file into pto round records."""
+    p = Path(path)
+    if not p.exists():
+        raise ReportInputError(f"{p}: no such file")
+    if p.is_dir():
+        raise ReportInputError(f"{p}: is a directory, expected a JUnit XML file")
+    try:
+        xml = JUnitXml.fromfile(str(p))
+    except SyntaxError as exc:  # xml.etree ParseError and lxml XMLSyntaxError both derive from it
+        raise ReportInputError(f"{p}: not well-formed XML: {exc}") from None
+    except JUnitXmlError:
+        raise ReportInputError(
+            f"{p}: not JUnit XML: the root element must be <testsuites> or <testsuite>"
+        ) from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ReportInputError(f"{p}: cannot read: {exc}") from None
+    data = JUnitData(files=[p])
+    for elem in _walk_cases(xml._elem):
+        case = TestCase.fromelem(elem)
+        data.testcases += 1
+        props = _props(case)
+        if "pto.outcome" not in props:
+            data.non_pto += 1
+            continue
+        data.records.append(_CaseReader(p, case, props).record())
+    return data
+
+
+def read_junit_files(paths: Iterable[str | os.PathLike[str]]) -> JUnitData:
+    """Read and merge several files (directories are expanded by :func:`expand_inputs`)."""
+    data = JUnitData()
+    for p in expand_inputs(list(paths)):
+        data.extend(read_junit(p))
+    return data

@@ -1,0 +1,231 @@
+"""``pto-report``: merge JUnit XML from many runs / CI jobs into one round table.
+
+The console script ``pto-report`` (``pytest_pto.cli:report_main``) calls :func:`main`.
+Exit codes (also in ``--help``):
+
+- 0 the report was produced (failed rounds are data, not an error) — unless
+  ``--fail-on-failure`` and some round did not pass, then 1;
+- 2 bad usage or bad input: unknown option, missing file, malformed XML, a non-JUnit file,
+  an invalid ``pto.*`` property, an unknown ``--baseline``. Nothing is written;
+- 3 no pto rounds: no XML file found, or no testcase carries ``pto.outcome``. Nothing is
+  written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from pytest_pto._atomic import write_text_atomic
+from pytest_pto.github import append_step_summary, emit_annotations
+from pytest_pto.junit_read import JUnitData, ReportInputError, read_junit_files
+from pytest_pto.table import compare, render_markdown, render_text, summarize, to_json
+
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILURES", "EXIT_NO_DATA", "EXIT_OK", "build_parser", "main"]
+
+EXIT_OK = 0
+EXIT_FAILURES = 1
+EXIT_BAD_INPUT = 2
+EXIT_NO_DATA = 3
+PROG = "pto-report"
+
+DESCRIPTION = """\
+Merge JUnit XML files written by pytest-pto runs (pytest --junitxml; any number of runs,
+xdist sessions and CI jobs) and print one table per test and variant: rounds, pass, fail,
+one column per outcome class that occurred (passed, failed, sched_error_code=N,
+orch_error_code=N, stream_sync_timeout, init_failed, init_timeout, rank_crashed, hang,
+device_unavailable), and the pass rate with its Wilson score interval.
+
+Rounds are the testcases that carry the pto.outcome property; other testcases are ignored
+(their number is reported on stderr). Rounds of the same test and variant from several files
+add up. Between the variants of one test (every pair, or each against --baseline) the
+failure rates are compared with Fisher's exact test (two-sided, exact arithmetic), so
+"15/30 vs 0/30" comes with a p-value (not adjusted for multiple comparisons)."""
+
+EPILOG = f"""\
+exit status:
+  {EXIT_OK}  report produced (failed rounds are data, not an error)
+  {EXIT_FAILURES}  --fail-on-failure given and at least one round did not pass
+  {EXIT_BAD_INPUT}  bad usage or input: missing file, malformed XML, invalid pto.* property,
+     unknown --baseline (nothing is written)
+  {EXIT_NO_DATA}  no pto rounds in the input (nothing is written)
+
+examples:
+  pto-report junit.xml
+  pto-report --format markdown --baseline before-fixes artifacts/ > table.md
+  pto-report --format json --output pto.json run1.xml run2.xml
+  pto-report --github --format markdown artifacts/    # in a GitHub Actions job"""
+
+
+def _fraction(name: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} {text!r}: must be a number") from None
+        if not 0.0 < value < 1.0:
+            raise argparse.ArgumentTypeError(f"{name} {text!r}: must be between 0 and 1")
+        return value
+
+    return parse
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be >= 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="FILE",
+        help="JUnit XML file, or a directory searched recursively for *.xml",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("text", "markdown", "json"),
+        default="text",
+        help="text: aligned columns (default); markdown: GitHub tables for a pull request; "
+        "json: schema pto-report/1 for other tools",
+    )
+    parser.add_argument(
+        "-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout"
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="VARIANT",
+        help="compare each variant against this one instead of every pair of variants",
+    )
+    parser.add_argument(
+        "--alpha",
+        type=_fraction("--alpha"),
+        default=0.05,
+        help="significance level of Fisher's exact test (default 0.05)",
+    )
+    parser.add_argument(
+        "--confidence",
+        type=_fraction("--confidence"),
+        default=0.95,
+        help="confidence level of the Wilson pass-rate interval (default 0.95)",
+    )
+    parser.add_argument(
+        "--title", default="pytest-pto rounds", help="heading of the Markdown report"
+    )
+    parser.add_argument(
+        "--github",
+        action="store_true",
+        help="also emit a GitHub Actions ::error annotation per failed round (test, round, "
+        "rank, outcome) on stdout and append the Markdown table to $GITHUB_STEP_SUMMARY",
+    )
+    parser.add_argument(
+        "--max-annotations",
+        type=_positive_int,
+        default=50,
+        metavar="N",
+        help="at most N annotations with --github (default 50; GitHub shows only a few)",
+    )
+    parser.add_argument(
+        "--fail-on-failure",
+        action="store_true",
+        help=f"exit {EXIT_FAILURES} when any round did not pass",
+    )
+    return parser
+
+
+def _error(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``pto-report``; returns the exit status (see the module docstring)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2): keep argparse's message
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_BAD_INPUT
+
+    output = Path(args.output) if args.output else None
+    if output is not None:
+        if output.is_dir():
+            return _error(f"--output {output}: is a directory")
+        if not output.parent.is_dir():
+            return _error(f"--output {output}: directory {output.parent} does not exist")
+
+    try:
+        data: JUnitData = read_junit_files(args.inputs)
+    except ReportInputError as exc:
+        return _error(str(exc))
+
+    if not data.files:
+        print(
+            f"{PROG}: no JUnit XML files found in {' '.join(args.inputs)}; nothing reported",
+            file=sys.stderr,
+        )
+        return EXIT_NO_DATA
+    ignored = f"; {data.non_pto} testcases without pto.outcome ignored" if data.non_pto else ""
+    print(
+        f"{PROG}: {len(data.files)} file(s), {len(data.records)} pto rounds{ignored}",
+        file=sys.stderr,
+    )
+    if not data.records:
+        print(
+            f"{PROG}: no pto rounds (no testcase has a pto.outcome property); nothing reported",
+            file=sys.stderr,
+        )
+        return EXIT_NO_DATA
+
+    rows = summarize(data.records, confidence=args.confidence)
+    if args.baseline is not None and not any(r.variant == args.baseline for r in rows):
+        known = sorted({r.variant for r in rows if r.variant is not None})
+        return _error(
+            f"--baseline {args.baseline}: no rounds of that variant; variants present: "
+            + (", ".join(known) if known else "none")
+        )
+    comparisons = compare(rows, baseline=args.baseline, alpha=args.alpha)
+
+    if args.format == "json":
+        text = json.dumps(to_json(rows, comparisons), indent=2) + "\n"
+    elif args.format == "markdown":
+        text = render_markdown(rows, comparisons, title=args.title)
+    else:
+        text = render_text(rows, comparisons)
+
+    if args.github:
+        emit_annotations(data.records, sys.stdout, max_annotations=args.max_annotations)
+        summary = append_step_summary(render_markdown(rows, comparisons, title=args.title))
+        if summary is None:
+            print(f"{PROG}: GITHUB_STEP_SUMMARY is not set; no step summary", file=sys.stderr)
+
+    if output is not None:
+        try:
+            write_text_atomic(output, text)
+        except OSError as exc:
+            return _error(f"--output {output}: cannot write: {exc}")
+        print(f"{PROG}: wrote {output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    if args.fail_on_failure and any(not r.passed for r in data.records):
+        return EXIT_FAILURES
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

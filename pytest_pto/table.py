@@ -1,0 +1,504 @@
+"""Round records -> per-test, per-variant summary rows -> text / Markdown / JSON tables.
+
+One module serves both the plugin's terminal summary (records built from live reports) and
+``pto-report`` (records read back from JUnit files), so a table looks the same wherever it is
+printed. Rows have the shape of DESIGN section 1: rounds, pass, fail, then one column per
+outcome class that occurred, plus a Wilson pass-rate interval; :func:`compare` adds Fisher's
+exact test between the variants of one test so "15/30 vs 0/30" comes with a p-value.
+
+Counting rules (documented because dashboards depend on them):
+
+- every record is one round; ``pass`` counts outcome ``passed``, ``fail`` counts every other
+  outcome, so ``fail`` = ``rounds - pass`` and the outcome-class columns (``failed``, the
+  assertion/exception class, among them) add up to ``fail``;
+- a row is keyed by (test, variant, ranks): rounds of the same test id from several runs or
+  files accumulate; different rank counts are different populations and never merge;
+- rows keep first-seen order, so a variants file's order carries through to the table.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Any
+
+from pytest_pto.stats import fisher_exact, wilson_interval
+
+__all__ = [
+    "OUTCOMES",
+    "Comparison",
+    "RoundRecord",
+    "SummaryRow",
+    "base_test_id",
+    "compare",
+    "format_p",
+    "outcome_sort_key",
+    "render_markdown",
+    "render_text",
+    "strip_round_id",
+    "strip_variant_id",
+    "summarize",
+    "to_json",
+]
+
+#: The fixed outcome classes of DESIGN section 4, in table-column order. ``sched_error_code=N``
+#: and ``orch_error_code=N`` are families (one class per code N).
+OUTCOMES = (
+    "passed",
+    "failed",
+    "sched_error_code=N",
+    "orch_error_code=N",
+    "stream_sync_timeout",
+    "init_failed",
+    "init_timeout",
+    "rank_crashed",
+    "hang",
+    "device_unavailable",
+)
+
+PASSED = "passed"
+JSON_SCHEMA = "pto-report/1"
+_CODE_CLASS = re.compile(r"^(sched|orch)_error_code=(-?\d+)$")
+_ROUND_TOKEN = re.compile(r"(?:^|-)round-(\d+)(?=-|$)")
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """One executed round of one test: the unit every table counts.
+
+    ``test`` is the test id without the variant and ``round-K`` id parts (e.g.
+    ``tests/test_x.py::test_allreduce[2]``); ``file``/``line`` (1-based) locate the test for
+    CI annotations when known.
+    """
+
+    test: str
+    variant: str | None
+    round: int
+    outcome: str
+    ranks: int | None = None
+    rank: int | None = None  # the failed rank, when one is named
+    error_code: int | None = None
+    init_skew_ms: float | None = None
+    duration_s: float | None = None
+    message: str = ""
+    file: str | None = None
+    line: int | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == PASSED
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """All rounds of one (test, variant, ranks).
+
+    ``outcomes`` has one entry per outcome class that occurred (``passed`` included);
+    ``pass_low``/``pass_high`` is the Wilson interval of ``passed / rounds`` at
+    ``confidence``; ``max_init_skew_ms`` is the largest init skew seen (None if never
+    recorded).
+    """
+
+    test: str
+    variant: str | None
+    rounds: int
+    passed: int
+    failed: int
+    outcomes: dict[str, int]
+    pass_low: float
+    pass_high: float
+    ranks: int | None = None
+    confidence: float = 0.95
+    max_init_skew_ms: float | None = None
+
+    @property
+    def pass_rate(self) -> float | None:
+        return self.passed / self.rounds if self.rounds else None
+
+    @property
+    def fail_rate(self) -> float | None:
+        return self.failed / self.rounds if self.rounds else None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Fisher's exact test (two-sided) of the failure rates of two variants of one test."""
+
+    test: str
+    ranks: int | None
+    variant_a: str | None
+    variant_b: str | None
+    failed_a: int
+    rounds_a: int
+    failed_b: int
+    rounds_b: int
+    p_value: float
+    odds_ratio: float
+    alpha: float = 0.05
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value < self.alpha
+
+
+# --- test ids --------------------------------------------------------------------------------
+
+
+def _split_params(name: str) -> tuple[str, str] | None:
+    """``'f::t[a-b]'`` -> ``('f::t', 'a-b')``; None when ``name`` has no ``[...]`` suffix."""
+    idx = name.find("[")
+    if idx < 0 or not name.endswith("]"):
+        return None
+    return name[:idx], name[idx + 1 : -1]
+
+
+def _join_params(head: str, params: str) -> str:
+    return f"{head}[{params}]" if params else head
+
+
+def strip_round_id(name: str) -> tuple[str, int | None]:
+    """Remove the ``round-K`` token from a test id's ``[...]`` part.
+
+    ``test_allreduce[2-before-fixes-round-3]`` -> ``('test_allreduce[2-before-fixes]', 3)``;
+    ``test_x[round-1]`` -> ``('test_x', 1)``; an id without the token comes back unchanged
+    with round None. The last ``round-K`` token wins if a parameter happens to contain one.
+    """
+    parts = _split_params(name)
+    if parts is None:
+        return name, None
+    head, params = parts
+    matches = list(_ROUND_TOKEN.finditer(params))
+    if not matches:
+        return name, None
+    m = matches[-1]
+    rest = params[: m.start()] + params[m.end() :]
+    if rest.startswith("-") and m.start() == 0:
+        rest = rest[1:]
+    return _join_params(head, rest), int(m.group(1))
+
+
+def strip_variant_id(name: str, variant: str | None) -> str:
+    """Remove a known variant token (``-``-delimited, may itself contain ``-``) from ``[...]``.
+
+    ``test_allreduce[2-before-fixes]`` with ``before-fixes`` -> ``test_allreduce[2]``. The
+    last whole-token occurrence is removed; an id without it is returned unchanged.
+    """
+    if not variant:
+        return name
+    parts = _split_params(name)
+    if parts is None:
+        return name
+    head, params = parts
+    token = re.compile(r"(?:^|-)" + re.escape(variant) + r"(?=-|$)")
+    matches = list(token.finditer(params))
+    if not matches:
+        return name
+    m = matches[-1]
+    rest = params[: m.start()] + params[m.end() :]
+    if m.start() == 0 and rest.startswith("-"):
+        rest = rest[1:]
+    return _join_params(head, rest)
+
+
+def base_test_id(name: str, variant: str | None) -> tuple[str, int | None]:
+    """Both of the above: ``(test id without variant and round tokens, round or None)``."""
+    base, rnd = strip_round_id(name)
+    return strip_variant_id(base, variant), rnd
+
+
+# --- summarising -----------------------------------------------------------------------------
+
+
+def outcome_sort_key(outcome: str) -> tuple[int, int, str]:
+    """Column order: DESIGN section 4's order, error-code families by code, unknown last."""
+    m = _CODE_CLASS.match(outcome)
+    if m:
+        family = f"{m.group(1)}_error_code=N"
+        return (OUTCOMES.index(family), int(m.group(2)), outcome)
+    if outcome in OUTCOMES:
+        return (OUTCOMES.index(outcome), 0, outcome)
+    return (len(OUTCOMES), 0, outcome)
+
+
+@dataclass
+class _Acc:
+    rounds: int = 0
+    passed: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    max_skew: float | None = None
+
+
+def summarize(records: Iterable[RoundRecord], confidence: float = 0.95) -> list[SummaryRow]:
+    """Group rounds by (test, variant, ranks) in first-seen order and count them."""
+    accs: dict[tuple[str, str | None, int | None], _Acc] = {}
+    for rec in records:
+        acc = accs.setdefault((rec.test, rec.variant, rec.ranks), _Acc())
+        acc.rounds += 1
+        acc.passed += rec.passed
+        acc.outcomes[rec.outcome] = acc.outcomes.get(rec.outcome, 0) + 1
+        if rec.init_skew_ms is not None and not math.isnan(rec.init_skew_ms):
+            acc.max_skew = (
+                rec.init_skew_ms if acc.max_skew is None else max(acc.max_skew, rec.init_skew_ms)
+            )
+    rows = []
+    for (test, variant, ranks), acc in accs.items():
+        low, high = wilson_interval(acc.passed, acc.rounds, confidence)
+        rows.append(
+            SummaryRow(
+                test=test,
+                variant=variant,
+                rounds=acc.rounds,
+                passed=acc.passed,
+                failed=acc.rounds - acc.passed,
+                outcomes=dict(sorted(acc.outcomes.items(), key=lambda kv: outcome_sort_key(kv[0]))),
+                pass_low=low,
+                pass_high=high,
+                ranks=ranks,
+                confidence=confidence,
+                max_init_skew_ms=acc.max_skew,
+            )
+        )
+    return rows
+
+
+def compare(
+    rows: Sequence[SummaryRow], baseline: str | None = None, alpha: float = 0.05
+) -> list[Comparison]:
+    """Fisher's exact test between variants of the same test (and rank count).
+
+    Without ``baseline`` every pair of variants is compared (in row order); with it, each
+    other variant is compared against the baseline (tests without that variant get no
+    comparison). p-values are per comparison, not adjusted for multiple comparisons.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha={alpha!r}: must be strictly between 0 and 1")
+    groups: dict[tuple[str, int | None], list[SummaryRow]] = {}
+    for row in rows:
+        groups.setdefault((row.test, row.ranks), []).append(row)
+    out = []
+    for (test, ranks), group in groups.items():
+        if baseline is None:
+            pairs = list(combinations(group, 2))
+        else:
+            base = [r for r in group if r.variant == baseline]
+            pairs = [(base[0], r) for r in group if base and r.variant != baseline]
+        for a, b in pairs:
+            res = fisher_exact(((a.failed, a.passed), (b.failed, b.passed)))
+            out.append(
+                Comparison(
+                    test=test,
+                    ranks=ranks,
+                    variant_a=a.variant,
+                    variant_b=b.variant,
+                    failed_a=a.failed,
+                    rounds_a=a.rounds,
+                    failed_b=b.failed,
+                    rounds_b=b.rounds,
+                    p_value=res.p_value,
+                    odds_ratio=res.odds_ratio,
+                    alpha=alpha,
+                )
+            )
+    return out
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+
+def format_p(p: float) -> str:
+    """Two significant digits; scientific below 0.001 (``1.7e-05``), ``1`` for 1."""
+    if p >= 1.0:
+        return "1"
+    if p < 0.001:
+        return f"{p:.1e}"
+    return f"{p:.2g}"
+
+
+def _pct(x: float) -> str:
+    return f"{100.0 * x:.1f}%"
+
+
+def _interval(row: SummaryRow) -> str:
+    if not row.rounds:
+        return "-"
+    return f"{_pct(row.passed / row.rounds)} [{_pct(row.pass_low)}, {_pct(row.pass_high)}]"
+
+
+def _variant(v: str | None) -> str:
+    return v if v is not None else "-"
+
+
+def _opt_int(v: int | None) -> str:
+    return "-" if v is None else str(v)
+
+
+def _outcome_columns(rows: Sequence[SummaryRow]) -> list[str]:
+    seen = {o for r in rows for o in r.outcomes if o != PASSED}
+    return sorted(seen, key=outcome_sort_key)
+
+
+def _table(rows: Sequence[SummaryRow]) -> tuple[list[str], list[list[str]], list[bool]]:
+    """Headers, cells and right-alignment flags shared by the text and Markdown renderers."""
+    classes = _outcome_columns(rows)
+    show_ranks = any(r.ranks is not None for r in rows)
+    show_skew = any(r.max_init_skew_ms is not None for r in rows)
+    conf = rows[0].confidence if rows else 0.95
+    headers = ["test", "variant"]
+    right = [False, False]
+    if show_ranks:
+        headers.append("ranks")
+        right.append(True)
+    headers += ["rounds", "pass", "fail", *classes, f"pass rate [{conf:.0%} CI]"]
+    right += [True, True, True, *([True] * len(classes)), False]
+    if show_skew:
+        headers.append("max init skew ms")
+        right.append(True)
+    cells = []
+    for r in rows:
+        line = [r.test, _variant(r.variant)]
+        if show_ranks:
+            line.append(_opt_int(r.ranks))
+        line += [str(r.rounds), str(r.passed), str(r.failed)]
+        line += [str(r.outcomes.get(c, 0)) for c in classes]
+        line.append(_interval(r))
+        if show_skew:
+            line.append("-" if r.max_init_skew_ms is None else f"{r.max_init_skew_ms:.1f}")
+        cells.append(line)
+    return headers, cells, right
+
+
+def _comparison_table(comps: Sequence[Comparison]) -> tuple[list[str], list[list[str]], list[bool]]:
+    show_ranks = any(c.ranks is not None for c in comps)
+    headers = ["test"] + (["ranks"] if show_ranks else [])
+    headers += [
+        "variant A",
+        "variant B",
+        "fail A",
+        "fail B",
+        "p (Fisher, two-sided)",
+        "significant",
+    ]
+    right = [False] + ([True] if show_ranks else []) + [False, False, True, True, True, False]
+    cells = []
+    for c in comps:
+        line = [c.test] + ([_opt_int(c.ranks)] if show_ranks else [])
+        line += [
+            _variant(c.variant_a),
+            _variant(c.variant_b),
+            f"{c.failed_a}/{c.rounds_a}",
+            f"{c.failed_b}/{c.rounds_b}",
+            format_p(c.p_value),
+            f"yes (p < {c.alpha:g})" if c.significant else "no",
+        ]
+        cells.append(line)
+    return headers, cells, right
+
+
+def _aligned(headers: list[str], cells: list[list[str]], right: list[bool]) -> list[str]:
+    widths = [max(len(h), *(len(row[i]) for row in cells)) for i, h in enumerate(headers)]
+
+    def fmt(values: list[str]) -> str:
+        parts = [
+            v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, right, strict=True)
+        ]
+        return "  ".join(parts).rstrip()
+
+    return [fmt(headers), fmt(["-" * w for w in widths]), *(fmt(row) for row in cells)]
+
+
+def render_text(rows: Sequence[SummaryRow], comparisons: Sequence[Comparison] = ()) -> str:
+    """Aligned plain-text table (terminal, logs); comparisons, if any, follow as a second table."""
+    if not rows:
+        return "no pto rounds recorded\n"
+    lines = _aligned(*_table(rows))
+    if comparisons:
+        alpha = comparisons[0].alpha
+        lines += ["", f"variant comparisons: failure rates, Fisher's exact test, alpha {alpha:g}"]
+        lines += _aligned(*_comparison_table(comparisons))
+    return "\n".join(lines) + "\n"
+
+
+def _md_cell(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _markdown(headers: list[str], cells: list[list[str]], right: list[bool]) -> list[str]:
+    out = ["| " + " | ".join(_md_cell(h) for h in headers) + " |"]
+    out.append("| " + " | ".join("---:" if r else "---" for r in right) + " |")
+    out += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in cells]
+    return out
+
+
+def render_markdown(
+    rows: Sequence[SummaryRow], comparisons: Sequence[Comparison] = (), title: str | None = None
+) -> str:
+    """GitHub-flavoured Markdown (pull requests, ``$GITHUB_STEP_SUMMARY``)."""
+    lines = [f"### {title}", ""] if title else []
+    if not rows:
+        return "\n".join([*lines, "_no pto rounds recorded_"]) + "\n"
+    lines += _markdown(*_table(rows))
+    if comparisons:
+        alpha = comparisons[0].alpha
+        lines += [
+            "",
+            f"Variant comparisons — failure rates, Fisher's exact test (two-sided), "
+            f"alpha {alpha:g}:",
+            "",
+        ]
+        lines += _markdown(*_comparison_table(comparisons))
+    conf = rows[0].confidence
+    lines += [
+        "",
+        f"_pass rate interval: Wilson score, {conf:.0%}; fail = rounds that did not pass._",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def to_json(rows: Sequence[SummaryRow], comparisons: Sequence[Comparison] = ()) -> dict[str, Any]:
+    """A JSON-ready dict (schema ``pto-report/1``) for dashboards and other tools."""
+    return {
+        "schema": JSON_SCHEMA,
+        "confidence": rows[0].confidence if rows else 0.95,
+        "interval": "wilson",
+        "rows": [
+            {
+                "test": r.test,
+                "variant": r.variant,
+                "ranks": r.ranks,
+                "rounds": r.rounds,
+                "passed": r.passed,
+                "failed": r.failed,
+                "outcomes": dict(r.outcomes),
+                "pass_rate": r.pass_rate,
+                "pass_low": r.pass_low,
+                "pass_high": r.pass_high,
+                "max_init_skew_ms": r.max_init_skew_ms,
+            }
+            for r in rows
+        ],
+        "comparisons": [
+            {
+                "test": c.test,
+                "ranks": c.ranks,
+                "variant_a": c.variant_a,
+                "variant_b": c.variant_b,
+                "failed_a": c.failed_a,
+                "rounds_a": c.rounds_a,
+                "failed_b": c.failed_b,
+                "rounds_b": c.rounds_b,
+                "test_name": "fisher_exact_two_sided",
+                "p_value": c.p_value,
+                "odds_ratio": _finite(c.odds_ratio),
+                "alpha": c.alpha,
+                "significant": c.significant,
+            }
+            for c in comparisons
+        ],
+    }

@@ -1,0 +1,133 @@
+"""Ops and init hooks used by the hierarchy tests (module level: they travel by reference)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+from libpto.errors import SchedulerTimeout
+from libpto.hierarchy import Chip
+
+
+def identity(chip: Chip, value: Any) -> dict[str, Any]:
+    return {
+        "rank": chip.rank,
+        "size": chip.size,
+        "device_id": chip.device_id,
+        "value": value,
+        "env": {k: v for k, v in os.environ.items() if k.startswith(("PTO", "ASCEND", "HIER"))},
+        "pid": os.getpid(),
+        "has_comm": chip.comm is not None,
+    }
+
+
+def noop(chip: Chip) -> None:
+    return None
+
+
+def start_time(chip: Chip) -> int:
+    return time.time_ns()
+
+
+def log_line(chip: Chip, text: str) -> None:
+    chip.log(text)
+    print(f"stdout of rank {chip.rank}", flush=True)
+
+
+def raise_on(chip: Chip, rank: int) -> int:
+    if chip.rank == rank:
+        raise ValueError(f"boom from rank {chip.rank}")
+    return chip.rank
+
+
+def sched_timeout_on(chip: Chip, rank: int) -> int:
+    if chip.rank == rank:
+        raise SchedulerTimeout(
+            "run: SCHEDULER_TIMEOUT", code=100, sub_class="S1", stuck_task=3, core=0
+        )
+    return chip.rank
+
+
+def kill_self_on(chip: Chip, rank: int, signame: str) -> int:
+    if chip.rank == rank:
+        os.kill(os.getpid(), getattr(signal, signame))
+        time.sleep(10)
+    return chip.rank
+
+
+def sleep_on(chip: Chip, rank: int, seconds: float) -> int:
+    if chip.rank == rank:
+        hang_here(seconds)
+    return chip.rank
+
+
+def hang_here(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def rendezvous(chip: Chip) -> int:
+    assert chip.comm is not None
+    chip.comm.barrier(timeout_ms=30_000)
+    return chip.rank
+
+
+def big_result(chip: Chip, nbytes: int) -> bytes:
+    return b"x" * nbytes
+
+
+def exit_in_op(chip: Chip, code: int) -> None:
+    os._exit(code)
+
+
+# -- init hooks (PTO_CHIP_INIT_HOOK) -------------------------------------------------------------
+def init_fail(chip: Chip) -> None:
+    raise ValueError(f"PTO2_RING_HEAP=12: must be an integer >= 1024 (rank {chip.rank})")
+
+
+def init_exit(chip: Chip) -> None:
+    os._exit(7)
+
+
+def init_sigkill(chip: Chip) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def init_sleep(chip: Chip) -> None:
+    time.sleep(float(os.environ.get("HIER_INIT_SLEEP", "30")))
+
+
+# -- with the real runtime ------------------------------------------------------------------------
+def allreduce_ranked(chip: Chip, n: int) -> list[float]:
+    """Rank-distinct inputs through the builtin mesh allreduce (exact in float32)."""
+    from libpto.ops import mesh_allreduce
+
+    return mesh_allreduce(chip, [float(chip.rank * 1000 + i) for i in range(n)])
+
+
+def runtime_wait_forever_on(chip: Chip, rank: int) -> int:
+    """A RUNNING wait kernel nobody satisfies: the scheduler latches SCHEDULER_TIMEOUT (S1)."""
+    if chip.rank == rank:
+        graph = chip.runtime.graph()
+        graph.wait(7, ">=", 1 << 40)
+        chip.runtime.run(graph)
+    return chip.rank
+
+
+def runtime_hang_on(chip: Chip, rank: int) -> int:
+    """A kernel that never finishes, under budgets far beyond the round deadline."""
+    if chip.rank == rank:
+        graph = chip.runtime.graph()
+        graph.hang()
+        chip.runtime.run(graph)
+    return chip.rank
+
+
+def runtime_facts(chip: Chip) -> dict[str, Any]:
+    return {
+        "rank": chip.runtime.rank,
+        "bound": chip.runtime.comm is chip.comm,
+        "comm_rank": chip.comm.rank,
+        "comm_size": chip.comm.size,
+    }

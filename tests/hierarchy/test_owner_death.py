@@ -1,0 +1,103 @@
+"""The world's owner is interrupted or killed: nothing it started survives it, and what a
+SIGKILLed owner could not clean up, a later run's stale cleanup removes (and only that)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from libpto.hierarchy import cleanup_stale
+from tests import leaks
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_owner() -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.hierarchy._parent"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        proc.wait(10)
+        pytest.fail(f"owner did not start: {proc.stderr.read() if proc.stderr else ''}")
+    facts = json.loads(line)
+    for pid in facts["workers"]:
+        assert alive(pid)
+    for name in facts["segments"]:
+        assert Path("/dev/shm", name).exists()
+    time.sleep(0.2)  # let the owner enter its hanging run()
+    return proc, facts
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_gone(pids: list[int], limit: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + limit
+    while True:
+        leaks.reap_zombies()
+        left = [p for p in pids if alive(p)]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize(
+    ("sig", "returncode"), [(signal.SIGINT, -signal.SIGINT), (signal.SIGTERM, -signal.SIGTERM)]
+)
+def test_interrupted_owner_leaves_nothing(sig: signal.Signals, returncode: int) -> None:
+    proc, facts = start_owner()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == returncode, err
+    assert wait_gone([*facts["workers"], facts["zygote"]]) == []
+    for name in facts["segments"]:
+        assert not Path("/dev/shm", name).exists()
+
+
+def test_sigkilled_owner_workers_die_and_zygote_cleans_up() -> None:
+    proc, facts = start_owner()
+    proc.kill()
+    proc.wait(10)
+    assert wait_gone([*facts["workers"], facts["zygote"]]) == []
+    for name in facts["segments"]:
+        assert not Path("/dev/shm", name).exists()
+
+
+def test_stale_cleanup_after_owner_and_zygote_sigkill() -> None:
+    decoy = Path(f"/dev/shm/pto-mbox-{os.getpid()}-0badcafe")  # a live owner's segment
+    decoy.write_bytes(b"")
+    try:
+        proc, facts = start_owner()
+        os.kill(facts["zygote"], signal.SIGSTOP)  # no janitor: the worst case
+        proc.kill()
+        proc.wait(10)
+        os.kill(facts["zygote"], signal.SIGKILL)
+        assert wait_gone([*facts["workers"], facts["zygote"]]) == []
+        left = [n for n in facts["segments"] if Path("/dev/shm", n).exists()]
+        assert left == facts["segments"]  # nobody could clean these up
+        removed = cleanup_stale()
+        assert set(facts["segments"]) <= set(removed)
+        assert decoy.name not in removed and decoy.exists()
+        for name in facts["segments"]:
+            assert not Path("/dev/shm", name).exists()
+    finally:
+        decoy.unlink()

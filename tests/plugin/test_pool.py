@@ -1,0 +1,135 @@
+"""Device pool: all-or-none leases, adjacency, fairness, dead holders, pto-devices."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pytest_pto.cli import devices_main
+from pytest_pto.devices import DevicePool, DeviceUnavailable, choose_group
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from pytest_pto.devices import DevicePool
+pool = DevicePool(range(4), Path(sys.argv[1]))
+lease = pool.lease(int(sys.argv[2]), "other::test_hold", timeout=10)
+print(",".join(map(str, lease.devices)), flush=True)
+time.sleep(120)
+"""
+
+
+def hold(tmp_path: Path, count: int) -> tuple[subprocess.Popen[str], str]:
+    script = tmp_path / "hold.py"
+    script.write_text(HOLD)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "locks"), str(count)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+def test_choose_group_prefers_aligned_then_contiguous_then_lowest() -> None:
+    pool = tuple(range(8))
+    assert choose_group(pool, frozenset(range(8)), 2) == (0, 1)
+    assert choose_group(pool, frozenset({1, 2, 3, 5, 6, 7}), 2) == (2, 3)
+    assert choose_group(pool, frozenset({1, 2, 5, 6}), 2) == (1, 2)
+    assert choose_group(pool, frozenset({1, 3, 5}), 2) == (1, 3)
+    assert choose_group(pool, frozenset({0, 1, 2, 3, 5}), 4) == (0, 1, 2, 3)
+    assert choose_group(pool, frozenset({1}), 2) is None
+
+
+def test_lease_is_all_or_none_and_released(tmp_path: Path) -> None:
+    pool = DevicePool(range(4), tmp_path / "locks")
+    a = pool.lease(2, "t::a", timeout=1)
+    b = pool.lease(2, "t::b", timeout=1)
+    assert (a.devices, b.devices) == ((0, 1), (2, 3))
+    with pytest.raises(DeviceUnavailable) as info:
+        pool.lease(1, "t::c", timeout=0.3)
+    assert "t::a" in str(info.value) and "t::b" in str(info.value)
+    assert sorted(h.device for h in info.value.holders) == [0, 1, 2, 3]
+    a.release()
+    a.release()  # idempotent
+    c = pool.lease(2, "t::c", timeout=1)
+    assert c.devices == (0, 1)
+    held = [s for s in pool.state() if s.held]
+    assert [s.holder.test for s in held if s.holder] == ["t::c", "t::c", "t::b", "t::b"]
+    b.release()
+    c.release()
+    assert not any(s.held for s in pool.state())
+    assert not list((tmp_path / "locks").glob("*.holder"))
+
+
+def test_dead_holder_is_released_and_its_file_cleaned(tmp_path: Path, capsys) -> None:
+    proc, devices = hold(tmp_path, 2)
+    assert devices == "0,1"
+    assert devices_main(["--lock-dir", str(tmp_path / "locks"), "--devices", "0-3"]) == 0
+    out = capsys.readouterr().out
+    assert f"held   {proc.pid:>7}" in out and "other::test_hold" in out and "2 free, 2 held" in out
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (tmp_path / "locks" / "device-0.holder").exists()  # stale until someone looks
+    assert devices_main(["--lock-dir", str(tmp_path / "locks"), "--json", "--devices", "0-3"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [d["state"] for d in data["devices"]] == ["free"] * 4
+    assert data["devices"][0]["stale_holder_removed"] is True
+    assert not (tmp_path / "locks" / "device-0.holder").exists()
+    pool = DevicePool(range(4), tmp_path / "locks")
+    with pool.lease(2, "t::after", timeout=1) as lease:
+        assert lease.devices == (0, 1)
+
+
+def test_pto_devices_rejects_bad_spec(tmp_path: Path, capsys) -> None:
+    assert devices_main(["--lock-dir", str(tmp_path), "--devices", "3-1"]) == 2
+    assert "--devices=3-1: range 3-1 runs backwards" in capsys.readouterr().err
+
+
+def test_big_request_is_not_starved_by_a_stream_of_small_ones(tmp_path: Path) -> None:
+    """Two threads keep re-leasing pairs back to back; a 4-device request still gets through
+    (older waiters block newer requests after the aging period)."""
+    pool = DevicePool(range(4), tmp_path / "locks")
+    stop = threading.Event()
+    got: list[float] = []
+
+    def churn() -> None:
+        while not stop.is_set():
+            with pool.lease(2, "t::pair", timeout=30):
+                time.sleep(0.02)
+
+    threads = [threading.Thread(target=churn) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        with pool.lease(4, "t::quad", timeout=20) as lease:
+            got.append(time.monotonic() - t0)
+            assert lease.devices == (0, 1, 2, 3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert got
+    assert not list((tmp_path / "locks" / "queue").iterdir())
+
+
+def test_lock_dir_errors_are_clear(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match="cannot create it"):
+        DevicePool(range(2), blocker / "locks")
+    if os.getuid() != 0:  # root can write anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o500)
+        with pytest.raises(ValueError, match="not writable"):
+            DevicePool(range(2), ro)

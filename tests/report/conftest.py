@@ -1,0 +1,100 @@
+"""Helpers for the report tests: JUnit XML written by real pytest runs, and hand-built XML.
+
+Until the plugin drives real chip workers, a "real run" here is a pytest session whose tests
+record the DESIGN section 4 properties with ``record_property`` and fail the way the plugin
+will (message naming the outcome class and rank), so the files have exactly the structure
+pytest's ``--junitxml`` writes, xdist included. The pto plugin itself is disabled in these
+inner sessions so the report tests do not depend on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+INNER_TEST = """
+import pytest
+
+PLAN = {plan!r}
+RANKS = {ranks!r}
+ROUNDS = max(len(v) for v in PLAN.values())
+
+
+def _code(outcome):
+    return int(outcome.split("=", 1)[1]) if "_error_code=" in outcome else None
+
+
+@pytest.mark.parametrize("k", range(1, ROUNDS + 1), ids=lambda k: f"round-{{k}}")
+@pytest.mark.parametrize("variant", list(PLAN))
+@pytest.mark.parametrize("ranks", RANKS)
+def test_allreduce(ranks, variant, k, record_property):
+    outcome = PLAN[variant][k - 1]
+    record_property("pto.outcome", outcome)
+    record_property("pto.round", k)
+    record_property("pto.rounds", ROUNDS)
+    record_property("pto.ranks", ranks)
+    record_property("pto.devices", ",".join(str(d) for d in range(ranks)))
+    record_property("pto.variant", variant)
+    record_property("pto.init_skew_ms", 10.0 * k)
+    record_property("pto.lock_wait_ms", 0.5)
+    if outcome != "passed":
+        record_property("pto.failed_rank", 1)
+        code = _code(outcome)
+        if code is not None:
+            record_property("pto.error_code", code)
+            record_property("pto.error_name", "SCHEDULER_TIMEOUT")
+        pytest.fail(f"{{outcome}}: rank 1: simulated failure of round {{k}}", pytrace=False)
+
+
+def test_not_distributed():
+    pass
+"""
+
+MakeRun = Callable[..., Path]
+
+
+@pytest.fixture
+def make_run(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> MakeRun:
+    """Run a pytest session that records pto properties; return its JUnit file.
+
+    ``plan`` maps variant -> outcome per round. ``xdist=N`` runs it with ``-n N`` (the
+    controller writes the file, as with the plugin).
+    """
+    monkeypatch.setenv("PTO_TEST_INNER", "1")
+    counter = [0]
+
+    def run(
+        plan: Mapping[str, Sequence[str]],
+        *,
+        ranks: Sequence[int] = (2,),
+        xdist: int = 0,
+        family: str | None = None,
+        name: str = "test_incident",
+    ) -> Path:
+        counter[0] += 1
+        pytester.makepyfile(**{name: INNER_TEST.format(plan=dict(plan), ranks=list(ranks))})
+        junit = pytester.path / f"junit-{counter[0]}.xml"
+        args = ["-p", "no:pto", "-p", "no:cacheprovider", f"--junitxml={junit}", f"{name}.py"]
+        if family:
+            args += ["-o", f"junit_family={family}"]
+        if xdist:
+            result = pytester.runpytest_subprocess("-n", str(xdist), *args)
+        else:
+            result = pytester.runpytest_inprocess(*args)
+        capsys.readouterr()  # the inner session's terminal output is not the report's
+        assert junit.is_file(), result.stdout.str()
+        return junit
+
+    return run
+
+
+@pytest.fixture
+def incident_plan() -> dict[str, list[str]]:
+    """DESIGN section 1's table: 15/30 sched_error_code=100, 1/30 stream_sync_timeout, 0/30."""
+    before = ["sched_error_code=100" if k % 2 else "passed" for k in range(30)]
+    latch = ["stream_sync_timeout" if k == 7 else "passed" for k in range(30)]
+    return {"before-fixes": before, "latch-fix": latch, "both-fixes": ["passed"] * 30}

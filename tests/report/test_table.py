@@ -1,0 +1,160 @@
+"""Test-id helpers, summarising and the three renderings of the round table."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pytest_pto.table import (
+    RoundRecord,
+    base_test_id,
+    compare,
+    format_p,
+    render_markdown,
+    render_text,
+    strip_round_id,
+    strip_variant_id,
+    summarize,
+    to_json,
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "base", "rnd"),
+    [
+        ("t.py::test_allreduce[2-before-fixes-round-3]", "t.py::test_allreduce[2-before-fixes]", 3),
+        ("test_x[round-1]", "test_x", 1),
+        ("test_x[round-12-2]", "test_x[2]", 12),
+        ("test_x[a-round-7-b]", "test_x[a-b]", 7),
+        ("test_x[ground-3]", "test_x[ground-3]", None),
+        ("test_x", "test_x", None),
+        ("test_x[2]", "test_x[2]", None),
+    ],
+)
+def test_strip_round_id(name: str, base: str, rnd: int | None) -> None:
+    assert strip_round_id(name) == (base, rnd)
+
+
+@pytest.mark.parametrize(
+    ("name", "variant", "out"),
+    [
+        ("test_a[2-before-fixes]", "before-fixes", "test_a[2]"),
+        ("test_a[before-fixes-2]", "before-fixes", "test_a[2]"),
+        ("test_a[before-fixes]", "before-fixes", "test_a"),
+        ("test_a[2-not-before-fixes-x]", "before-fixes", "test_a[2-not-x]"),
+        ("test_a[2-fixes]", "before-fixes", "test_a[2-fixes]"),
+        ("test_a[2-latch-fix]", None, "test_a[2-latch-fix]"),
+    ],
+)
+def test_strip_variant_id(name: str, variant: str | None, out: str) -> None:
+    assert strip_variant_id(name, variant) == out
+
+
+def test_base_test_id() -> None:
+    assert base_test_id("f.py::t[4-latch-fix-round-30]", "latch-fix") == ("f.py::t[4]", 30)
+
+
+def _records() -> list[RoundRecord]:
+    recs = []
+    for k in range(1, 31):
+        recs.append(
+            RoundRecord("t[2]", "before-fixes", k, "passed" if k % 2 else "sched_error_code=100", 2)
+        )
+        recs.append(
+            RoundRecord("t[2]", "latch-fix", k, "stream_sync_timeout" if k == 4 else "passed", 2)
+        )
+        recs.append(RoundRecord("t[2]", "both-fixes", k, "passed", 2, init_skew_ms=float(k)))
+    recs.append(RoundRecord("u", None, 1, "orch_error_code=4", rank=0))
+    recs.append(RoundRecord("u", None, 2, "sched_error_code=101", rank=0))
+    recs.append(RoundRecord("u", None, 3, "failed"))
+    recs.append(RoundRecord("u", None, 4, "some_future_class"))
+    return recs
+
+
+def test_summarize_counts_and_order() -> None:
+    rows = summarize(_records())
+    assert [(r.test, r.variant) for r in rows] == [
+        ("t[2]", "before-fixes"),
+        ("t[2]", "latch-fix"),
+        ("t[2]", "both-fixes"),
+        ("u", None),
+    ]
+    before, latch, both, u = rows
+    assert (before.rounds, before.passed, before.failed) == (30, 15, 15)
+    assert before.outcomes == {"passed": 15, "sched_error_code=100": 15}
+    assert latch.outcomes == {"passed": 29, "stream_sync_timeout": 1}
+    assert both.max_init_skew_ms == 30.0 and before.max_init_skew_ms is None
+    assert (round(before.pass_low, 4), round(before.pass_high, 4)) == (0.3315, 0.6685)
+    assert before.pass_rate == 0.5 and both.fail_rate == 0.0
+    # DESIGN section 4 order, code families by code, unknown classes last
+    assert list(u.outcomes) == [
+        "failed",
+        "sched_error_code=101",
+        "orch_error_code=4",
+        "some_future_class",
+    ]
+    assert u.failed == 4 and u.passed == 0
+
+
+def test_text_columns_are_aligned_and_only_for_occurring_classes() -> None:
+    rows = summarize(r for r in _records() if r.test == "t[2]")
+    text = render_text(rows)
+    lines = text.splitlines()
+    header = lines[0]
+    assert header.split()[:6] == ["test", "variant", "ranks", "rounds", "pass", "fail"]
+    assert "sched_error_code=100" in header and "stream_sync_timeout" in header
+    assert "hang" not in header and "failed" not in header
+    # numbers are right-aligned under their header
+    col_end = header.index("sched_error_code=100") + len("sched_error_code=100")
+    for line in lines[2:5]:
+        assert line[col_end - 1].isdigit() and line[col_end] == " "
+    assert lines[1].startswith("----")
+    assert render_text([]) == "no pto rounds recorded\n"
+
+
+def test_compare_pairs_and_baseline() -> None:
+    rows = summarize(_records())
+    comps = compare(rows)
+    pairs = [(c.variant_a, c.variant_b) for c in comps]
+    assert pairs == [
+        ("before-fixes", "latch-fix"),
+        ("before-fixes", "both-fixes"),
+        ("latch-fix", "both-fixes"),
+    ]  # "u" has one variant: nothing to compare
+    by_pair = {(c.variant_a, c.variant_b): c for c in comps}
+    assert by_pair[("before-fixes", "both-fixes")].significant
+    assert not by_pair[("latch-fix", "both-fixes")].significant
+    base = compare(rows, baseline="both-fixes", alpha=0.01)
+    assert [(c.variant_a, c.variant_b) for c in base] == [
+        ("both-fixes", "before-fixes"),
+        ("both-fixes", "latch-fix"),
+    ]
+    assert base[0].alpha == 0.01
+    with pytest.raises(ValueError, match="alpha"):
+        compare(rows, alpha=0)
+    text = render_text(rows, comps)
+    assert "Fisher's exact test" in text and "5.8e-06" in text
+
+
+def test_markdown_and_json() -> None:
+    rows = summarize(r for r in _records() if r.test == "t[2]")
+    comps = compare(rows)
+    md = render_markdown(rows, comps, title="incident")
+    assert md.startswith("### incident\n\n| test | variant | ranks | rounds | pass | fail |")
+    assert "| --- | --- | ---: | ---: | ---: | ---: |" in md
+    assert "| t[2] | before-fixes | 2 | 30 | 15 | 15 | 15 | 0 | 50.0% [33.2%, 66.8%] |" in md
+    assert "Wilson" in md
+    pipe = summarize([RoundRecord("t[a|b]", None, 1, "passed")])
+    assert "t[a\\|b]" in render_markdown(pipe)
+    data = json.loads(json.dumps(to_json(rows, comps)))  # JSON-serialisable (no inf/nan)
+    assert data["rows"][0]["outcomes"] == {"passed": 15, "sched_error_code=100": 15}
+    assert data["comparisons"][1]["odds_ratio"] is None  # infinite odds ratio -> null
+    assert data["comparisons"][1]["significant"] is True
+
+
+def test_format_p() -> None:
+    assert format_p(1.0) == "1"
+    assert format_p(0.4857) == "0.49"
+    assert format_p(0.0123) == "0.012"
+    assert format_p(5.832e-06) == "5.8e-06"

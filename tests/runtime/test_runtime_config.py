@@ -1,0 +1,159 @@
+"""Every runtime env variable's validation: one validator for env, ``env=`` and overrides;
+messages name the variable, the value and the rule."""
+
+from __future__ import annotations
+
+import pytest
+
+import libpto
+from libpto._config import CONFIG_KEYS
+
+BAD: list[tuple[str, str, str]] = [
+    ("PTO2_RING_TASK_WINDOW", "100", "must be a power of two >= 4"),
+    ("PTO2_RING_TASK_WINDOW", "2", "power of two >= 4"),
+    ("PTO2_RING_TASK_WINDOW", "0", "power of two"),
+    ("PTO2_RING_TASK_WINDOW", "16,16", "four comma-separated"),
+    ("PTO2_RING_TASK_WINDOW", "16,16,16,16,16", "four comma-separated"),
+    ("PTO2_RING_TASK_WINDOW", "-16", "power of two"),
+    ("PTO2_RING_TASK_WINDOW", "abc", "power of two"),
+    ("PTO2_RING_TASK_WINDOW", "", "power of two"),
+    ("PTO2_RING_HEAP", "1023", ">= 1024"),
+    ("PTO2_RING_HEAP", "4096,x,4096,4096", ">= 1024"),
+    ("PTO2_RING_HEAP", "1e9", ">= 1024"),
+    ("PTO2_RING_DEP_POOL", "3", ">= 4"),
+    ("PTO2_RING_DEP_POOL", "4,4,4,", ">= 4"),
+    ("PTO_LATCH_POLICY", "wallclock", "owned-wallclock"),
+    ("PTO_SCHEDULER_TIMEOUT_MS", "0", "[1, "),
+    ("PTO_SCHEDULER_TIMEOUT_MS", "-5", "[1, "),
+    ("PTO_SCHEDULER_TIMEOUT_MS", "5s", "[1, "),
+    ("PTO_MAX_IDLE_ITERATIONS", "0", "[1, "),
+    ("PTO_STREAM_SYNC_TIMEOUT_MS", "0", "[1, "),
+    ("PTO_STREAM_SYNC_TIMEOUT_MS", "two", "[1, "),
+    ("PTO_STALL_REPORT_MS", "0", "[1, "),
+    ("PTO_SIM_SCHED_THREADS", "0", "[1, 32]"),
+    ("PTO_SIM_SCHED_THREADS", "33", "[1, 32]"),
+    ("PTO_SIM_CORES", "65", "[1, 64]"),
+    ("PTO_RANK", "-1", "[0, 4095]"),
+    ("PTO_SIM_INIT_DELAY_MS", "fast", "RANK:MS"),
+    ("PTO_SIM_INIT_DELAY_MS", "1:", "RANK:MS"),
+    ("PTO_SIM_INIT_DELAY_MS", "1:5,x:3", "RANK:MS"),
+    ("PTO_SIM_INIT_DELAY_MS", "9999999", "RANK:MS"),
+    ("PTO_SIM_MALLOC_MODEL", "pareto", "none (default) or longtail"),
+    ("PTO_SIM_MALLOC_MS_PER_GIB", "-1", "[0, 1e6]"),
+    ("PTO_SIM_MALLOC_MS_PER_GIB", "nan", "[0, 1e6]"),
+    ("PTO_SIM_MALLOC_SEED", "-3", "unsigned 64-bit"),
+]
+
+
+def test_every_key_has_a_bad_case() -> None:
+    assert {k for k, _, _ in BAD} == set(CONFIG_KEYS)
+
+
+@pytest.mark.parametrize(("key", "value", "rule"), BAD)
+def test_bad_env_value(monkeypatch: pytest.MonkeyPatch, key: str, value: str, rule: str) -> None:
+    monkeypatch.setenv(key, value)
+    with pytest.raises(libpto.ConfigError) as ei:
+        libpto.Runtime()
+    msg = str(ei.value)
+    assert f"{key}={value}" in msg and rule in msg and "environment" in msg
+
+
+@pytest.mark.parametrize(("key", "value", "rule"), BAD)
+def test_bad_env_mapping_and_override(key: str, value: str, rule: str) -> None:
+    with pytest.raises(libpto.ConfigError, match="Runtime\\(env\\)"):
+        libpto.Runtime(env={key: value})
+    with pytest.raises(libpto.ConfigError) as ei:
+        libpto.Runtime(**{key: value})
+    assert rule in str(ei.value)
+
+
+def test_exact_message_of_the_issue(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PTO2_RING_TASK_WINDOW", "100")
+    with pytest.raises(libpto.ConfigError) as ei:
+        libpto.Runtime()
+    assert (
+        "PTO2_RING_TASK_WINDOW=100: must be a power of two >= 4 (at most 16777216) "
+        "(one value or four comma-separated values)" in str(ei.value)
+    )
+
+
+def test_precedence_env_then_mapping_then_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PTO_SCHEDULER_TIMEOUT_MS", "111")
+    monkeypatch.setenv("PTO_SIM_CORES", "3")
+    monkeypatch.setenv("PTO_RANK", "5")
+    with libpto.Runtime(env={"PTO_SIM_CORES": "4", "UNRELATED": "x"}, cores=1) as rt:
+        assert rt.config["PTO_SCHEDULER_TIMEOUT_MS"] == 111
+        assert rt.config["PTO_SIM_CORES"] == 1
+        assert rt.rank == 5
+    with libpto.Runtime(rank=2, PTO2_RING_HEAP=[1024, 2048, 4096, 8192]) as rt:
+        assert rt.rank == 2
+        assert rt.config["PTO2_RING_HEAP"] == (1024, 2048, 4096, 8192)
+
+
+def test_defaults() -> None:
+    with libpto.Runtime(env={}) as rt:
+        c = rt.config
+    assert c["PTO2_RING_TASK_WINDOW"] == (16384,) * 4
+    assert c["PTO2_RING_HEAP"] == (256 << 20,) * 4
+    assert c["PTO2_RING_DEP_POOL"] == (16384,) * 4
+    assert c["PTO_LATCH_POLICY"] == "owned-wallclock"
+    assert c["PTO_SCHEDULER_TIMEOUT_MS"] == 5000
+    assert c["PTO_STREAM_SYNC_TIMEOUT_MS"] == 2000
+
+
+def test_unknown_override_and_bad_types() -> None:
+    with pytest.raises(libpto.InvalidArgument, match="unknown option"):
+        libpto.Runtime(heap_size=5)
+    with pytest.raises(libpto.InvalidArgument, match="expected a number"):
+        libpto.Runtime(cores=True)
+    with pytest.raises(libpto.InvalidArgument, match="values must be strings"):
+        libpto.Runtime(env={"PTO_SIM_CORES": 2})  # type: ignore[dict-item]
+    with pytest.raises(libpto.InvalidArgument, match="rank"):
+        libpto.Runtime(rank="1")  # type: ignore[arg-type]
+    with pytest.raises(libpto.InvalidArgument, match="NUL"):
+        libpto.Runtime(latch_policy="owned-wallclock\x00")
+
+
+def test_incoherent_budget_is_a_warning(capfd: pytest.CaptureFixture[str]) -> None:
+    """Scheduler budget >= stream-sync timeout is legal (the incident's defaults) but the host
+    would time out before the device can report SCHEDULER_TIMEOUT: one clear warning line."""
+    with libpto.Runtime(scheduler_timeout_ms=5000, stream_sync_timeout_ms=2000) as rt:
+        assert "PTO_SCHEDULER_TIMEOUT_MS=5000 >= PTO_STREAM_SYNC_TIMEOUT_MS=2000" in (
+            rt.config_warning
+        )
+    assert "CONFIG WARNING PTO_SCHEDULER_TIMEOUT_MS=5000" in capfd.readouterr().err
+    with libpto.Runtime(scheduler_timeout_ms=1000, stream_sync_timeout_ms=2000) as rt:
+        assert rt.config_warning == ""
+    with libpto.Runtime(
+        latch_policy="idle-iterations", scheduler_timeout_ms=5000, stream_sync_timeout_ms=2000
+    ) as rt:
+        assert rt.config_warning == ""  # the budget is not used by the old policy
+
+
+def test_init_delay_fixed_and_per_rank() -> None:
+    with libpto.Runtime(init_delay_ms=300) as rt:
+        assert rt.init_delay_ms == 300 and rt.init_ms >= 300
+    with libpto.Runtime(rank=1, init_delay_ms="0:0,1:250") as rt:
+        assert rt.init_delay_ms == 250 and rt.init_ms >= 250
+    with libpto.Runtime(rank=2, init_delay_ms={0: 5000, 1: 5000}) as rt:
+        assert rt.init_delay_ms == 0
+
+
+def test_longtail_model_is_seeded_and_scales_with_heap() -> None:
+    def delay(rank: int, seed: int, heap: int) -> int:
+        with libpto.Runtime(
+            rank=rank,
+            malloc_model="longtail",
+            malloc_seed=seed,
+            malloc_ms_per_gib=10.0,
+            heap=heap,
+        ) as rt:
+            return rt.init_delay_ms
+
+    gib = 1 << 30
+    assert delay(0, 7, gib // 4) == delay(0, 7, gib // 4)  # deterministic
+    samples = {delay(r, 7, gib // 4) for r in range(6)}
+    assert len(samples) > 1  # ranks differ
+    small, big = delay(3, 11, gib // 64), delay(3, 11, gib // 4)
+    assert big >= small  # same draw, 16x the heap scale
+    assert all(0 <= s <= 60000 for s in samples)

@@ -1,0 +1,157 @@
+"""The two latch policies, by mechanism, with wide deterministic margins.
+
+- owned-wallclock: a never-notified RUNNING wait latches 100/S1 by the owning thread within the
+  budget plus a wide margin; a wait notified seconds later (many idle caps) does not latch.
+- idle-iterations: the same late-notified wait latches 100 falsely (the incident's bug).
+- deadlock branch: nothing RUNNING, a dependency on an event that never fires -> 100/S4.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+import libpto
+
+
+def _late_notify(window: libpto.CommWindow, delay_s: float) -> threading.Thread:
+    """Notify rank 0's slot 0 from rank 1 after ``delay_s`` (a peer that is slow)."""
+
+    def go() -> None:
+        time.sleep(delay_s)
+        window.notify(0, 0, 1)
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    return t
+
+
+def test_never_notified_wait_latches_s1_by_owner(comm_pair) -> None:
+    w0, _ = comm_pair
+    with libpto.Runtime(
+        latch_policy="owned-wallclock",
+        scheduler_timeout_ms=200,
+        stream_sync_timeout_ms=30000,
+        sched_threads=2,
+        cores=2,
+    ) as rt:
+        rt.bind_comm(w0)
+        g = rt.graph()
+        first = g.noop()
+        waiter = g.wait(0, ">=", 1, deps=[first])
+        g.noop(deps=[waiter])
+        t0 = time.monotonic()
+        with pytest.raises(libpto.SchedulerTimeout) as ei:
+            rt.run(g)
+        elapsed = time.monotonic() - t0
+    err = ei.value
+    assert err.code == libpto.SCHEDULER_TIMEOUT == 100
+    assert err.sub_class == "S1"
+    assert err.stuck_task == waiter
+    assert err.completed == 1 and err.total == 3
+    # the latching thread is the one that owns the core running the wait
+    assert err.latch_thread == err.core % 2
+    assert err.latch_attempts & (1 << err.latch_thread)
+    assert 0.2 <= elapsed < 10.0  # budget 200 ms, margin: seconds
+
+
+def test_late_notify_false_latch_under_idle_iterations(comm_pair) -> None:
+    """A RUNNING wait whose peer answers after ~1.5 s (more than 10 idle caps of ~100 ms)."""
+    w0, w1 = comm_pair
+    with libpto.Runtime(
+        latch_policy="idle-iterations",
+        max_idle_iterations=1000,
+        sched_threads=2,
+        cores=2,
+        stream_sync_timeout_ms=30000,
+    ) as rt:
+        rt.bind_comm(w0)
+        g = rt.graph()
+        g.wait(0, ">=", 1)
+        notifier = _late_notify(w1, 1.5)
+        t0 = time.monotonic()
+        with pytest.raises(libpto.SchedulerTimeout) as ei:
+            rt.run(g)
+        assert time.monotonic() - t0 < 1.5  # latched before the peer answered: falsely
+        notifier.join()
+    assert ei.value.code == 100
+    assert ei.value.sub_class == "S1"  # a task was RUNNING and making correct progress
+
+
+def test_late_notify_no_latch_under_owned_wallclock(comm_pair) -> None:
+    w0, w1 = comm_pair
+    with libpto.Runtime(
+        latch_policy="owned-wallclock",
+        scheduler_timeout_ms=10000,
+        max_idle_iterations=1000,
+        sched_threads=2,
+        cores=2,
+        stream_sync_timeout_ms=30000,
+    ) as rt:
+        rt.bind_comm(w0)
+        g = rt.graph()
+        w = g.wait(0, ">=", 1)
+        g.noop(deps=[w])
+        notifier = _late_notify(w1, 1.5)
+        info = rt.run(g)
+        notifier.join()
+    assert info.completed == 2
+
+
+def test_deadlock_branch_with_nothing_running() -> None:
+    with libpto.Runtime(
+        latch_policy="owned-wallclock", scheduler_timeout_ms=200, stream_sync_timeout_ms=30000
+    ) as rt:
+        g = rt.graph()
+        g.noops(10)
+        ev = g.event()  # an external event that never fires
+        blocked = g.noop(deps=[ev])
+        g.noops(5, "chain")
+        t0 = time.monotonic()
+        with pytest.raises(libpto.SchedulerTimeout) as ei:
+            rt.run(g)
+        assert time.monotonic() - t0 < 10.0
+        err = ei.value
+        assert err.code == 100 and err.sub_class == "S4"
+        assert err.stuck_task in (ev, blocked)
+        assert err.completed == 15 and err.total == 17
+        assert err.core == -1
+        # the runtime is reusable after a latch
+        g2 = rt.graph()
+        g2.noops(100, "chain")
+        assert rt.run(g2).completed == 100
+
+
+def test_stall_lines_go_to_stderr_without_latching(comm_pair, capfd) -> None:
+    w0, w1 = comm_pair
+    with libpto.Runtime(
+        scheduler_timeout_ms=20000, stall_report_ms=200, stream_sync_timeout_ms=30000
+    ) as rt:
+        rt.bind_comm(w0)
+        g = rt.graph()
+        g.wait(0, ">=", 1)
+        notifier = _late_notify(w1, 1.0)
+        rt.run(g)
+        notifier.join()
+    err = capfd.readouterr().err
+    assert "STALL sched" in err and "running=1" in err
+    assert "LATCH" not in err
+
+
+def test_idle_iterations_latches_even_with_many_threads_idle(comm_pair) -> None:
+    """Old policy with a hang kernel: an idle sibling latches; its bit is in the bitmap."""
+    with libpto.Runtime(
+        latch_policy="idle-iterations",
+        max_idle_iterations=200,
+        sched_threads=3,
+        cores=1,
+        stream_sync_timeout_ms=30000,
+    ) as rt:
+        g = rt.graph()
+        g.hang()
+        with pytest.raises(libpto.SchedulerTimeout) as ei:
+            rt.run(g)
+    assert ei.value.latch_attempts != 0
+    assert 0 <= ei.value.latch_thread < 3
