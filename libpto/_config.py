@@ -52,6 +52,7 @@ OVERRIDE_KEYS: dict[str, str] = {
     "malloc_model": "PTO_SIM_MALLOC_MODEL",
     "malloc_ms_per_gib": "PTO_SIM_MALLOC_MS_PER_GIB",
     "malloc_seed": "PTO_SIM_MALLOC_SEED",
+    "malloc_sigma": "PTO_SIM_MALLOC_SIGMA",
 }
 
 
@@ -144,4 +145,5 @@ def config_dict(cfg: Any) -> dict[str, Any]:
         else "none",
         "PTO_SIM_MALLOC_MS_PER_GIB": float(cfg.malloc_ms_per_gib),
         "PTO_SIM_MALLOC_SEED": int(cfg.malloc_seed),
+        "PTO_SIM_MALLOC_SIGMA": float(cfg.malloc_sigma),
     }

@@ -37,6 +37,7 @@ static const char *const KEYS[] = {
     "PTO_SIM_MALLOC_MODEL",
     "PTO_SIM_MALLOC_MS_PER_GIB",
     "PTO_SIM_MALLOC_SEED",
+    "PTO_SIM_MALLOC_SIGMA",
     NULL,
 };
 
@@ -69,6 +70,7 @@ int pto_rt_config_default(pto_rt_config *cfg)
     cfg->malloc_model = PTO_MALLOC_NONE;
     cfg->malloc_ms_per_gib = 10.0;
     cfg->malloc_seed = 0;
+    cfg->malloc_sigma = 1.0;
     pto_clear_error();
     return PTO_OK;
 }
@@ -251,6 +253,17 @@ int pto_rt_config_set(pto_rt_config *cfg, const char *key, const char *value)
             return pto_fail(PTO_E_CONFIG, "%s=%s: must be a number of milliseconds in [0, 1e6]",
                             key, value);
         cfg->malloc_ms_per_gib = d;
+        return PTO_OK;
+    }
+    if (!strcmp(key, "PTO_SIM_MALLOC_SIGMA")) {
+        char *end = NULL;
+        errno = 0;
+        double d = strtod(value, &end);
+        if (value[0] == '\0' || value[0] == ' ' || *end != '\0' || errno || !isfinite(d) ||
+            d < 0.0 || d > 4.0)
+            return pto_fail(PTO_E_CONFIG, "%s=%s: must be a number in [0, 4] (log-normal shape)",
+                            key, value);
+        cfg->malloc_sigma = d;
         return PTO_OK;
     }
     if (!strcmp(key, "PTO_SIM_MALLOC_SEED")) {

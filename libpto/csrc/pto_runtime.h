@@ -40,10 +40,12 @@
  *   fixed    = PTO_SIM_INIT_DELAY_MS: "MS" for every rank, or "RANK:MS[,RANK:MS...]" (ranks not
  *              listed: 0); the rank is PTO_RANK (config key) / the `rank` of the Python Runtime.
  *   longtail = 0 unless PTO_SIM_MALLOC_MODEL=longtail; then
- *              scale * exp(sigma * Z), Z ~ N(0, 1) (Box-Muller over splitmix64), sigma = 1.0,
+ *              scale * exp(sigma * Z), Z ~ N(0, 1) (Box-Muller over splitmix64),
+ *              sigma = PTO_SIM_MALLOC_SIGMA (default 1.0; the shape of the tail),
  *              scale = PTO_SIM_MALLOC_MS_PER_GIB * (sum of the 4 ring heaps in GiB),
  *              seeded by splitmix64(PTO_SIM_MALLOC_SEED ^ (rank * 0x9E3779B97F4A7C15)),
- *              capped at 60000 ms. Median = scale, mean = 1.65 * scale, p99 = 10.2 * scale.
+ *              capped at 60000 ms. Median = scale; with sigma 1.0 the mean is 1.65 * scale and
+ *              p99 = 10.2 * scale (in general mean = exp(sigma^2/2), p99 = exp(2.326 sigma)).
  * The ring heaps themselves are reserved with mmap(PROT_NONE, MAP_NORESERVE) and committed
  * (mprotect) in 2 MiB steps as allocations first reach them, so a 4 GiB heap costs no RSS.
  *
@@ -128,6 +130,7 @@ typedef struct pto_rt_config {
     int32_t malloc_model;            /* PTO_SIM_MALLOC_MODEL */
     double malloc_ms_per_gib;        /* PTO_SIM_MALLOC_MS_PER_GIB */
     uint64_t malloc_seed;            /* PTO_SIM_MALLOC_SEED */
+    double malloc_sigma;             /* PTO_SIM_MALLOC_SIGMA */
 } pto_rt_config;
 
 /* The shared header as the host sees it after a run. */

@@ -640,7 +640,7 @@ static uint64_t splitmix64(uint64_t *s)
     return z ^ (z >> 31);
 }
 
-/* See pto_runtime.h: fixed + scale * exp(Z), Z ~ N(0,1). */
+/* See pto_runtime.h: fixed + scale * exp(sigma * Z), Z ~ N(0,1). */
 static int64_t init_delay(const pto_rt_config *cfg)
 {
     int64_t fixed = 0;
@@ -655,7 +655,7 @@ static int64_t init_delay(const pto_rt_config *cfg)
         double u1 = ((double)(splitmix64(&s) >> 11) + 1.0) / 9007199254740993.0;
         double u2 = (double)(splitmix64(&s) >> 11) / 9007199254740992.0;
         double z = sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
-        tail = cfg->malloc_ms_per_gib * gib * exp(1.0 * z);
+        tail = cfg->malloc_ms_per_gib * gib * exp(cfg->malloc_sigma * z);
         if (tail > 60000.0)
             tail = 60000.0;
     }
