@@ -34,6 +34,7 @@ def allreduce_op(chip: Any, n: int) -> list[float]:
 @pytest.mark.pto(ranks=[2, 4])
 def test_mesh_allreduce(pto_world: Any) -> None:
     results = pto_world.run(allreduce_op, N_VALUES)
-    expected = [sum(col) for col in zip(*(rank_input(r) for r in range(pto_world.size)))]
+    inputs = [rank_input(r) for r in range(pto_world.size)]
+    expected = [sum(col) for col in zip(*inputs, strict=True)]
     for rank, got in enumerate(results):
         assert got == expected, f"rank {rank}: allreduce result differs from the sum of inputs"
