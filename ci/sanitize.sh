@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build libpto with ASan+UBSan, and separately with TSan, into TEMPORARY copies of the tree (the
-# shared libpto/_pto.abi3.so is never touched), and run tests/runtime under each sanitizer.
+# shared libpto/_pto.abi3.so is never touched), and run the tests of the C code (runtime, comm
+# window, mailboxes) under each sanitizer. ci/test.sh runs it; PTO_SKIP_SANITIZE=1 skips it there.
 #
 #   bash ci/sanitize.sh            # both
 #   bash ci/sanitize.sh asan       # one of: asan tsan
@@ -16,8 +17,8 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 PY=${PYTHON:-$ROOT/.venv/bin/python}
 WHICH=${*:-asan tsan}
-# the runtime helper's tests by default; PTO_SANITIZE_TESTS=tests/runtime widens it
-TESTS=${PTO_SANITIZE_TESTS:-"tests/runtime/test_runtime_*.py tests/runtime/test_ops*.py"}
+# every test that drives C code in-process; PTO_SANITIZE_TESTS narrows or widens it
+TESTS=${PTO_SANITIZE_TESTS:-"tests/runtime tests/hierarchy/test_mailbox.py"}
 TMP=$(mktemp -d /tmp/pto-sanitize.XXXXXX)
 trap '[ -n "${PTO_SANITIZE_KEEP:-}" ] || rm -rf "$TMP"' EXIT
 

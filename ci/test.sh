@@ -9,5 +9,9 @@ echo "== ruff"
 .venv/bin/ruff format --check .
 echo "== mypy"
 .venv/bin/mypy
+if [[ -z ${PTO_SKIP_SANITIZE:-} ]]; then
+  echo "== C runtime under AddressSanitizer+UBSan and ThreadSanitizer"
+  bash ci/sanitize.sh
+fi
 echo "== pytest"
 exec .venv/bin/python -m pytest "$@"

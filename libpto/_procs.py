@@ -138,7 +138,7 @@ class Zygote:
             self.post({"op": "kill", "pids": pids})
         else:  # workers die with their zygote (PDEATHSIG); make sure of it
             for pid in pids:
-                _killpg(pid)
+                kill_group(pid)
 
     def forget(self, segments: Iterable[str]) -> None:
         self.post({"op": "forget", "segments": list(segments)})
@@ -189,7 +189,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _killpg(pid: int) -> None:
+def kill_group(pid: int) -> None:
     for fn in (os.killpg, os.kill):
         try:
             fn(pid, signal.SIGKILL)

@@ -681,7 +681,7 @@ class World:
         """From a signal handler: kill every rank and unlink the segments, without waiting."""
         self._closed = True
         for pid in self._pids:
-            _kill_group(pid)
+            _procs.kill_group(pid)
         for name in (self._mbox_name, self._comm_name):
             if name:
                 _unlink_shm(name)
@@ -744,18 +744,9 @@ def _close_comm(comm: CommWindow, name: str) -> None:
 def _finalize(pids: list[int], segments: list[str], mbox: Mailbox, comm: Any) -> None:
     """A World dropped without close(): kill its ranks and unlink its segments."""
     for pid in pids:
-        _kill_group(pid)
+        _procs.kill_group(pid)
     for name in segments:
         _unlink_shm(name)
-
-
-def _kill_group(pid: int) -> None:
-    for fn in (os.killpg, os.kill):
-        try:
-            fn(pid, signal.SIGKILL)
-            return
-        except OSError:
-            continue
 
 
 def _unlink_shm(name: str) -> None:

@@ -75,6 +75,18 @@ int pto_rt_config_default(pto_rt_config *cfg)
     return PTO_OK;
 }
 
+/* Strict finite decimal in [lo, hi]: no leading blank, nothing after the number. */
+static int parse_double(const char *s, double lo, double hi, double *out)
+{
+    char *end = NULL;
+    errno = 0;
+    double d = strtod(s, &end);
+    if (s[0] == '\0' || s[0] == ' ' || *end != '\0' || errno || !isfinite(d) || d < lo || d > hi)
+        return 0;
+    *out = d;
+    return 1;
+}
+
 /* Strict unsigned decimal: digits only, no sign, no blanks, no overflow. */
 static int parse_u64(const char *s, size_t len, uint64_t *out)
 {
@@ -245,25 +257,15 @@ int pto_rt_config_set(pto_rt_config *cfg, const char *key, const char *value)
         return PTO_OK;
     }
     if (!strcmp(key, "PTO_SIM_MALLOC_MS_PER_GIB")) {
-        char *end = NULL;
-        errno = 0;
-        double d = strtod(value, &end);
-        if (value[0] == '\0' || value[0] == ' ' || *end != '\0' || errno || !isfinite(d) ||
-            d < 0.0 || d > 1e6)
+        if (!parse_double(value, 0.0, 1e6, &cfg->malloc_ms_per_gib))
             return pto_fail(PTO_E_CONFIG, "%s=%s: must be a number of milliseconds in [0, 1e6]",
                             key, value);
-        cfg->malloc_ms_per_gib = d;
         return PTO_OK;
     }
     if (!strcmp(key, "PTO_SIM_MALLOC_SIGMA")) {
-        char *end = NULL;
-        errno = 0;
-        double d = strtod(value, &end);
-        if (value[0] == '\0' || value[0] == ' ' || *end != '\0' || errno || !isfinite(d) ||
-            d < 0.0 || d > 4.0)
+        if (!parse_double(value, 0.0, 4.0, &cfg->malloc_sigma))
             return pto_fail(PTO_E_CONFIG, "%s=%s: must be a number in [0, 4] (log-normal shape)",
                             key, value);
-        cfg->malloc_sigma = d;
         return PTO_OK;
     }
     if (!strcmp(key, "PTO_SIM_MALLOC_SEED")) {

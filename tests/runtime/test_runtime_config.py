@@ -42,6 +42,8 @@ BAD: list[tuple[str, str, str]] = [
     ("PTO_SIM_MALLOC_MS_PER_GIB", "-1", "[0, 1e6]"),
     ("PTO_SIM_MALLOC_MS_PER_GIB", "nan", "[0, 1e6]"),
     ("PTO_SIM_MALLOC_SEED", "-3", "unsigned 64-bit"),
+    ("PTO_SIM_MALLOC_SIGMA", "5", "[0, 4]"),
+    ("PTO_SIM_MALLOC_SIGMA", "x", "[0, 4]"),
 ]
 
 
@@ -157,3 +159,23 @@ def test_longtail_model_is_seeded_and_scales_with_heap() -> None:
     small, big = delay(3, 11, gib // 64), delay(3, 11, gib // 4)
     assert big >= small  # same draw, 16x the heap scale
     assert all(0 <= s <= 60000 for s in samples)
+
+
+def test_longtail_sigma_shapes_the_tail_around_the_median() -> None:
+    def delay(rank: int, sigma: float) -> int:
+        with libpto.Runtime(
+            rank=rank,
+            malloc_model="longtail",
+            malloc_seed=5,
+            malloc_ms_per_gib=8.0,
+            malloc_sigma=sigma,
+            heap=(1 << 30) // 16,  # 4 rings x 1/16 GiB: scale = 8 ms/GiB x 0.25 GiB = 2 ms
+        ) as rt:
+            return rt.init_delay_ms
+
+    # sigma 0: no spread, every rank sleeps exactly the scale (the median)
+    assert {delay(r, 0.0) for r in range(4)} == {2}
+    # the same draws with a wider sigma spread further from the median
+    spread = [abs(delay(r, 2.0) - 2) for r in range(8)]
+    narrow = [abs(delay(r, 0.5) - 2) for r in range(8)]
+    assert sum(spread) > sum(narrow)
