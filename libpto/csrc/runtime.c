@@ -662,6 +662,25 @@ static int64_t init_delay(const pto_rt_config *cfg)
     return fixed + (int64_t)(tail + 0.5);
 }
 
+/* Say once per process and per distinct text that the budgets are incoherent: a chip worker's
+ * log gets the line, a process that creates thousands of runtimes does not repeat it. */
+static void warn_incoherent_config(const pto_rt_config *cfg)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static char last[512];
+    char warn[512];
+    pto_rt_config_check(cfg, warn, sizeof warn);
+    if (!warn[0])
+        return;
+    pthread_mutex_lock(&lock);
+    if (strcmp(warn, last) != 0) {
+        snprintf(last, sizeof last, "%s", warn);
+        fprintf(stderr, "pto[rank %d] CONFIG WARNING %s\n", cfg->rank, warn);
+        fflush(stderr);
+    }
+    pthread_mutex_unlock(&lock);
+}
+
 static void stop_threads(pto_rt *rt)
 {
     atomic_store_explicit(&rt->shutdown, 1, memory_order_release);
@@ -815,12 +834,7 @@ int pto_rt_create(const pto_rt_config *cfg, pto_rt **out)
         free_rt(rt);
         return pto_fail(PTO_E_SYS, "pto_rt_create: pthread_create: %s", strerror(err));
     }
-    char warn[512];
-    pto_rt_config_check(cfg, warn, sizeof warn);
-    if (warn[0]) {
-        fprintf(stderr, "pto[rank %d] CONFIG WARNING %s\n", cfg->rank, warn);
-        fflush(stderr);
-    }
+    warn_incoherent_config(cfg);
     rt->init_ns = pto_now_ns() - t0;
     *out = rt;
     pto_clear_error();
