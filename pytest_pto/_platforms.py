@@ -13,7 +13,18 @@ import shutil
 import subprocess
 from typing import Protocol
 
-__all__ = ["AscendPlatform", "Platform", "SimPlatform", "get_platform", "platform_names"]
+__all__ = [
+    "MAX_DEVICE_ID",
+    "AscendPlatform",
+    "Platform",
+    "SimPlatform",
+    "get_platform",
+    "platform_names",
+]
+
+#: Upper bound of a device id (and so of a device count): far above any real machine, low
+#: enough that a typo such as ``PTO_SIM_DEVICES=100000000000`` is an error, not a MemoryError.
+MAX_DEVICE_ID = 65535
 
 
 class Platform(Protocol):
@@ -35,8 +46,10 @@ class SimPlatform:
             n = int(count)
         except ValueError:
             n = -1
-        if n < 1:
-            raise ValueError(f"PTO_SIM_DEVICES={count}: must be an integer >= 1")
+        if not 1 <= n <= MAX_DEVICE_ID + 1:
+            raise ValueError(
+                f"PTO_SIM_DEVICES={count}: must be an integer >= 1 and <= {MAX_DEVICE_ID + 1}"
+            )
         return tuple(range(n))
 
 
@@ -47,8 +60,14 @@ class AscendPlatform:
 
     def devices(self) -> tuple[int, ...]:
         visible = os.environ.get("ASCEND_RT_VISIBLE_DEVICES", "").strip()
-        if visible:
-            return tuple(sorted({int(x) for x in visible.split(",") if x.strip().isdigit()}))
+        if visible:  # a typo here must not silently shrink the pool
+            items = [x.strip() for x in visible.split(",")]
+            if not all(re.fullmatch(r"[0-9]+", x) and int(x) <= MAX_DEVICE_ID for x in items):
+                raise ValueError(
+                    f"ASCEND_RT_VISIBLE_DEVICES={visible}: must be comma-separated device ids "
+                    f"(0..{MAX_DEVICE_ID})"
+                )
+            return tuple(sorted({int(x) for x in items}))
         smi = shutil.which("npu-smi")
         if smi is None:
             return ()

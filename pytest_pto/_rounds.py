@@ -11,6 +11,7 @@ Per-item precedence: session settings < variant < marker.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -78,7 +79,11 @@ def _env(where: str, value: Any) -> dict[str, str]:
 
 
 def _seconds(where: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 < value < math.inf  # inf would overflow the watchdog's timer deep inside
+    ):
         raise MarkerError(f"{where} must be a number of seconds > 0, got {value!r}")
     return float(value)
 
@@ -161,6 +166,7 @@ def parametrize(
                 f"pytest-pto: {where}: ranks={n}: more ranks than devices ({ndev}: "
                 f"{','.join(map(str, settings.devices))})"
             )
+    _check_rank_env(where, spec, settings, variants)
     if spec is not None and spec.ranks_list and spec.ranks:
         metafunc.fixturenames.append(RANKS_PARAM)
         metafunc.parametrize(
@@ -176,6 +182,36 @@ def parametrize(
     metafunc.parametrize(
         ROUND_PARAM, list(rounds), ids=[f"round-{k}" for k in rounds], indirect=True
     )
+
+
+def _round_ranks(spec: MarkerSpec | None, settings: Settings, variant: Variant | None) -> list[int]:
+    """The rank counts of a test's rounds under one variant (``plan_for``'s precedence)."""
+    if spec is not None and spec.ranks:
+        return list(spec.ranks)
+    if variant is not None and variant.ranks is not None:
+        return [variant.ranks]
+    return [settings.ranks]
+
+
+def _check_rank_env(
+    where: str, spec: MarkerSpec | None, settings: Settings, variants: list[Variant] | None
+) -> None:
+    """A marker's ``rank_env`` must name a rank that exists in some round of the test.
+
+    Otherwise the chip-worker layer would reject it in every round with a message about
+    ``WorldConfig`` instead of the marker. (With ``ranks=[2, 4]``, ``rank_env={3: ...}`` is
+    fine: it applies to the 4-rank rounds.)
+    """
+    if spec is None or not spec.rank_env:
+        return
+    options: list[Variant | None] = list(variants) if variants else [None]
+    most = max(n for v in options for n in _round_ranks(spec, settings, v))
+    beyond = sorted(r for r in spec.rank_env if r >= most)
+    if beyond:
+        raise pytest.Collector.CollectError(
+            f"pytest-pto: {where}(rank_env=...): rank {beyond[0]} does not exist: this test "
+            f"runs at most {most} ranks (ranks are 0..{most - 1})"
+        )
 
 
 def derive_seed(base: int, round_no: int) -> int:
@@ -237,6 +273,11 @@ def plan_for(item: pytest.Item, settings: Settings, variants: Mapping[str, Varia
         ranks = spec.ranks[0]
     if RANKS_PARAM in params:
         ranks = int(params[RANKS_PARAM])
+    if ranks > len(settings.devices):  # only a marker added after collection gets here
+        raise MarkerError(
+            f"{item.nodeid}: @pytest.mark.pto: ranks={ranks}: more ranks than devices "
+            f"({len(settings.devices)})"
+        )
     env: dict[str, str] = dict(settings.env)
     rank_env: dict[int, dict[str, str]] = {}
     init_barrier = settings.init_barrier
@@ -257,6 +298,9 @@ def plan_for(item: pytest.Item, settings: Settings, variants: Mapping[str, Varia
             rank_env.setdefault(r, {}).update(e)
         init_timeout = spec.init_timeout or init_timeout
         round_timeout = spec.round_timeout or round_timeout
+    # rank_env entries for ranks this round does not have belong to the test's (or a shared
+    # variant's) larger rank counts; collection rejected those that fit no round at all
+    rank_env = {r: e for r, e in rank_env.items() if r < ranks}
     seed = derive_seed(settings.seed, round_no)
     # explicit env wins; these two are filled in only when nobody set them
     env.setdefault("PTO_LATCH_POLICY", latch)

@@ -7,6 +7,9 @@ same for every setting and documented in one place:
     command line  >  environment variable  >  ini key  >  default
 
 (``--pto-env`` is the one merge: ini entries first, command-line entries override them per key.)
+An empty environment variable or ini value counts as unset (CI templates often export
+``PTO_DEVICES=""``); an empty command-line value (``--pto-ranks=``) is an error, since nobody
+types an option to mean "the default".
 A ``@pytest.mark.pto(...)`` marker or a variant pins values per test on top of the session
 settings (see :mod:`pytest_pto._rounds`).
 
@@ -27,8 +30,11 @@ from typing import Any
 
 import pytest
 
+from pytest_pto._platforms import MAX_DEVICE_ID
+
 __all__ = [
     "LATCH_POLICIES",
+    "MAX_ROUNDS",
     "OPTIONS",
     "Option",
     "Settings",
@@ -40,6 +46,9 @@ __all__ = [
 ]
 
 LATCH_POLICIES = ("owned-wallclock", "idle-iterations")
+#: Every round is its own item; beyond this a typo (``--pto-rounds=3000000``) would only
+#: exhaust memory during collection instead of being reported.
+MAX_ROUNDS = 100_000
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -47,14 +56,16 @@ class _BadValue(ValueError):
     """A parser's complaint; :func:`resolve` prefixes it with the value's source."""
 
 
-def _int_at_least(minimum: int) -> Callable[[str], int]:
+def _int_at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    rule = f"must be an integer >= {minimum}" + (f" and <= {maximum}" if maximum else "")
+
     def parse(text: str) -> int:
         try:
             value = int(text.strip())
         except ValueError:
-            raise _BadValue(f"must be an integer >= {minimum}") from None
-        if value < minimum:
-            raise _BadValue(f"must be an integer >= {minimum}")
+            raise _BadValue(rule) from None
+        if value < minimum or (maximum is not None and value > maximum):
+            raise _BadValue(rule)
         return value
 
     return parse
@@ -110,6 +121,47 @@ def _path(text: str) -> Path:
     return Path(text.strip()).expanduser()
 
 
+def _check_creatable(path: Path) -> None:
+    """``path`` can be made later: its nearest existing ancestor is a writable directory.
+
+    Checked up front, without creating anything (a collect-only run must not touch the lock
+    dir), so an unusable path is one usage error now instead of one failure per round later.
+    """
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise _BadValue(f"cannot be created: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise _BadValue(f"cannot be created: directory {parent} is not writable by this user")
+
+
+def _dir_path(text: str) -> Path:
+    """A directory that exists and is writable, or that can be created."""
+    path = _path(text)
+    if path.exists():
+        if not path.is_dir():
+            raise _BadValue("exists and is not a directory")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise _BadValue("directory is not writable by this user")
+    else:
+        _check_creatable(path)
+    return path
+
+
+def _output_file(text: str) -> Path:
+    """A file to (over)write at the end of the session: checked now, not after every round."""
+    path = _path(text)
+    if path.is_dir():
+        raise _BadValue("is a directory; name the file to write")
+    if path.exists():
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            raise _BadValue(f"directory {path.parent} is not writable by this user")
+    else:
+        _check_creatable(path)
+    return path
+
+
 def _existing_file(text: str) -> Path:
     path = _path(text)
     if not path.is_file():
@@ -129,19 +181,26 @@ def _str(text: str) -> str:
 
 
 def parse_devices(text: str) -> tuple[int, ...]:
-    """``0-7``, ``0,2,5``, ``0-3,6`` -> sorted unique ids; raises ValueError naming the rule."""
+    """``0-7``, ``0,2,5``, ``0-3,6`` -> sorted unique ids; raises ValueError naming the rule.
+
+    Ids are ASCII digits (``\\d`` would accept other scripts' digits) up to
+    :data:`MAX_DEVICE_ID`, checked before a range is expanded so ``0-99999999999`` is an
+    error, not a MemoryError.
+    """
     ids: list[int] = []
     for raw in text.split(","):
         part = raw.strip()
         if not part:
             raise _BadValue("empty item; use ids and ranges like 0-3,6")
-        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        match = re.fullmatch(r"([0-9]+)(?:-([0-9]+))?", part)
         if match is None:
             raise _BadValue(f"{part!r} is not a device id or range like 0-3")
         lo = int(match.group(1))
         hi = int(match.group(2)) if match.group(2) is not None else lo
         if hi < lo:
             raise _BadValue(f"range {part} runs backwards (write {hi}-{lo})")
+        if hi > MAX_DEVICE_ID:
+            raise _BadValue(f"{hi} is above the highest device id ({MAX_DEVICE_ID})")
         ids.extend(range(lo, hi + 1))
     if len(set(ids)) != len(ids):
         raise _BadValue("a device id appears more than once")
@@ -191,7 +250,7 @@ OPTIONS: tuple[Option, ...] = (
         "pto_rounds",
         "PTO_ROUNDS",
         1,
-        _int_at_least(1),
+        _int_at_least(1, MAX_ROUNDS),
         "rounds per distributed test; each round is its own item, id suffix round-K (default 1)",
         "R",
     ),
@@ -202,7 +261,7 @@ OPTIONS: tuple[Option, ...] = (
         "PTO_PLATFORM",
         "sim",
         _platform,
-        "runtime platform; 'sim' (default) is built in",
+        "runtime platform: 'sim' (default, built in, 8 devices) or 'ascend' (real NPUs)",
         "NAME",
     ),
     Option(
@@ -221,7 +280,7 @@ OPTIONS: tuple[Option, ...] = (
         "pto_lock_dir",
         "PTO_LOCK_DIR",
         None,
-        _path,
+        _dir_path,
         "directory of the cross-process device locks (also PTO_LOCK_DIR); default a per-user "
         "directory under the temp dir",
         "DIR",
@@ -296,7 +355,7 @@ OPTIONS: tuple[Option, ...] = (
         "pto_log_dir",
         "PTO_LOG_DIR",
         None,
-        _path,
+        _dir_path,
         "keep every round's per-rank logs under DIR (default: temporary, attached to the "
         "report of a failing round only)",
         "DIR",
@@ -308,8 +367,8 @@ OPTIONS: tuple[Option, ...] = (
         "PTO_VARIANTS",
         None,
         _existing_file,
-        "YAML file of named variants (env, latch_policy, init_barrier, ranks); each selected "
-        "variant multiplies the distributed items",
+        "YAML file of named variants (description, env, rank_env, latch_policy, init_barrier, "
+        "ranks); each selected variant multiplies the distributed items",
         "FILE",
     ),
     Option(
@@ -328,7 +387,7 @@ OPTIONS: tuple[Option, ...] = (
         "pto_trace",
         "PTO_TRACE",
         None,
-        _path,
+        _output_file,
         "write a Chrome trace-event JSON timeline (init, barrier, op, teardown per rank)",
         "FILE",
     ),
@@ -429,8 +488,11 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         if opt.ini:
             text = config.getini(opt.ini)
             candidates.append((f"ini {opt.ini} = {text}{_ini_name(config)}", text))
-        for source, text in candidates:
-            if text is None or (isinstance(text, str) and not text.strip()):
+        for index, (source, text) in enumerate(candidates):
+            if text is None:
+                continue
+            # empty env/ini = unset; an empty command-line value is parsed and so rejected
+            if index > 0 and isinstance(text, str) and not text.strip():
                 continue
             try:
                 values[opt.dest] = opt.parse(str(text))

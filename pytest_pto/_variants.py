@@ -14,8 +14,10 @@ File shape (the schema is :data:`VARIANT_KEYS`; any other key is an error)::
       rank_env: {1: {PTO_SIM_INIT_DELAY_MS: "500"}}   # optional, per rank
 
 A variant overlays the session settings for its items; a test's own ``@pytest.mark.pto``
-marker overlays the variant (the test knows what it needs). Every error names the file, the
-variant and the key.
+marker overlays the variant (the test knows what it needs). A variant's ``rank_env`` applies to
+the ranks a round has: one shared by tests of several sizes may name rank 3 for the 4-rank
+tests; a variant that pins ``ranks`` must name only ranks below it. Every error names the
+file, the variant and the key.
 """
 
 from __future__ import annotations
@@ -46,6 +48,38 @@ _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 class VariantError(ValueError):
     """A variants file broke the schema; the message names file, variant and key."""
+
+
+class _DuplicateKey(yaml.MarkedYAMLError):
+    pass
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key given twice in one mapping.
+
+    Plain YAML keeps the last one silently, so a variant pasted twice under one name (or an
+    ``env`` block repeated) would run only one of them with no word said. Keys brought in by
+    a ``<<:`` merge may still be overridden: that is what merging is for.
+    """
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key: SafeLoader reports it below
+                    continue
+                if duplicate:
+                    raise _DuplicateKey(
+                        problem=f"key {key!r} appears twice in one mapping",
+                        problem_mark=key_node.start_mark,
+                    )
+        return super().construct_mapping(node, deep=deep)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -123,17 +157,27 @@ def _variant(path: Path, name: Any, body: Any) -> Variant:
         if isinstance(val, bool) or not isinstance(val, int) or val < 1:
             raise VariantError(f"{where}: key 'ranks': {val!r} must be an integer >= 1")
         kw["ranks"] = val
+        beyond = sorted(r for r in kw.get("rank_env", {}) if r >= val)
+        if beyond:
+            raise VariantError(
+                f"{where}: key 'rank_env': rank {beyond[0]} does not exist with ranks: {val} "
+                f"(ranks are 0..{val - 1})"
+            )
     return Variant(**kw)
 
 
 def load_variants(path: Path) -> dict[str, Variant]:
     """Parse and validate a variants file; raise :class:`VariantError` naming file/variant/key."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise VariantError(f"{path}: cannot read variants file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise VariantError(
+            f"{path}: not valid YAML: not UTF-8 text (byte {exc.start}: {exc.reason})"
+        ) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no tags run code
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""

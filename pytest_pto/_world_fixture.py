@@ -12,6 +12,7 @@ The round's hang budget (``round_timeout``) runs from the moment the World is up
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 import signal
@@ -33,6 +34,23 @@ from pytest_pto.outcomes import RoundHang
 __all__ = ["PtoWorld"]
 
 _WATCHDOG_GRACE_S = 1.0
+
+
+_swept = False
+
+
+def _round_log_dir() -> Path:
+    """A temporary log dir for one round, named after this process so that the next session
+    removes it if this one is killed before its teardown (the first call sweeps them)."""
+    global _swept
+    tmp = Path(tempfile.gettempdir())
+    if not _swept:
+        from libpto._procs import sweep_dead_owner_files
+        from libpto.hierarchy import DEFAULT_LOGS_RE
+
+        _swept = True
+        sweep_dead_owner_files(tmp, DEFAULT_LOGS_RE)
+    return Path(tempfile.mkdtemp(prefix=f"pto-logs-{os.getpid()}-", dir=tmp))
 
 
 def _safe(nodeid: str) -> str:
@@ -61,7 +79,7 @@ class PtoWorld:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             self._own_log_dir = False
         else:
-            self.log_dir = Path(tempfile.mkdtemp(prefix="pto-logs-"))
+            self.log_dir = _round_log_dir()
             self._own_log_dir = True
 
     # -- the test API (DESIGN section 4) -------------------------------------------------------
@@ -244,17 +262,21 @@ class PtoWorld:
         self._closed = True
         self.disarm_watchdog()
         errors: list[str] = []
-        if self._world is not None:
-            try:
-                self._world.close()
-            except Exception as exc:  # keep going: the devices must still be released
-                errors.append(f"World.close failed: {exc!r}")
-        if self.lease is not None:
-            try:
-                self._item.config.hook.pytest_pto_lease_released(item=self._item, lease=self.lease)
-            finally:
-                self.lease.release()
-        if self._own_log_dir:
-            shutil.rmtree(self.log_dir, ignore_errors=True)
+        try:
+            if self._world is not None:
+                try:
+                    self._world.close()
+                except Exception as exc:  # keep going: the devices must still be released
+                    errors.append(f"World.close failed: {exc!r}")
+        finally:  # even when interrupted (a second Ctrl-C): close() will not come again
+            if self.lease is not None:
+                try:
+                    self._item.config.hook.pytest_pto_lease_released(
+                        item=self._item, lease=self.lease
+                    )
+                finally:
+                    self.lease.release()
+            if self._own_log_dir:
+                shutil.rmtree(self.log_dir, ignore_errors=True)
         if errors:
             raise RuntimeError("; ".join(errors))

@@ -27,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="pto-devices",
         description="Show the device pool of pytest-pto: which devices are free, who holds the "
         "others (pid, host, test) and since when. Holder files of dead holders are removed.",
+        epilog="exit status: 0 the pool was shown; 2 bad usage or input (device spec, "
+        "platform, lock dir)",
     )
     p.add_argument(
         "--lock-dir",
@@ -50,9 +52,19 @@ def devices_main(argv: list[str] | None = None) -> int:
     spec = args.devices or os.environ.get("PTO_DEVICES")
     try:
         ids = parse_devices(spec) if spec else get_platform(platform).devices()
-        pool = DevicePool(ids, lock_dir)
     except (_BadValue, ValueError) as exc:
         where = f"--devices={spec}" if spec else f"platform {platform}"
+        print(f"pto-devices: {where}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        pool = DevicePool(ids, lock_dir)
+    except ValueError as exc:  # name the lock dir's source, not the platform
+        if args.lock_dir:
+            where = f"--lock-dir={args.lock_dir}"
+        elif os.environ.get("PTO_LOCK_DIR"):
+            where = f"PTO_LOCK_DIR={lock_dir}"
+        else:
+            where = "default lock dir"
         print(f"pto-devices: {where}: {exc}", file=sys.stderr)
         return 2
     states = pool.state(clean=True)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from pytest_pto._junit_props import round_properties
-from pytest_pto._rounds import ROUND_PARAM, RoundPlan, parametrize, plan_for
+from pytest_pto._rounds import ROUND_PARAM, MarkerError, RoundPlan, parametrize, plan_for
 from pytest_pto._settings import Settings, add_options, resolve
 from pytest_pto._summary import SummaryCollector, tally_text
 from pytest_pto._variants import Variant, VariantError, load_variants, select_variants
@@ -124,7 +124,7 @@ def pto_world(request: pytest.FixtureRequest) -> Iterator[PtoWorld]:
     item = request.node
     state = item.stash.get(ROUND_KEY, None)
     if state is None:  # e.g. requested through getfixturevalue by a non-parametrized test
-        state = _RoundState(plan_for(item, session.settings, session.variants))
+        state = _RoundState(_plan(item, session))
         item.stash[ROUND_KEY] = state
     handle = PtoWorld(item, state.plan, session.pool, session.settings.lock_timeout)
     state.handle = handle
@@ -142,6 +142,18 @@ class _RoundState:
     plan: RoundPlan
     handle: PtoWorld | None = None
     outcome: RoundOutcome | None = None
+
+
+def _plan(item: pytest.Item, session: PtoSession) -> RoundPlan:
+    """The item's plan; a bad marker is this test's error, said in one line.
+
+    Collection already rejected bad markers of collected tests; one added later (a conftest's
+    ``pytest_collection_modifyitems``) is found here and must not surface as a traceback.
+    """
+    try:
+        return plan_for(item, session.settings, session.variants)
+    except MarkerError as exc:
+        pytest.fail(f"pytest-pto: {exc}", pytrace=False)
 
 
 def _is_round(item: pytest.Item) -> bool:
@@ -278,7 +290,7 @@ class PtoSession:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         if _is_round(item) and ROUND_KEY not in item.stash:
-            item.stash[ROUND_KEY] = _RoundState(plan_for(item, self.settings, self.variants))
+            item.stash[ROUND_KEY] = _RoundState(_plan(item, self))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
@@ -396,7 +408,14 @@ class PtoSession:
 
         for line in github.failure_annotations(self.summary.records)[:50]:
             terminalreporter.write_line(line)
-        github.append_step_summary(render_markdown(summarize(self.summary.records), title="pto"))
+        try:
+            github.append_step_summary(
+                render_markdown(summarize(self.summary.records), title="pto")
+            )
+        except OSError as exc:  # the runs are over and reported: say it, do not crash
+            terminalreporter.write_line(
+                f"pytest-pto: GITHUB_STEP_SUMMARY: cannot append the table: {exc}"
+            )
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.is_worker or self.settings.trace is None:

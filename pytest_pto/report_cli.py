@@ -208,9 +208,13 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.github:
         emit_annotations(data.records, sys.stdout, max_annotations=args.max_annotations)
-        summary = append_step_summary(render_markdown(rows, comparisons, title=args.title))
-        if summary is None:
-            print(f"{PROG}: GITHUB_STEP_SUMMARY is not set; no step summary", file=sys.stderr)
+        try:
+            summary = append_step_summary(render_markdown(rows, comparisons, title=args.title))
+        except OSError as exc:  # the report itself is fine: warn, do not lose it
+            print(f"{PROG}: GITHUB_STEP_SUMMARY: cannot append: {exc}", file=sys.stderr)
+        else:
+            if summary is None:
+                print(f"{PROG}: GITHUB_STEP_SUMMARY is not set; no step summary", file=sys.stderr)
 
     if output is not None:
         try:

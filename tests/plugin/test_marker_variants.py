@@ -33,6 +33,9 @@ def collect_error(ptester: pytest.Pytester, source: str, *args: str) -> str:
         ("pto(env={'A': None})", "must be a string or number"),
         ("pto(init_timeout=0)", "init_timeout=...) must be a number of seconds > 0"),
         ("pto(rank_env={'x': {}})", "'x' is not a rank"),
+        ("pto(init_timeout=float('inf'))", "init_timeout=...) must be a number of seconds > 0"),
+        ("pto(rank_env={2: {'A': '1'}})", "rank 2 does not exist: this test runs at most 2 ranks"),
+        ("pto(ranks=[2, 4], rank_env={4: {}})", "rank 4 does not exist: this test runs at most 4"),
     ],
 )
 def test_bad_marker_is_one_clear_collection_error(
@@ -187,6 +190,9 @@ def test_variant_plan_overlays_session_and_marker_overlays_variant(
         ("", "no variants defined (the file is empty)"),
         ("- a\n- b\n", "must be a mapping of variant name -> settings"),
         ("'bad name':\n  env: {}\n", "variant names are letters, digits"),
+        ("v1: {}\nv1: {ranks: 2}\n", "not valid YAML at line 2: key 'v1' appears twice"),
+        ("v1: {env: {A: 1, A: 2}}\n", "not valid YAML at line 1: key 'A' appears twice"),
+        ("v1: {ranks: 2, rank_env: {2: {}}}\n", "key 'rank_env': rank 2 does not exist with"),
     ],
 )
 def test_bad_variants_file_names_file_variant_and_key(
@@ -198,6 +204,73 @@ def test_bad_variants_file_names_file_variant_and_key(
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     err = result.stderr.str()
     assert "variants.yaml" in err and expected in err, err
+
+
+def test_variants_file_not_utf8_and_merge_keys(ptester: pytest.Pytester) -> None:
+    (ptester.path / "variants.yaml").write_bytes(b"v1: {description: \xff}\n")
+    ptester.makepyfile("def test_x(): pass\n")
+    result = ptester.runpytest("--pto-variants=variants.yaml")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "variants.yaml: not valid YAML: not UTF-8 text" in result.stderr.str()
+    # a key brought in by a YAML merge may be overridden: not a duplicate
+    ptester.makefile(".yaml", variants="a: &b {init_barrier: on}\nb: {<<: *b, init_barrier: off}\n")
+    ptester.makepyfile("import pytest\n\n@pytest.mark.pto\ndef test_x(): pass\n")
+    result = ptester.runpytest("--co", "-q", "--pto-variants=variants.yaml")
+    assert result.ret == 0, result.stderr.str()
+    result.stdout.fnmatch_lines(["*test_x[[]a-round-1[]]", "*test_x[[]b-round-1[]]"])
+
+
+def test_rank_env_applies_to_the_ranks_a_round_has(ptester: pytest.Pytester) -> None:
+    ptester.makeconftest(
+        """
+        import json, pytest
+        from pytest_pto.plugin import ROUND_KEY
+
+        @pytest.hookimpl(trylast=True)
+        def pytest_runtest_call(item):
+            plan = item.stash[ROUND_KEY].plan
+            with open("plans.jsonl", "a") as f:
+                f.write(json.dumps([item.name, sorted(plan.rank_env)]) + "\\n")
+        """
+    )
+    ptester.makepyfile(
+        test_m="""
+        import pytest
+
+        @pytest.mark.pto(ranks=[2, 4], rank_env={3: {"A": "1"}})
+        def test_v():
+            pass
+        """
+    )
+    assert ptester.runpytest().ret == 0
+    import json
+
+    lines = (ptester.path / "plans.jsonl").read_text().splitlines()
+    assert dict(map(json.loads, lines)) == {
+        "test_v[ranks-2-round-1]": [],
+        "test_v[ranks-4-round-1]": [3],
+    }
+
+
+def test_marker_added_after_collection_is_a_clean_per_test_error(
+    ptester: pytest.Pytester,
+) -> None:
+    ptester.makeconftest(
+        """
+        import pytest
+
+        def pytest_collection_modifyitems(items):
+            for item in items:
+                if item.name.startswith("test_dyn"):
+                    item.add_marker(pytest.mark.pto(ranks=0))
+        """
+    )
+    ptester.makepyfile(test_m="def test_dyn(pto_world):\n    pass\n\ndef test_ok():\n    pass\n")
+    result = ptester.runpytest()
+    result.assert_outcomes(passed=1, errors=1)
+    out = result.stdout.str()
+    assert "test_m.py::test_dyn[round-1]: @pytest.mark.pto(ranks=0): ranks must be integers" in out
+    assert "Traceback" not in out and "_rounds.py" not in out
 
 
 def test_unknown_selected_variant(ptester: pytest.Pytester) -> None:

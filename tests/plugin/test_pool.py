@@ -92,6 +92,13 @@ def test_dead_holder_is_released_and_its_file_cleaned(tmp_path: Path, capsys) ->
 def test_pto_devices_rejects_bad_spec(tmp_path: Path, capsys) -> None:
     assert devices_main(["--lock-dir", str(tmp_path), "--devices", "3-1"]) == 2
     assert "--devices=3-1: range 3-1 runs backwards" in capsys.readouterr().err
+    assert devices_main(["--lock-dir", str(tmp_path), "--devices", "0-99999999999"]) == 2
+    assert "above the highest device id" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert devices_main(["--lock-dir", str(blocker)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"pto-devices: --lock-dir={blocker}: lock dir"), err
 
 
 def test_big_request_is_not_starved_by_a_stream_of_small_ones(tmp_path: Path) -> None:

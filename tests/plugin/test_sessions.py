@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -188,7 +189,9 @@ def test_nothing_leaks_when_pytest_is_interrupted(tmp_path: Path, sig: signal.Si
     assert not left, [leaks.describe(p) for p in left]
     assert not any(s.held for s in DevicePool(range(2), lock_dir).state())
     reruns: list[int] = []
+    killed_logs = Path(tempfile.gettempdir()).glob(f"pto-logs-{proc.pid}-*")
     if sig == signal.SIGKILL:
+        assert list(killed_logs)  # the round's temporary logs, named after their session
         # segments of a killed session are removed by the next session (their owner is dead)
         rerun = _pytest(["-q", "--pto-devices=0-1", "-k", "nothing"], project, env)
         rerun.communicate(timeout=60)
@@ -197,7 +200,46 @@ def test_nothing_leaks_when_pytest_is_interrupted(tmp_path: Path, sig: signal.Si
         reruns.append(rerun.pid)
         rerun_out = rerun.communicate(timeout=60)[0]
         assert rerun.returncode == 0, rerun_out
+    # and so are its temporary logs
+    assert list(Path(tempfile.gettempdir()).glob(f"pto-logs-{proc.pid}-*")) == []
     # other people's tests may run on this machine: look at the segments of our sessions only
     ours = {str(proc.pid), *(str(p) for p in reruns)}
     left_shm = {n for n in leaks.shm_segments() - before_shm if n.split("-")[2] in ours}
     assert left_shm == set()
+
+
+SECOND_INTERRUPT = """
+import os
+from pathlib import Path
+
+import libpto.hierarchy
+
+_close = libpto.hierarchy.World.close
+
+
+def close(self):
+    _close(self)
+    raise KeyboardInterrupt("a second Ctrl-C while the World closes")
+
+
+libpto.hierarchy.World.close = close
+
+
+def pytest_pto_lease_released(item, lease):
+    Path(os.environ["RELEASED_MARKER"]).write_text(",".join(map(str, lease.devices)))
+"""
+
+
+def test_interrupted_teardown_still_releases_the_devices(tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "conftest.py").write_text(SECOND_INTERRUPT)
+    (project / "test_ok.py").write_text("def test_ok(pto_world):\n    pto_world.size\n")
+    lock_dir = tmp_path / "locks"
+    env = _inner_env(tmp_path, lock_dir)
+    env["RELEASED_MARKER"] = str(tmp_path / "released")
+    proc = _pytest(["-q", "--pto-devices=0-1"], project, env)
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
+    assert (tmp_path / "released").read_text() == "0,1", out
+    assert list(lock_dir.glob("*.holder")) == []

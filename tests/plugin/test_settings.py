@@ -46,6 +46,16 @@ def usage_error(ptester: pytest.Pytester, *args: str) -> str:
         (["--pto-seed=-3"], "--pto-seed=-3: must be an integer >= 0"),
         (["--pto-variants=nope.yaml"], "--pto-variants=nope.yaml: no such file"),
         (["--pto-variant=fast"], "selecting a variant needs a variants file"),
+        # an explicit empty value is an error, not "the default"
+        (["--pto-ranks="], "--pto-ranks=: must be an integer >= 1"),
+        (["--pto-platform="], "--pto-platform=: unknown platform"),
+        (["--pto-variant="], "--pto-variant=: must name at least one variant"),
+        (["--pto-trace="], "--pto-trace=: must be a non-empty path"),
+        # huge values are errors, not a MemoryError during collection
+        (["--pto-rounds=99999999999"], "--pto-rounds=99999999999: must be an integer >= 1 and <="),
+        (["--pto-devices=0-99999999999"], "99999999999 is above the highest device id (65535)"),
+        (["--pto-devices=\u0663"], "'\u0663' is not a device id or range"),  # Arabic-Indic 3
+        (["--pto-trace=."], "--pto-trace=.: is a directory; name the file to write"),
     ],
 )
 def test_bad_option_is_one_usage_error(
@@ -69,6 +79,46 @@ def test_environment_and_ini_errors_name_their_source(
     assert "ini pto_ranks = 0 in tox.ini: must be an integer >= 1" in usage_error(ptester)
     ptester.makeini("[pytest]\npto_env =\n    GOOD=1\n    bad line\n")
     assert "ini pto_env in tox.ini: 'bad line' is not KEY=VALUE" in usage_error(ptester)
+
+
+def test_output_paths_are_checked_before_any_round(
+    ptester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    from pathlib import Path
+
+    (ptester.path / "afile").write_text("")
+    for args, expected in [
+        (["--pto-lock-dir=afile"], "--pto-lock-dir=afile: exists and is not a directory"),
+        (["--pto-log-dir=afile/logs"], "--pto-log-dir=afile/logs: cannot be created: afile is not"),
+        (["--pto-trace=afile/t.json"], "--pto-trace=afile/t.json: cannot be created: afile is not"),
+    ]:
+        err = usage_error(ptester, *args)
+        assert expected in err and "Traceback" not in err, err
+    # unwritable, as a non-root user sees it (the inner session runs in this process)
+    ro = ptester.mkdir("ro")
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, m: False if Path(p).resolve() == ro else real_access(p, m)
+    )
+    err = usage_error(ptester, "--pto-lock-dir=ro/locks")
+    assert "cannot be created: directory ro is not writable by this user" in err
+    monkeypatch.setenv("PTO_LOCK_DIR", "ro")
+    assert "environment PTO_LOCK_DIR=ro: directory is not writable" in usage_error(ptester)
+
+
+def test_empty_environment_value_is_unset_and_platform_limits(
+    ptester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PTO_DEVICES", "")
+    assert "devices 0-7 (8)" in header(ptester)
+    monkeypatch.setenv("PTO_SIM_DEVICES", "100000000000")
+    err = usage_error(ptester)
+    assert "PTO_SIM_DEVICES=100000000000: must be an integer >= 1 and <= 65536" in err
+    monkeypatch.delenv("PTO_SIM_DEVICES")
+    monkeypatch.setenv("ASCEND_RT_VISIBLE_DEVICES", "0,x")
+    err = usage_error(ptester, "--pto-platform=ascend")
+    assert "ASCEND_RT_VISIBLE_DEVICES=0,x: must be comma-separated device ids" in err
 
 
 def header(ptester: pytest.Pytester, *args: str) -> str:
@@ -122,3 +172,16 @@ def test_help_lists_every_option_with_its_ini_key(ptester: pytest.Pytester) -> N
     for opt in OPTIONS:
         assert opt.flag in out
         assert f"ini {opt.ini}" in out.replace("\n", " ").replace("  ", " ") or opt.ini in out
+
+
+def test_unwritable_github_step_summary_is_a_warning_not_a_crash(
+    ptester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(ptester.path))  # a directory: open() fails
+    ptester.makepyfile(TRIVIAL)
+    result = ptester.runpytest()
+    assert result.ret == 0, result.stdout.str()
+    out = result.stdout.str()
+    assert "pytest-pto: GITHUB_STEP_SUMMARY: cannot append the table" in out
+    assert "INTERNALERROR" not in out

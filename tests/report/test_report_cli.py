@@ -269,3 +269,17 @@ def test_github_mode(
     text = summary.read_text()
     assert text.startswith("earlier step\n")
     assert "### pytest-pto rounds" in text and "| before-fixes | both-fixes | 15/30 |" in text
+
+
+def test_github_step_summary_that_cannot_be_written_is_a_warning(
+    make_run: MakeRun,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    junit = make_run({"v": ["passed", "hang"]})
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path))  # a directory: open() fails
+    assert main(["--github", str(junit)]) == EXIT_OK
+    out, err = capsys.readouterr()
+    assert "GITHUB_STEP_SUMMARY: cannot append:" in err and "Traceback" not in err
+    assert "::error" in out and "rounds" in out  # annotations and the table still come out
