@@ -38,6 +38,7 @@ __all__ = [
 
 ZYGOTE_LOG_RE = r"pto-zygote-(\d+)\.log"
 _LIBPTO_PARENT = str(Path(__file__).resolve().parent.parent)
+RESYNC_WAIT = 1.0  # after an interrupted request, how long its reply may take to arrive
 _BOOT = "import sys; sys.path.insert(0, {path!r}); from libpto._zygote import main; main()"
 
 
@@ -81,20 +82,67 @@ class Zygote:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def request(self, msg: dict[str, Any]) -> dict[str, Any]:
+    def request(self, msg: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """Send ``msg`` and return the reply. A zygote that does not answer within ``timeout``
+        seconds is killed and retired (``TimeoutError``): a stuck preload must not hang us."""
         err: OSError | None = None
         reply: Any = None
         with self.lock:
+            if self.tainted:
+                raise SystemCallError(
+                    f"pto-zygote (pid {self.proc.pid}) is retired: {self.tainted}"
+                )
+            sent = False
             try:
+                self.sock.settimeout(timeout)
                 send_msg(self.sock, msg)
+                sent = True
                 reply = recv_msg(self.sock)
+            except TimeoutError:
+                self._retire(f"no answer to {msg.get('op')!r} within {timeout:g} s")
+                raise TimeoutError(
+                    f"pto-zygote (pid {self.proc.pid}) did not answer {msg.get('op')!r} within "
+                    f"{timeout:g} s (stuck preloading {', '.join(sorted(self.wanted)) or '-'}?); "
+                    "it was killed and will be replaced"
+                ) from None
             except OSError as exc:
                 err = exc
+            except BaseException:
+                # interrupted mid-exchange (Ctrl-C, a timeout signal): its reply would be taken
+                # for the answer to the next request, and workers it started would be nobody's
+                self._abandon(sent)
+                raise
+            finally:
+                with contextlib.suppress(OSError):
+                    self.sock.settimeout(None)
         if not isinstance(reply, dict):
             raise SystemCallError(
                 f"pto-zygote (pid {self.proc.pid}) is gone: {err or 'connection closed'}"
             )
         return reply
+
+    def _abandon(self, sent: bool) -> None:
+        """After an interrupted request (lock held): read its reply and kill the workers it
+        reports, or, if that does not work out at once, retire this zygote."""
+        try:
+            if not sent:  # maybe half a message: the stream cannot be trusted any more
+                raise ConnectionError("request interrupted while sending")
+            self.sock.settimeout(RESYNC_WAIT)
+            reply = recv_msg(self.sock)
+            if not isinstance(reply, dict):
+                raise ConnectionError("connection closed")
+            if reply.get("pids"):
+                send_msg(self.sock, {"op": "kill", "pids": reply["pids"]})
+            if "tainted" in reply:
+                self.tainted = str(reply["tainted"])
+        except BaseException as exc:
+            self._retire(f"a request was interrupted and its reply lost ({exc!r})")
+
+    def _retire(self, reason: str) -> None:
+        """Never use this zygote again; kill it (its workers die with it, PDEATHSIG)."""
+        self.tainted = reason
+        with contextlib.suppress(OSError):
+            self.proc.kill()
 
     def post(self, msg: dict[str, Any]) -> None:
         """A request without a reply; silently dropped if the zygote is gone."""
@@ -107,9 +155,15 @@ class Zygote:
             self.wanted.add(module)
 
     def spawn(
-        self, mbox: str, ranks: list[dict[str, Any]], segments: Iterable[str], t_spawn: int
+        self,
+        mbox: str,
+        ranks: list[dict[str, Any]],
+        segments: Iterable[str],
+        t_spawn: int,
+        timeout: float | None = None,
     ) -> list[int] | None:
-        """Fork one worker per spec; None when this zygote is tainted and must be replaced."""
+        """Fork one worker per spec; None when this zygote is tainted and must be replaced.
+        ``TimeoutError`` if it does not answer within ``timeout`` (see :meth:`request`)."""
         preload = sorted(self.wanted)
         reply = self.request(
             {
@@ -120,7 +174,8 @@ class Zygote:
                 "t_spawn": t_spawn,
                 "preload": preload,
                 "sys_path": list(sys.path),
-            }
+            },
+            timeout,
         )
         self.preloaded.update(preload)
         self.wanted.clear()

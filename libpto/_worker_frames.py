@@ -158,12 +158,17 @@ class Failure:
 
 
 def encode_failure(exc: BaseException, limit: int) -> bytes:
+    """Never raises: whatever the exception does, the rank reports it (as text at worst)."""
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    failure = Failure(type(exc).__name__, str(exc), tb, exc)
+    try:
+        text = str(exc)
+    except Exception as err:  # a broken __str__ must not turn the op's failure into a crash
+        text = f"<str() of the exception failed: {type(err).__name__}: {err}>"
+    failure = Failure(type(exc).__name__, text, tb, exc)
     try:
         data = pickle.dumps(("err", failure), PROTOCOL)
         pickle.loads(data)  # an exception that pickles but does not rebuild is sent as text
-    except Exception:
+    except BaseException:  # user code runs in its __reduce__ and rebuild: it may raise anything
         failure.error = None
         data = pickle.dumps(("err", failure), PROTOCOL)
     if len(data) > limit:

@@ -11,6 +11,8 @@ Jobs beyond forking, because the zygote is the workers' real parent:
  - it reaps them and writes each exit record (wait status) into the world's mailbox, ringing
    the doorbell, so the world owner learns of a crash within microseconds;
  - it is a child subreaper and kills each worker's process group, so grandchildren die too;
+   what an op started in a session of its own is re-parented to it and killed once no worker
+   is live (a helper daemon may serve a running op until then);
  - it is the janitor of its owner: when the owner dies (socket EOF or re-parenting), it kills
    every live worker, unlinks the segments the owner registered, and exits.
 Workers set PR_SET_PDEATHSIG, so they also die if the zygote itself is killed.
@@ -109,7 +111,10 @@ class _Server:
                     msg = recv_msg(self.sock)
                     if msg is None:
                         return self.janitor()
-                    self.handle(msg)
+                    try:
+                        self.handle(msg)
+                    except OSError:  # the owner went away while we answered
+                        return self.janitor()
                 else:
                     try:
                         while os.read(self.wake_r, 512):
@@ -227,9 +232,13 @@ class _Server:
                 return
             owner = self.live.pop(pid, None)
             if owner is None:  # an orphaned grandchild re-parented to us (subreaper)
+                if not self.live:
+                    self.kill_orphans()  # its own children come to us in turn
                 continue
             with contextlib.suppress(OSError):  # the worker's leftover process group
                 os.killpg(pid, signal.SIGKILL)
+            if not self.live:  # before the last exit record: the owner then finds nothing left
+                self.kill_orphans()
             name, rank = owner
             mbox = self.mailboxes.get(name)
             if mbox is not None:
@@ -238,12 +247,21 @@ class _Server:
                     mbox.close()
                     del self.mailboxes[name]
 
+    def kill_orphans(self) -> None:
+        """Kill our children that are not workers: what an op started in a session of its own
+        (escaping its worker's process group) and left behind. Only called when no worker is
+        live, since such a process may be a helper that a running op still uses."""
+        for pid in _children():
+            if pid not in self.live:
+                self._killpg(pid)
+
     def janitor(self) -> None:
         """The owner is gone: nothing it started may outlive it."""
         for pid in list(self.live):
             self._killpg(pid)
+        self.kill_orphans()
         deadline = time.monotonic() + 5.0
-        while self.live and time.monotonic() < deadline:
+        while (self.live or _children()) and time.monotonic() < deadline:
             self.reap()
             time.sleep(0.005)
         for name in self.segments:
@@ -251,6 +269,27 @@ class _Server:
                 os.unlink(f"/dev/shm/{name.lstrip('/')}")
         for mbox in self.mailboxes.values():
             mbox.close()
+
+
+def _children() -> list[int]:
+    """Pids of this process's children (zombies included)."""
+    me = os.getpid()
+    try:
+        with open(f"/proc/{me}/task/{me}/children") as f:
+            return [int(pid) for pid in f.read().split()]
+    except OSError:  # a kernel without CONFIG_PROC_CHILDREN: scan every process
+        pass
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == me:
+                    out.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
 
 
 def _merge_path(sys_path: list[str]) -> None:

@@ -257,10 +257,10 @@ class World:
         self._t_start = time.monotonic()
         t_spawn = now_ns()
         zygote = _procs.get_zygote()
-        pids = zygote.spawn(self._mbox_name, specs, segments, t_spawn)
+        pids = self._spawn_on(zygote, specs, segments, t_spawn)
         if pids is None:  # the zygote preloaded a module that started a thread: replace it
             zygote = _procs.get_zygote(blocked={zygote.culprit} - {""})
-            pids = zygote.spawn(self._mbox_name, specs, segments, t_spawn)
+            pids = self._spawn_on(zygote, specs, segments, t_spawn)
             if pids is None:
                 raise RuntimeStateError(f"pto-zygote is unusable: {zygote.tainted}")
         self._zygote = zygote
@@ -268,6 +268,24 @@ class World:
         self._finalizer = weakref.finalize(
             self, _finalize, list(pids), list(segments), self._mbox, self._comm
         )
+
+    def _spawn_on(
+        self, zygote: _procs.Zygote, specs: list[dict[str, Any]], segments: list[str], t: int
+    ) -> list[int] | None:
+        """The zygote's spawn, within what is left of the startup deadline."""
+        left = max(self._t_start + self.config.init_timeout - time.monotonic(), 0.001)
+        try:
+            return zygote.spawn(self._mbox_name, specs, segments, t, timeout=left)
+        except TimeoutError as exc:
+            missing = list(range(self.size))
+            word = "rank" if self.size == 1 else "ranks"
+            raise InitTimeout(
+                f"{word} {', '.join(map(str, missing))}: not started within the "
+                f"{self.config.init_timeout:g} s startup deadline (init_timeout): {exc}",
+                rank=missing[0],
+                missing=missing,
+                stacks={},
+            ) from None
 
     # -- barrier ----------------------------------------------------------------------------------
     def _barrier(self) -> None:
@@ -624,6 +642,12 @@ class World:
         try:
             if mbox is not None and self._pids:
                 self._stop_ranks(mbox, kill or [], grace)
+        except BaseException:
+            # interrupted while waiting for the ranks to leave (Ctrl-C, a timeout signal): no
+            # more waiting, but no rank may outlive the world, and close() will not come again
+            if self._zygote is not None:
+                self._zygote.kill(self._pids)
+            raise
         finally:
             if mbox is not None and not mbox.closed:
                 self._snapshot()

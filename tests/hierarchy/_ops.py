@@ -42,6 +42,26 @@ def raise_on(chip: Chip, rank: int) -> int:
     return chip.rank
 
 
+class Unshowable(Exception):
+    """An exception with a broken ``__str__`` whose unpickling raises a BaseException."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_exit_on_rebuild, ())
+
+
+def _exit_on_rebuild() -> None:
+    raise SystemExit("rebuilt")
+
+
+def raise_unshowable_on(chip: Chip, rank: int) -> int:
+    if chip.rank == rank:
+        raise Unshowable()
+    return chip.rank
+
+
 def sched_timeout_on(chip: Chip, rank: int) -> int:
     if chip.rank == rank:
         raise SchedulerTimeout(
@@ -131,3 +151,22 @@ def runtime_facts(chip: Chip) -> dict[str, Any]:
         "comm_rank": chip.comm.rank,
         "comm_size": chip.comm.size,
     }
+
+
+def start_daemon(chip: Chip) -> int:
+    """A helper process in a session of its own (out of the worker's process group)."""
+    import subprocess
+
+    return subprocess.Popen(["sleep", "300"], start_new_session=True).pid
+
+
+def pids_alive(chip: Chip, pids: list[int]) -> list[bool]:
+    out = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            out.append(False)
+        else:
+            out.append(True)
+    return out

@@ -82,6 +82,18 @@ def test_op_raising_names_rank_and_exception() -> None:
         world.run(_ops.noop)
 
 
+def test_op_raising_an_exception_that_cannot_be_shown_or_rebuilt_is_still_a_failure() -> None:
+    # its __str__ raises and its rebuild raises a BaseException: the rank reports it as text
+    with World.start(WorldConfig(devices=(0, 1))) as world, pytest.raises(RankOpFailed) as info:
+        world.run(_ops.raise_unshowable_on, 1)
+    err = info.value
+    assert err.rank == 1 and err.details["error"] is None
+    assert str(err).startswith(
+        f"rank 1: op {_ops.__name__}.raise_unshowable_on raised Unshowable: "
+        "<str() of the exception failed: RuntimeError: no text"
+    )
+
+
 def test_libpto_error_in_op_keeps_code_and_subclass() -> None:
     with World.start(WorldConfig(devices=(0, 1))) as world, pytest.raises(RankOpFailed) as info:
         world.run(_ops.sched_timeout_on, 1)
