@@ -410,11 +410,15 @@ class CommWindow:
                 remaining = max(0, timeout_ms - elapsed)
                 final = remaining <= SLICE_MS
                 ms = remaining if final else SLICE_MS
-            ptr = self._enter(op)
+            # enter inside the try: a Ctrl-C that lands right after the in-flight count went up
+            # must still give it back, or close() would wait for this call forever
+            ptr = None
             try:
+                ptr = self._enter(op)
                 st = call(ptr, ms, timeout_ms - ms if final else 0)
             finally:
-                self._h.exit()
+                if ptr is not None:
+                    self._h.exit()
             if st != lib.PTO_E_TIMEOUT or final:
                 return int(st)
 
@@ -596,7 +600,13 @@ class CommWindow:
 
     def write_floats(self, offset: int, values: Iterable[float], rank: int | None = None) -> None:
         """Store ``values`` as float32 at byte ``offset``."""
-        arr = values if isinstance(values, array) and values.typecode == "f" else array("f", values)
+        if isinstance(values, array) and values.typecode == "f":
+            arr = values
+        else:
+            try:
+                arr = array("f", values)
+            except (TypeError, ValueError, OverflowError) as e:
+                raise _invalid(self._ctx("write_floats"), f"values must be numbers ({e})") from None
         self.write(offset, arr, rank)
 
     def read_floats(self, offset: int, count: int, rank: int | None = None) -> array[float]:

@@ -11,7 +11,7 @@ import enum
 from typing import Any
 
 from libpto._ffi import ffi, lib
-from libpto.errors import PtoError, check
+from libpto.errors import InvalidArgument, RuntimeStateError, check
 
 __all__ = [
     "DEFAULT_PAYLOAD_BYTES",
@@ -25,6 +25,24 @@ __all__ = [
 ]
 
 DEFAULT_PAYLOAD_BYTES = 1 << 20
+_I32 = (1 << 31) - 1
+_U32 = (1 << 32) - 1
+_I64 = (1 << 63) - 1
+
+
+def _int(ctx: str, arg: str, value: Any, lo: int, hi: int) -> int:
+    """``value`` as an int of the C parameter's range, else InvalidArgument naming it (not the
+    OverflowError or TypeError cffi would raise)."""
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise InvalidArgument(
+            f"{ctx}: {arg}={value!r} must be an integer", name="PTO_E_INVALID_ARG"
+        )
+    v = int(value.__index__())
+    if not lo <= v <= hi:
+        raise InvalidArgument(
+            f"{ctx}: {arg}={v} out of range [{lo}, {hi}]", name="PTO_E_INVALID_ARG"
+        )
+    return v
 
 
 class State(enum.IntEnum):
@@ -90,25 +108,27 @@ class Mailbox:
         cap = ffi.new("uint64_t *")
         check(lib.pto_mbox_capacity(handle, cap), f"mailbox {name}")
         self.capacity = int(cap[0])
-        self._u32 = ffi.new("uint32_t *")
-        self._i64 = ffi.new("int64_t *")
+        self._cell = ffi.new("uint32_t *")
 
     @classmethod
     def create(cls, name: str, size: int, payload_bytes: int = DEFAULT_PAYLOAD_BYTES) -> Mailbox:
+        ctx = f"mailbox {name}"
+        size_ = _int(ctx, "nranks", size, -(1 << 31), _I32)
+        payload_ = _int(ctx, "payload_bytes", payload_bytes, 0, (1 << 64) - 1)
         out = ffi.new("pto_mbox **")
-        check(lib.pto_mbox_create(name.encode(), size, payload_bytes, out), f"mailbox {name}")
+        check(lib.pto_mbox_create(_name(name), size_, payload_, out), ctx)
         return cls(out[0], name)
 
     @classmethod
     def attach(cls, name: str) -> Mailbox:
         out = ffi.new("pto_mbox **")
-        check(lib.pto_mbox_attach(name.encode(), out), f"mailbox {name}")
+        check(lib.pto_mbox_attach(_name(name), out), f"mailbox {name}")
         return cls(out[0], name)
 
     @staticmethod
     def unlink(name: str) -> bool:
         """Remove the segment name; False if it was already gone."""
-        status = lib.pto_mbox_unlink(name.encode())
+        status = lib.pto_mbox_unlink(_name(name))
         if status == lib.PTO_E_NOT_FOUND:
             return False
         check(status, f"mailbox {name}")
@@ -125,44 +145,72 @@ class Mailbox:
 
     def _handle(self) -> Any:
         if self._h is None:
-            raise PtoError(f"mailbox {self.name}: used after close", name="PTO_E_STATE")
+            raise RuntimeStateError(f"mailbox {self.name}: used after close", name="PTO_E_STATE")
         return self._h
+
+    def _rank(self, rank: Any) -> int:
+        return _int(f"mailbox {self.name}", "rank", rank, -(1 << 31), _I32)
+
+    def _u32(self, arg: str, value: Any) -> int:
+        return _int(f"mailbox {self.name}", arg, value, 0, _U32)
+
+    def _ms(self, timeout_ms: Any) -> int:
+        return _int(f"mailbox {self.name}", "timeout_ms", timeout_ms, -(1 << 63), _I64)
 
     # -- state word ---------------------------------------------------------------------------
     def load(self, rank: int) -> State:
-        check(lib.pto_mbox_load(self._handle(), rank, self._u32), f"mailbox {self.name}")
-        return State(self._u32[0])
+        check(
+            lib.pto_mbox_load(self._handle(), self._rank(rank), self._cell), f"mailbox {self.name}"
+        )
+        return State(self._cell[0])
 
     def store(self, rank: int, state: State) -> None:
-        check(lib.pto_mbox_store(self._handle(), rank, int(state)), f"mailbox {self.name}")
+        st = lib.pto_mbox_store(self._handle(), self._rank(rank), self._u32("state", state))
+        check(st, f"mailbox {self.name}")
 
     def cas(self, rank: int, expected: State, desired: State) -> bool:
         ok = ffi.new("int *")
         check(
-            lib.pto_mbox_cas(self._handle(), rank, int(expected), int(desired), ok),
+            lib.pto_mbox_cas(
+                self._handle(),
+                self._rank(rank),
+                self._u32("expected", expected),
+                self._u32("desired", desired),
+                ok,
+            ),
             f"mailbox {self.name}",
         )
         return bool(ok[0])
 
     def wait(self, rank: int, states: int, timeout_ms: int) -> State | None:
         """Block until the state is in the ``states`` mask; None on timeout or a signal."""
-        status = lib.pto_mbox_wait(self._handle(), rank, states, timeout_ms, self._u32)
+        status = lib.pto_mbox_wait(
+            self._handle(),
+            self._rank(rank),
+            self._u32("states", states),
+            self._ms(timeout_ms),
+            self._cell,
+        )
         if status in (lib.PTO_E_TIMEOUT, lib.PTO_E_ABORTED):
             return None
         check(status, f"mailbox {self.name}")
-        return State(self._u32[0])
+        return State(self._cell[0])
 
     # -- control word -------------------------------------------------------------------------
     def ctrl_load(self, rank: int) -> int:
-        check(lib.pto_mbox_ctrl_load(self._handle(), rank, self._u32), f"mailbox {self.name}")
-        return int(self._u32[0])
+        st = lib.pto_mbox_ctrl_load(self._handle(), self._rank(rank), self._cell)
+        check(st, f"mailbox {self.name}")
+        return int(self._cell[0])
 
     def ctrl_store(self, rank: int, value: State) -> None:
-        check(lib.pto_mbox_ctrl_store(self._handle(), rank, int(value)), f"mailbox {self.name}")
+        st = lib.pto_mbox_ctrl_store(self._handle(), self._rank(rank), self._u32("value", value))
+        check(st, f"mailbox {self.name}")
 
     def ctrl_wait(self, rank: int, values: int, timeout_ms: int) -> int | None:
         out = ffi.new("uint32_t *")  # own cell: the watcher thread calls this concurrently
-        status = lib.pto_mbox_ctrl_wait(self._handle(), rank, values, timeout_ms, out)
+        status = lib.pto_mbox_ctrl_wait(
+            self._handle(), self._rank(rank), self._u32("values", values), self._ms(timeout_ms), out
+        )
         if status in (lib.PTO_E_TIMEOUT, lib.PTO_E_ABORTED):
             return None
         check(status, f"mailbox {self.name}")
@@ -170,60 +218,83 @@ class Mailbox:
 
     # -- doorbell -----------------------------------------------------------------------------
     def doorbell(self) -> int:
-        check(lib.pto_mbox_doorbell(self._handle(), self._u32), f"mailbox {self.name}")
-        return int(self._u32[0])
+        check(lib.pto_mbox_doorbell(self._handle(), self._cell), f"mailbox {self.name}")
+        return int(self._cell[0])
 
     def doorbell_wait(self, seen: int, timeout_ms: int) -> None:
-        status = lib.pto_mbox_doorbell_wait(self._handle(), seen, timeout_ms)
+        status = lib.pto_mbox_doorbell_wait(
+            self._handle(), self._u32("seen", seen), self._ms(timeout_ms)
+        )
         if status not in (lib.PTO_E_TIMEOUT, lib.PTO_E_ABORTED):
             check(status, f"mailbox {self.name}")
 
     # -- timestamps, pid, exit record -----------------------------------------------------------
     def stamp(self, rank: int, which: Stamp, ns: int = 0) -> None:
-        check(lib.pto_mbox_set_time(self._handle(), rank, int(which), ns), f"mailbox {self.name}")
+        ctx = f"mailbox {self.name}"
+        which_ = _int(ctx, "which", which, -(1 << 31), _I32)
+        ns_ = _int(ctx, "ns", ns, -(1 << 63), _I64)
+        check(lib.pto_mbox_set_time(self._handle(), self._rank(rank), which_, ns_), ctx)
 
     def time(self, rank: int, which: Stamp) -> int:
         out = ffi.new("int64_t *")
-        check(lib.pto_mbox_get_time(self._handle(), rank, int(which), out), f"mailbox {self.name}")
+        ctx = f"mailbox {self.name}"
+        which_ = _int(ctx, "which", which, -(1 << 31), _I32)
+        check(lib.pto_mbox_get_time(self._handle(), self._rank(rank), which_, out), ctx)
         return int(out[0])
 
     def times(self, rank: int) -> dict[Stamp, int]:
         return {s: self.time(rank, s) for s in Stamp}
 
     def set_pid(self, rank: int, pid: int) -> None:
-        check(lib.pto_mbox_set_pid(self._handle(), rank, pid), f"mailbox {self.name}")
+        ctx = f"mailbox {self.name}"
+        pid_ = _int(ctx, "pid", pid, -(1 << 31), _I32)
+        check(lib.pto_mbox_set_pid(self._handle(), self._rank(rank), pid_), ctx)
 
     def pid(self, rank: int) -> int:
         out = ffi.new("int32_t *")
-        check(lib.pto_mbox_get_pid(self._handle(), rank, out), f"mailbox {self.name}")
+        check(lib.pto_mbox_get_pid(self._handle(), self._rank(rank), out), f"mailbox {self.name}")
         return int(out[0])
 
     def set_exit(self, rank: int, wait_status: int) -> None:
-        check(lib.pto_mbox_set_exit(self._handle(), rank, wait_status), f"mailbox {self.name}")
+        ctx = f"mailbox {self.name}"
+        ws = _int(ctx, "wait_status", wait_status, -(1 << 31), _I32)
+        check(lib.pto_mbox_set_exit(self._handle(), self._rank(rank), ws), ctx)
 
     def exit_status(self, rank: int) -> int | None:
         """The reaped worker's wait status, or None while it has not been reaped."""
         exited = ffi.new("int *")
         status = ffi.new("int32_t *")
-        check(lib.pto_mbox_get_exit(self._handle(), rank, exited, status), f"mailbox {self.name}")
+        st = lib.pto_mbox_get_exit(self._handle(), self._rank(rank), exited, status)
+        check(st, f"mailbox {self.name}")
         return int(status[0]) if exited[0] else None
 
     # -- payload --------------------------------------------------------------------------------
     def write(self, rank: int, channel: Channel, data: bytes) -> None:
-        check(
-            lib.pto_mbox_write(self._handle(), rank, int(channel), data, len(data)),
-            f"mailbox {self.name} rank {rank}",
-        )
+        ctx = f"mailbox {self.name} rank {rank}"
+        if not isinstance(data, bytes):
+            raise InvalidArgument(f"{ctx}: data must be bytes, got {type(data).__name__}")
+        ch = _int(ctx, "channel", channel, -(1 << 31), _I32)
+        check(lib.pto_mbox_write(self._handle(), self._rank(rank), ch, data, len(data)), ctx)
 
     def read(self, rank: int, channel: Channel) -> bytes:
         ptr = ffi.new("void **")
         n = ffi.new("uint64_t *")
-        check(
-            lib.pto_mbox_payload(self._handle(), rank, int(channel), ptr, n), f"mailbox {self.name}"
-        )
+        ctx = f"mailbox {self.name}"
+        ch = _int(ctx, "channel", channel, -(1 << 31), _I32)
+        check(lib.pto_mbox_payload(self._handle(), self._rank(rank), ch, ptr, n), ctx)
         return bytes(ffi.buffer(ptr[0], n[0])) if n[0] else b""
+
+
+def _name(name: Any) -> bytes:
+    if not isinstance(name, str) or "\x00" in name:
+        raise InvalidArgument(
+            f"mailbox name {name!r}: must be a string without NUL", name="PTO_E_INVALID_ARG"
+        )
+    return name.encode()
 
 
 def set_proctitle(title: str) -> None:
     """Rename this process as ``ps`` and ``/proc/<pid>/cmdline`` show it."""
+    if not isinstance(title, str) or "\x00" in title:
+        raise InvalidArgument(f"set_proctitle: title={title!r} must be a string without NUL")
     check(lib.pto_set_proctitle(title.encode()), "pto_set_proctitle")

@@ -518,7 +518,7 @@ class World:
         word = "rank" if len(running) == 1 else "ranks"
         text = "\n".join(stacks[r] for r in range(self.size))
         return RankHang(
-            f"{word} {who}: hang: op {label} still running after the {limit:g} s round "
+            f"{word} {who}: hang: op {label} still running after the {limit:.3g} s round "
             f"deadline\n{text}",
             rank=rank,
             stuck_ranks=running,

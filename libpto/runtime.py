@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,7 @@ class MemRef:
 
     def at(self, index: int) -> MemRef:
         """The operand ``index`` float32 elements further on."""
+        _int("MemRef.at", "index", index, -(1 << 62), 1 << 62)
         return MemRef(self.space, self.id, self.offset + 4 * index)
 
 
@@ -69,24 +71,69 @@ def _int(ctx: str, name: str, value: Any, lo: int, hi: int) -> int:
 
 
 class _Handle:
-    """The C runtime pointer shared with graph finalizers, which must not outlive it."""
+    """The C runtime pointer, shared with graph finalizers, with in-flight accounting.
+
+    Every C call holds a use (:meth:`enter` / :meth:`exit`). Closing marks the handle closing
+    (no new uses), aborts the run in flight and waits until the uses drained before
+    ``pto_rt_destroy``, so a call in another thread (a watchdog's ``abort`` or ``dump_state``, a
+    buffer write, a graph builder call) never touches a freed runtime. When the closing thread
+    holds a use itself (a close from a signal handler), the last :meth:`exit` destroys instead.
+    """
 
     def __init__(self, ptr: Any) -> None:
         self.ptr = ptr
+        self.pins: list[Any] = []  # comm windows bound to the runtime (unpinned on destroy)
+        self.closing = False
+        self.cond = threading.Condition(threading.RLock())
+        self.users: dict[int, int] = {}  # thread ident -> uses
+
+    def enter(self) -> Any:
+        """The pointer with one more use, or None once closing."""
+        with self.cond:
+            if self.closing or self.ptr is None:
+                return None
+            me = threading.get_ident()
+            self.users[me] = self.users.get(me, 0) + 1
+            return self.ptr
+
+    def exit(self) -> None:
+        with self.cond:
+            me = threading.get_ident()
+            left = self.users[me] - 1
+            if left:
+                self.users[me] = left
+            else:
+                del self.users[me]
+            self.cond.notify_all()
+            deferred = self.closing and not self.users and self.ptr is not None
+        if deferred:
+            _destroy_rt(self)
 
 
-def _destroy_rt(handle: _Handle, pins: list[Any]) -> None:
-    ptr, handle.ptr = handle.ptr, None
+def _destroy_rt(handle: _Handle) -> None:
+    with handle.cond:
+        handle.closing = True
+        me = threading.get_ident()
+        while handle.ptr is not None and handle.users:
+            lib.pto_rt_abort(handle.ptr)  # again each round: a run may start after the first
+            if me in handle.users:
+                return  # this thread's own use ends later; its exit() destroys
+            handle.cond.wait(0.05)
+        ptr, handle.ptr = handle.ptr, None
     if ptr is not None:
         lib.pto_rt_destroy(ptr)  # also frees the runtime's remaining graphs
-    for window in pins:
+    for window in handle.pins:
         window.unpin()
-    pins.clear()
+    handle.pins.clear()
 
 
 def _destroy_graph(rt: _Handle, ptr: Any) -> None:
-    if rt.ptr is not None:  # else pto_rt_destroy already freed it
+    if rt.enter() is None:
+        return  # the runtime is closed: pto_rt_destroy freed the graph
+    try:
         lib.pto_graph_destroy(ptr)
+    finally:
+        rt.exit()
 
 
 def _error_details(info: Any, rank: int) -> dict[str, Any]:
@@ -138,10 +185,9 @@ class Runtime:
         out = ffi.new("pto_rt **")
         check(lib.pto_rt_create(cfg, out), f"Runtime(rank={self.rank})", rank=self.rank)
         self._h = _Handle(out[0])
-        self._pins: list[Any] = []
         self._comm: Any = None
         self._lock = threading.Lock()
-        self._finalizer = weakref.finalize(self, _destroy_rt, self._h, self._pins)
+        self._finalizer = weakref.finalize(self, _destroy_rt, self._h)
         st = self.stats()
         self.init_ms: float = st["init_ns"] / 1e6
         self.init_delay_ms: int = st["init_delay_ms"]
@@ -150,21 +196,23 @@ class Runtime:
 
     @property
     def closed(self) -> bool:
-        return self._h.ptr is None
+        return self._h.closing or self._h.ptr is None
 
-    def _ptr(self, op: str) -> Any:
-        ptr = self._h.ptr
+    @contextmanager
+    def _use(self, op: str) -> Iterator[Any]:
+        """The C pointer, kept alive (close waits) until the block ends."""
+        ptr = self._h.enter()
         if ptr is None:
-            raise RuntimeStateError(f"Runtime.{op}: the runtime is closed", name="PTO_E_STATE")
-        return ptr
+            raise RuntimeStateError(f"{op}: the runtime is closed", name="PTO_E_STATE")
+        try:
+            yield ptr
+        finally:
+            self._h.exit()
 
     def close(self) -> None:
-        """Abort a run in flight, stop and join the threads, free everything (idempotent)."""
-        ptr = self._h.ptr
-        if ptr is not None:
-            lib.pto_rt_abort(ptr)
-        with self._lock:
-            self._finalizer()
+        """Abort a run in flight, stop and join the threads, free everything (idempotent).
+        Calls in flight in other threads finish first (an aborted run returns promptly)."""
+        self._finalizer()
 
     def __enter__(self) -> Runtime:
         return self
@@ -179,7 +227,8 @@ class Runtime:
     def stats(self) -> dict[str, int]:
         """init_ns, init_delay_ms, runs, tasks_completed, threads, sched_threads, cores, rank."""
         out = ffi.new("pto_rt_stats *")
-        check(lib.pto_rt_stats_get(self._ptr("stats"), out), "Runtime.stats")
+        with self._use("Runtime.stats") as ptr:
+            check(lib.pto_rt_stats_get(ptr, out), "Runtime.stats")
         keys = (
             "init_ns",
             "init_delay_ms",
@@ -197,19 +246,25 @@ class Runtime:
     def bind_comm(self, window: Any) -> None:
         """Bind a :class:`libpto.CommWindow` (``None`` unbinds) for notify/wait kernels and comm
         operands. The window's mapping stays valid while bound, even if it is closed."""
-        with self._lock:
-            ptr = self._ptr("bind_comm")
+        from libpto._comm import CommWindow
+
+        if window is not None and not isinstance(window, CommWindow):
+            raise InvalidArgument(
+                f"Runtime.bind_comm: expected a CommWindow or None, got {type(window).__name__}"
+            )
+        with self._lock, self._use("Runtime.bind_comm") as ptr:
             cptr = ffi.NULL if window is None else window.pin()
             st = lib.pto_rt_bind_comm(ptr, cptr)
             if st != 0:
                 if window is not None:
                     window.unpin()
                 check(st, "Runtime.bind_comm", rank=self.rank)
-            for old in self._pins:
+            pins = self._h.pins
+            for old in pins:
                 old.unpin()
-            self._pins.clear()
+            pins.clear()
             if window is not None:
-                self._pins.append(window)
+                pins.append(window)
             self._comm = window
 
     @property
@@ -222,13 +277,15 @@ class Runtime:
         """A zeroed device buffer of ``count`` float32 elements."""
         n = _int("Runtime.buffer", "count", count, 1, 1 << 32)
         out = ffi.new("int32_t *")
-        check(lib.pto_rt_buffer_alloc(self._ptr("buffer"), 4 * n, out), "Runtime.buffer")
+        with self._use("Runtime.buffer") as ptr:
+            check(lib.pto_rt_buffer_alloc(ptr, 4 * n, out), "Runtime.buffer")
         return Buffer(self, int(out[0]), n)
 
     def graph(self) -> Graph:
         """An empty task graph for this runtime."""
         out = ffi.new("pto_graph **")
-        check(lib.pto_graph_create(self._ptr("graph"), out), "Runtime.graph")
+        with self._use("Runtime.graph") as ptr:
+            check(lib.pto_graph_create(ptr, out), "Runtime.graph")
         return Graph(self, out[0])
 
     # ---- runs
@@ -254,51 +311,57 @@ class Runtime:
         ``PTO_STREAM_SYNC_TIMEOUT_MS``; ``float('inf')``: none). Raises StreamSyncTimeout,
         SchedulerTimeout / SchedulerError, OrchestratorError, ..."""
         to = self._timeout("Runtime.run", timeout_ms)
-        g = self._graph_arg("Runtime.run", graph)
+        self._graph_arg("Runtime.run", graph)
         info = ffi.new("pto_rt_error_info *")
-        with self._lock:
-            st = lib.pto_rt_run(self._ptr("run"), g, to, info)
+        with self._lock, graph._use("Runtime.run") as g, self._use("Runtime.run") as ptr:
+            st = lib.pto_rt_run(ptr, g, to, info)
         return self._finish(st, f"rank {self.rank} Runtime.run", info)
 
     def submit(self, graph: Graph) -> None:
         """Start ``graph`` asynchronously; :meth:`sync` waits for it."""
-        g = self._graph_arg("Runtime.submit", graph)
-        with self._lock:
-            check(lib.pto_rt_submit(self._ptr("submit"), g), "Runtime.submit", rank=self.rank)
+        self._graph_arg("Runtime.submit", graph)
+        with self._lock, graph._use("Runtime.submit") as g, self._use("Runtime.submit") as ptr:
+            check(lib.pto_rt_submit(ptr, g), "Runtime.submit", rank=self.rank)
 
     def sync(self, timeout_ms: float | None = None) -> RunInfo:
         """Wait for the submitted run (see :meth:`run` for ``timeout_ms``)."""
         to = self._timeout("Runtime.sync", timeout_ms)
         info = ffi.new("pto_rt_error_info *")
-        with self._lock:
-            st = lib.pto_rt_sync(self._ptr("sync"), to, info)
+        with self._lock, self._use("Runtime.sync") as ptr:
+            st = lib.pto_rt_sync(ptr, to, info)
         return self._finish(st, f"rank {self.rank} Runtime.sync", info)
 
-    def _graph_arg(self, ctx: str, graph: Any) -> Any:
+    def _graph_arg(self, ctx: str, graph: Any) -> None:
         if not isinstance(graph, Graph):
             raise InvalidArgument(f"{ctx}: expected a Graph, got {type(graph).__name__}")
         if graph.runtime is not self:
             raise InvalidArgument(f"{ctx}: the graph belongs to another runtime")
-        return graph._p("run")
 
     def fire(self, event: int) -> None:
         """Complete the EVENT task ``event`` of the run in flight (any thread)."""
         ev = _int("Runtime.fire", "event", event, 0, _I64)
-        check(lib.pto_rt_fire_event(self._ptr("fire"), ev), "Runtime.fire", rank=self.rank)
+        with self._use("Runtime.fire") as ptr:
+            check(lib.pto_rt_fire_event(ptr, ev), "Runtime.fire", rank=self.rank)
 
     def abort(self) -> None:
         """Abort the run in flight (any thread); its sync raises promptly."""
-        ptr = self._h.ptr
+        ptr = self._h.enter()
         if ptr is not None:
-            lib.pto_rt_abort(ptr)
+            try:
+                lib.pto_rt_abort(ptr)
+            finally:
+                self._h.exit()
 
     def dump_state(self) -> str:
         """What every runtime thread is doing (for hang reports); safe from any thread."""
-        ptr = self._h.ptr
+        ptr = self._h.enter()
         if ptr is None:
             return f"runtime rank {self.rank}: closed\n"
-        buf = ffi.new("char[]", 16384)
-        check(lib.pto_rt_dump_state(ptr, buf, 16384), "Runtime.dump_state")
+        try:
+            buf = ffi.new("char[]", 16384)
+            check(lib.pto_rt_dump_state(ptr, buf, 16384), "Runtime.dump_state")
+        finally:
+            self._h.exit()
         return lib_str(buf)
 
 
@@ -323,40 +386,42 @@ class Buffer:
     def write(self, values: Iterable[float], index: int = 0) -> None:
         from array import array
 
-        data = array("f", values)
+        try:
+            data = array("f", values)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise InvalidArgument(f"Buffer.write: values must be numbers ({e})") from None
         _int("Buffer.write", "index", index, 0, self.count)
-        check(
-            lib.pto_rt_buffer_write(
-                self.runtime._ptr("buffer write"),
-                self.id,
-                4 * index,
-                ffi.from_buffer(data),
-                4 * len(data),
-            ),
-            "Buffer.write",
-        )
+        with self.runtime._use("Buffer.write") as ptr:
+            check(
+                lib.pto_rt_buffer_write(
+                    ptr, self.id, 4 * index, ffi.from_buffer(data), 4 * len(data)
+                ),
+                "Buffer.write",
+            )
 
     def read(self, count: int | None = None, index: int = 0) -> list[float]:
         from array import array
 
         _int("Buffer.read", "index", index, 0, self.count)
-        n = self.count - index if count is None else _int("Buffer.read", "count", count, 0, _I64)
+        left = self.count - index
+        # checked before allocating: a huge count must not exhaust host memory first
+        n = left if count is None else _int("Buffer.read", "count", count, 0, left)
         data = array("f", bytes(4 * n))
-        check(
-            lib.pto_rt_buffer_read(
-                self.runtime._ptr("buffer read"),
-                self.id,
-                4 * index,
-                ffi.from_buffer(data),
-                4 * n,
-            ),
-            "Buffer.read",
-        )
+        with self.runtime._use("Buffer.read") as ptr:
+            check(
+                lib.pto_rt_buffer_read(ptr, self.id, 4 * index, ffi.from_buffer(data), 4 * n),
+                "Buffer.read",
+            )
         return data.tolist()
 
     def free(self) -> None:
-        if not self.freed and not self.runtime.closed:
-            check(lib.pto_rt_buffer_free(self.runtime._ptr("buffer free"), self.id), "Buffer.free")
+        if not self.freed:
+            ptr = self.runtime._h.enter()
+            if ptr is not None:  # a closed runtime freed every buffer
+                try:
+                    check(lib.pto_rt_buffer_free(ptr, self.id), "Buffer.free")
+                finally:
+                    self.runtime._h.exit()
         self.freed = True
 
 
@@ -365,11 +430,9 @@ def _mref(ctx: str, name: str, value: Any, out: Any) -> None:
         value = value.ref()
     if not isinstance(value, MemRef):
         raise InvalidArgument(f"{ctx}: {name}={value!r} must be a Buffer or a MemRef")
-    out.space = value.space
-    out.id = value.id
-    if not 0 <= value.offset <= (1 << 64) - 1:
-        raise InvalidArgument(f"{ctx}: {name} offset {value.offset} out of range")
-    out.offset = value.offset
+    out.space = _int(ctx, f"{name} space", value.space, -(1 << 31), (1 << 31) - 1)
+    out.id = _int(ctx, f"{name} id", value.id, -(1 << 31), (1 << 31) - 1)
+    out.offset = _int(ctx, f"{name} offset", value.offset, 0, (1 << 64) - 1)
 
 
 class Graph:
@@ -380,21 +443,56 @@ class Graph:
     def __init__(self, runtime: Runtime, ptr: Any) -> None:
         self.runtime = runtime
         self._ptr = ptr
+        self._lock = threading.Lock()
+        self._users = 0  # calls in flight (builder calls, runs); close refuses meanwhile
+        self._closed = False
         self._finalizer = weakref.finalize(self, _destroy_graph, runtime._h, ptr)
 
-    def _p(self, op: str) -> Any:
-        if self.runtime.closed or not self._finalizer.alive:
-            raise RuntimeStateError(f"Graph.{op}: the graph or its runtime is closed")
-        return self._ptr
+    @contextmanager
+    def _use(self, op: str) -> Iterator[Any]:
+        """The C graph pointer, kept alive (close refuses) until the block ends."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeStateError(f"{op}: the graph is closed", name="PTO_E_STATE")
+            self._users += 1
+        try:
+            with self.runtime._use(op):
+                yield self._ptr
+        finally:
+            with self._lock:
+                self._users -= 1
 
     def close(self) -> None:
-        if self._finalizer.alive and not self.runtime.closed:
-            check(lib.pto_graph_destroy(self._ptr), "Graph.close")
+        """Free the graph (idempotent). Refused while it is submitted or used by another
+        thread."""
+        with self._lock:
+            if self._closed:
+                return
+            if self._users:
+                raise RuntimeStateError(
+                    "Graph.close: the graph is in use by another thread (a run or a builder "
+                    "call); close it after that returns",
+                    name="PTO_E_STATE",
+                )
+            self._closed = True
+        rt = self.runtime._h.enter()
+        if rt is None:  # the runtime is closed and freed the graph with it
             self._finalizer.detach()
+            return
+        try:
+            st = lib.pto_graph_destroy(self._ptr)
+        finally:
+            self.runtime._h.exit()
+        if st != 0:
+            with self._lock:
+                self._closed = False
+            check(st, "Graph.close")
+        self._finalizer.detach()
 
     def __len__(self) -> int:
         out = ffi.new("int64_t *")
-        check(lib.pto_graph_size(self._p("len"), out), "Graph.len")
+        with self._use("Graph.len") as g:
+            check(lib.pto_graph_size(g, out), "Graph.len")
         return int(out[0])
 
     def _desc(self, ctx: str, kernel: int, ring: int, heap_bytes: int) -> Any:
@@ -410,7 +508,8 @@ class Graph:
             _int(ctx, f"deps[{i}]", dep, -(1 << 63), _I64)
         arr = ffi.new("int64_t[]", dl) if dl else ffi.NULL
         out = ffi.new("int64_t *")
-        check(lib.pto_graph_add(self._p(ctx), d, arr, len(dl), out), ctx)
+        with self._use(ctx) as g:
+            check(lib.pto_graph_add(g, d, arr, len(dl), out), ctx)
         return int(out[0])
 
     def kernel(
@@ -475,7 +574,7 @@ class Graph:
         elif name == "wait":
             d.slot = _int(ctx, "slot", p.get("slot"), 0, (1 << 32) - 1)
             cmp = p.get("cmp", ">=")
-            if cmp not in _CMP:
+            if not isinstance(cmp, str) or cmp not in _CMP:
                 raise InvalidArgument(f"{ctx}: cmp={cmp!r} must be one of {', '.join(_CMP)}")
             d.mode = _CMP[cmp]
             d.signal = _int(ctx, "value", p.get("value"), 0, (1 << 64) - 1)
@@ -550,7 +649,7 @@ class Graph:
         """``n`` noop tasks in one C call: ``independent``, ``chain`` (each depends on the
         previous) or ``fanout`` (each depends on ``dep``). Returns their ids."""
         ctx = "Graph.noops"
-        if mode not in _MANY:
+        if not isinstance(mode, str) or mode not in _MANY:
             raise InvalidArgument(f"{ctx}: mode={mode!r} must be one of {', '.join(_MANY)}")
         cnt = _int(ctx, "n", n, 1, 0x7FFFFFFE)
         if mode == "fanout" and dep is None:
@@ -558,5 +657,6 @@ class Graph:
         dp = -1 if dep is None else _int(ctx, "dep", dep, -(1 << 63), _I64)
         d = self._desc(ctx, int(lib.PTO_K_NOOP), ring, heap_bytes)
         out = ffi.new("int64_t *")
-        check(lib.pto_graph_add_many(self._p(ctx), d, cnt, _MANY[mode], dp, out), ctx)
+        with self._use(ctx) as g:
+            check(lib.pto_graph_add_many(g, d, cnt, _MANY[mode], dp, out), ctx)
         return range(int(out[0]), int(out[0]) + cnt)

@@ -101,6 +101,26 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* Absolute deadline timeout_ms from now; -1 (none) for a negative timeout or one past the end of
+ * the clock (which must not overflow into a deadline in the past). */
+static int64_t deadline_after(int64_t timeout_ms)
+{
+    if (timeout_ms < 0)
+        return -1;
+    int64_t now = now_ns();
+    if (timeout_ms > (INT64_MAX - now) / 1000000LL)
+        return -1;
+    return now + timeout_ms * 1000000LL;
+}
+
+/* The whole wait's duration for a timeout message: this slice plus the earlier ones (saturated). */
+static long long total_ms(int64_t timeout_ms, int64_t elapsed_ms)
+{
+    if (elapsed_ms <= 0)
+        return timeout_ms;
+    return timeout_ms > INT64_MAX - elapsed_ms ? INT64_MAX : timeout_ms + elapsed_ms;
+}
+
 static uint32_t *lo32(_Atomic uint64_t *w)
 {
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
@@ -716,10 +736,8 @@ int pto_comm_wait_value(pto_comm *c, uint32_t slot, int cmp, uint64_t value, int
     int st;
     if ((st = need_rank(fn, c)) || (st = check_slot(fn, c, slot)) || (st = check_cmp(fn, cmp)))
         return st;
-    if (timeout_ms > INT64_MAX / 1000000LL)
-        timeout_ms = -1;
     struct slot_wait w = {.s = slot_of(c, c->rank, slot), .cmp = cmp, .value = value};
-    int64_t deadline = timeout_ms < 0 ? -1 : now_ns() + timeout_ms * 1000000LL;
+    int64_t deadline = deadline_after(timeout_ms);
     struct backoff b = {0};
     for (;;) {
         w.last = atomic_load_explicit(&w.s->value, memory_order_acquire);
@@ -733,7 +751,7 @@ int pto_comm_wait_value(pto_comm *c, uint32_t slot, int cmp, uint64_t value, int
                 *last = w.last;
             return pto_fail(PTO_E_TIMEOUT, "comm wait: slot %u %s %llu not reached in %lld ms (value %llu)", slot,
                             pto_comm_cmp_name(cmp), (unsigned long long)value,
-                            (long long)(timeout_ms + (elapsed_ms > 0 ? elapsed_ms : 0)), (unsigned long long)w.last);
+                            total_ms(timeout_ms, elapsed_ms), (unsigned long long)w.last);
         }
         if (backoff_step(&b, lo32(&w.s->value), (uint32_t)w.last, &w.s->waiters, deadline, slot_still_waiting,
                          &w)) {
@@ -857,9 +875,7 @@ int pto_comm_barrier_ex(pto_comm *c, int64_t timeout_ms, int64_t elapsed_ms)
     int st = need_rank(fn, c);
     if (st)
         return st;
-    if (timeout_ms > INT64_MAX / 1000000LL)
-        timeout_ms = -1;
-    int64_t deadline = timeout_ms < 0 ? -1 : now_ns() + timeout_ms * 1000000LL;
+    int64_t deadline = deadline_after(timeout_ms);
     _Atomic uint64_t *word = &c->hdr->barrier;
     uint64_t n = (uint64_t)c->nranks;
 
@@ -920,6 +936,6 @@ int pto_comm_barrier_ex(pto_comm *c, int64_t timeout_ms, int64_t elapsed_ms)
                             dead_rank, dead_pid, (unsigned long long)arrived, c->nranks, miss);
         return pto_fail(PTO_E_TIMEOUT, "comm barrier: %llu of %d ranks arrived in %lld ms, missing ranks: %s",
                         (unsigned long long)arrived, c->nranks,
-                        (long long)(timeout_ms + (elapsed_ms > 0 ? elapsed_ms : 0)), miss);
+                        total_ms(timeout_ms, elapsed_ms), miss);
     }
 }

@@ -5,7 +5,7 @@
  * the rule, e.g. "PTO2_RING_TASK_WINDOW=100: must be a power of two >= 4 (one value or four
  * comma-separated values)".
  */
-#include "pto_runtime.h"
+#include "pto_runtime_internal.h"
 
 #include <errno.h>
 #include <math.h>
@@ -229,10 +229,10 @@ int pto_rt_config_set(pto_rt_config *cfg, const char *key, const char *value)
         cfg->FIELD = (TYPE)v;                                                                  \
         return PTO_OK;                                                                         \
     }
-    INT_KEY("PTO_SCHEDULER_TIMEOUT_MS", 1, 86400000, sched_timeout_ms, int64_t)
-    INT_KEY("PTO_MAX_IDLE_ITERATIONS", 1, 1000000000000LL, max_idle_iterations, int64_t)
-    INT_KEY("PTO_STREAM_SYNC_TIMEOUT_MS", 1, 86400000, stream_sync_timeout_ms, int64_t)
-    INT_KEY("PTO_STALL_REPORT_MS", 1, 86400000, stall_report_ms, int64_t)
+    INT_KEY("PTO_SCHEDULER_TIMEOUT_MS", 1, PTO_MAX_TIMEOUT_MS, sched_timeout_ms, int64_t)
+    INT_KEY("PTO_MAX_IDLE_ITERATIONS", 1, PTO_MAX_IDLE_ITERS, max_idle_iterations, int64_t)
+    INT_KEY("PTO_STREAM_SYNC_TIMEOUT_MS", 1, PTO_MAX_TIMEOUT_MS, stream_sync_timeout_ms, int64_t)
+    INT_KEY("PTO_STALL_REPORT_MS", 1, PTO_MAX_TIMEOUT_MS, stall_report_ms, int64_t)
     INT_KEY("PTO_SIM_SCHED_THREADS", 1, PTO_MAX_SCHED_THREADS, sched_threads, int32_t)
     INT_KEY("PTO_SIM_CORES", 1, PTO_MAX_CORES, cores, int32_t)
     INT_KEY("PTO_RANK", 0, 4095, rank, int32_t)

@@ -43,14 +43,24 @@ struct mbox_slot {
 _Static_assert(sizeof(struct mbox_hdr) <= MBOX_HDR_BYTES, "header too large");
 _Static_assert(sizeof(struct mbox_slot) <= MBOX_SLOT_HDR_BYTES, "slot header too large");
 
+/* The sizes are copied out of the header once, validated, at create/attach: every bound check
+ * uses these private copies, so a peer scribbling on the shared header cannot move them. */
 struct pto_mbox {
     struct mbox_hdr *hdr;
     size_t map_bytes;
+    uint32_t nranks;
+    uint64_t payload_bytes;
+    uint64_t slot_stride;
 };
+
+static uint64_t stride_for(uint64_t payload_bytes)
+{
+    return (MBOX_SLOT_HDR_BYTES + PTO_MBOX_NCHANNELS * payload_bytes + 4095) & ~(uint64_t)4095;
+}
 
 static char *slot_base(const pto_mbox *m, int rank)
 {
-    return (char *)m->hdr + MBOX_HDR_BYTES + (size_t)rank * m->hdr->slot_stride;
+    return (char *)m->hdr + MBOX_HDR_BYTES + (size_t)rank * m->slot_stride;
 }
 
 static struct mbox_slot *slot_of(const pto_mbox *m, int rank)
@@ -60,7 +70,7 @@ static struct mbox_slot *slot_of(const pto_mbox *m, int rank)
 
 static char *channel_data(const pto_mbox *m, int rank, int channel)
 {
-    return slot_base(m, rank) + MBOX_SLOT_HDR_BYTES + (size_t)channel * m->hdr->payload_bytes;
+    return slot_base(m, rank) + MBOX_SLOT_HDR_BYTES + (size_t)channel * m->payload_bytes;
 }
 
 static int shm_path(const char *name, char *buf, size_t cap)
@@ -80,8 +90,8 @@ static int check_rank(const pto_mbox *m, int rank)
 {
     if (!m)
         return pto_fail(PTO_E_INVALID_ARG, "mailbox: NULL handle");
-    if (rank < 0 || (uint32_t)rank >= m->hdr->nranks)
-        return pto_fail(PTO_E_RANGE, "mailbox rank %d: must be in [0, %u)", rank, m->hdr->nranks);
+    if (rank < 0 || (uint32_t)rank >= m->nranks)
+        return pto_fail(PTO_E_RANGE, "mailbox rank %d: must be in [0, %u)", rank, m->nranks);
     return PTO_OK;
 }
 
@@ -106,6 +116,18 @@ static int64_t mono_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Absolute deadline timeout_ms from now; -1 (none) for a negative timeout or one past the end of
+ * the clock (which must not overflow into a deadline in the past). */
+static int64_t deadline_after(int64_t timeout_ms)
+{
+    if (timeout_ms < 0)
+        return -1;
+    int64_t now = mono_ns();
+    if (timeout_ms > (INT64_MAX - now) / 1000000LL)
+        return -1;
+    return now + timeout_ms * 1000000LL;
 }
 
 /* One futex sleep while *addr == seen, bounded by the absolute monotonic deadline (< 0: none).
@@ -135,7 +157,7 @@ static int futex_sleep(_Atomic uint32_t *addr, uint32_t seen, int64_t deadline)
 static int wait_word(_Atomic uint32_t *addr, uint32_t mask, int64_t timeout_ms, uint32_t *out,
                      const char *what, int rank)
 {
-    int64_t deadline = timeout_ms < 0 ? -1 : mono_ns() + timeout_ms * 1000000LL;
+    int64_t deadline = deadline_after(timeout_ms);
     for (;;) {
         uint32_t v = atomic_load_explicit(addr, memory_order_acquire);
         if (v < 32 && (mask & (1u << v))) {
@@ -171,7 +193,7 @@ int pto_mbox_create(const char *name, int nranks, uint64_t payload_bytes, pto_mb
         return pto_fail(PTO_E_INVALID_ARG, "mailbox payload_bytes=%llu: must be in [%d, %d]",
                         (unsigned long long)payload_bytes, PTO_MBOX_MIN_PAYLOAD,
                         PTO_MBOX_MAX_PAYLOAD);
-    uint64_t stride = (MBOX_SLOT_HDR_BYTES + PTO_MBOX_NCHANNELS * payload_bytes + 4095) & ~(uint64_t)4095;
+    uint64_t stride = stride_for(payload_bytes);
     size_t total = MBOX_HDR_BYTES + (size_t)nranks * stride;
 
     int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
@@ -201,6 +223,9 @@ int pto_mbox_create(const char *name, int nranks, uint64_t payload_bytes, pto_mb
     }
     m->hdr = p;
     m->map_bytes = total;
+    m->nranks = (uint32_t)nranks;
+    m->payload_bytes = payload_bytes;
+    m->slot_stride = stride;
     /* ftruncate zero-fills: every state is IDLE, every time 0. */
     m->hdr->version = MBOX_VERSION;
     m->hdr->nranks = (uint32_t)nranks;
@@ -240,9 +265,13 @@ int pto_mbox_attach(const char *name, pto_mbox **out)
     if (p == MAP_FAILED)
         return pto_fail(PTO_E_SYS, "mmap(%s): %s", path, strerror(e));
     struct mbox_hdr *h = p;
+    /* never trust sizes from shared memory: the stride must be the one the payload implies */
+    uint32_t nranks = h->nranks;
+    uint64_t payload = h->payload_bytes, stride = h->slot_stride;
     if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != MBOX_MAGIC || h->version != MBOX_VERSION ||
-        h->nranks < 1 || h->nranks > PTO_MBOX_MAX_RANKS ||
-        MBOX_HDR_BYTES + (size_t)h->nranks * h->slot_stride > total) {
+        nranks < 1 || nranks > PTO_MBOX_MAX_RANKS || payload < PTO_MBOX_MIN_PAYLOAD ||
+        payload > PTO_MBOX_MAX_PAYLOAD || stride != stride_for(payload) ||
+        MBOX_HDR_BYTES + (size_t)nranks * stride > total) {
         munmap(p, total);
         return pto_fail(PTO_E_STATE, "mailbox %s: not an initialised version-%u mailbox", path,
                         MBOX_VERSION);
@@ -254,6 +283,9 @@ int pto_mbox_attach(const char *name, pto_mbox **out)
     }
     m->hdr = h;
     m->map_bytes = total;
+    m->nranks = nranks;
+    m->payload_bytes = payload;
+    m->slot_stride = stride;
     *out = m;
     return PTO_OK;
 }
@@ -285,7 +317,7 @@ int pto_mbox_size(const pto_mbox *m, int *nranks)
 {
     if (!m || !nranks)
         return pto_fail(PTO_E_INVALID_ARG, "pto_mbox_size: NULL argument");
-    *nranks = (int)m->hdr->nranks;
+    *nranks = (int)m->nranks;
     return PTO_OK;
 }
 
@@ -293,7 +325,7 @@ int pto_mbox_capacity(const pto_mbox *m, uint64_t *payload_bytes)
 {
     if (!m || !payload_bytes)
         return pto_fail(PTO_E_INVALID_ARG, "pto_mbox_capacity: NULL argument");
-    *payload_bytes = m->hdr->payload_bytes;
+    *payload_bytes = m->payload_bytes;
     return PTO_OK;
 }
 
@@ -410,8 +442,7 @@ int pto_mbox_doorbell_wait(pto_mbox *m, uint32_t seen, int64_t timeout_ms)
         return pto_fail(PTO_E_INVALID_ARG, "pto_mbox_doorbell_wait: NULL handle");
     if (atomic_load_explicit(&m->hdr->doorbell, memory_order_acquire) != seen)
         return PTO_OK;
-    int64_t deadline = timeout_ms < 0 ? -1 : mono_ns() + timeout_ms * 1000000LL;
-    return futex_sleep(&m->hdr->doorbell, seen, deadline);
+    return futex_sleep(&m->hdr->doorbell, seen, deadline_after(timeout_ms));
 }
 
 int pto_mbox_ring(pto_mbox *m)
@@ -532,11 +563,11 @@ int pto_mbox_write(pto_mbox *m, int rank, int channel, const void *data, uint64_
     if (!data && nbytes)
         return pto_fail(PTO_E_INVALID_ARG, "pto_mbox_write: data is NULL but nbytes=%llu",
                         (unsigned long long)nbytes);
-    if (nbytes > m->hdr->payload_bytes)
+    if (nbytes > m->payload_bytes)
         return pto_fail(PTO_E_RANGE,
                         "mailbox payload of %llu bytes exceeds the limit of %llu bytes per rank "
                         "(PTO_MBOX_PAYLOAD_BYTES)",
-                        (unsigned long long)nbytes, (unsigned long long)m->hdr->payload_bytes);
+                        (unsigned long long)nbytes, (unsigned long long)m->payload_bytes);
     if (nbytes)
         memcpy(channel_data(m, rank, channel), data, nbytes);
     slot_of(m, rank)->len[channel] = nbytes; /* published by the next release store */
@@ -551,7 +582,7 @@ int pto_mbox_payload(pto_mbox *m, int rank, int channel, void **data, uint64_t *
     if (!data || !nbytes)
         return pto_fail(PTO_E_INVALID_ARG, "pto_mbox_payload: NULL argument");
     uint64_t n = slot_of(m, rank)->len[channel];
-    if (n > m->hdr->payload_bytes)
+    if (n > m->payload_bytes)
         return pto_fail(PTO_E_STATE, "mailbox rank %d: corrupt payload length %llu", rank,
                         (unsigned long long)n);
     *data = channel_data(m, rank, channel);

@@ -177,6 +177,9 @@ int pto_rt_buffer_ptr(pto_rt *rt, int32_t id, uint64_t off, uint64_t n, void **o
 
 /* config.c */
 int pto_rt_init_delay_ms(const pto_rt_config *cfg, int64_t *ms);
+/* Upper bounds of the integer keys (pto_rt_config_set and pto_rt_create share them). */
+#define PTO_MAX_TIMEOUT_MS 86400000LL      /* the *_TIMEOUT_MS and PTO_STALL_REPORT_MS keys */
+#define PTO_MAX_IDLE_ITERS 1000000000000LL /* PTO_MAX_IDLE_ITERATIONS */
 
 static inline int pto_run_live(pto_rt *rt)
 {

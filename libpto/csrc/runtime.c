@@ -344,7 +344,7 @@ static void sched_run(pto_rt *rt, pto_sched *s)
     const uint64_t report = pto_ms_to_cycles(rt->cfg.stall_report_ms);
     const int64_t max_idle = rt->cfg.max_idle_iterations;
     uint64_t seq = 0, idle = 0, armed_at = 0, next_report = 0;
-    int64_t armed_epoch = 0;
+    int64_t armed_epoch = 0, armed_done = 0;
     atomic_store_explicit(&s->state, 1, memory_order_relaxed);
     while (pto_run_live(rt)) {
         int progress = 0;
@@ -390,6 +390,7 @@ static void sched_run(pto_rt *rt, pto_sched *s)
         if (idle == 1) {
             armed_at = pto_syscnt();
             armed_epoch = atomic_load_explicit(&rt->progress_epoch, memory_order_acquire);
+            armed_done = atomic_load_explicit(&rt->completed, memory_order_acquire);
             next_report = armed_at + report;
             atomic_store_explicit(&s->idle_since_ns, pto_now_ns(), memory_order_relaxed);
             atomic_store_explicit(&s->state, 2, memory_order_relaxed);
@@ -429,9 +430,15 @@ static void sched_run(pto_rt *rt, pto_sched *s)
                           (long long)atomic_load(&rt->completed), (long long)rt->total);
                     break;
                 }
+                /* Deadlock evidence is global: nothing published and nothing completed anywhere
+                 * for the whole budget, and nothing RUNNING now. An instantaneous snapshot alone
+                 * is not evidence: between a sibling's completion of task k and its pop of task
+                 * k + 1 nothing is RUNNING and k + 1 is ready (it would read as S3, or as S4
+                 * when the counters are read across the pop). */
                 int64_t epoch = atomic_load_explicit(&rt->progress_epoch, memory_order_acquire);
                 int64_t done = atomic_load_explicit(&rt->completed, memory_order_acquire);
-                if (epoch == armed_epoch && running_estimate(rt) == 0 && done < rt->total) {
+                if (epoch == armed_epoch && done == armed_done && running_estimate(rt) == 0 &&
+                    done < rt->total) {
                     int64_t stuck;
                     int core;
                     int sub = classify(rt, g, &stuck, &core);
@@ -448,6 +455,7 @@ static void sched_run(pto_rt *rt, pto_sched *s)
                 /* no evidence: re-arm */
                 armed_at = now;
                 armed_epoch = epoch;
+                armed_done = done;
             }
         }
         pto_backoff(idle, SCHED_SLEEP_NS);
@@ -746,9 +754,24 @@ int pto_rt_create(const pto_rt_config *cfg, pto_rt **out)
     if (cfg->latch_policy != PTO_LATCH_OWNED_WALLCLOCK &&
         cfg->latch_policy != PTO_LATCH_IDLE_ITERATIONS)
         return pto_fail(PTO_E_CONFIG, "PTO_LATCH_POLICY=%d: unknown policy", cfg->latch_policy);
-    if (cfg->sched_timeout_ms < 1 || cfg->stream_sync_timeout_ms < 1 ||
-        cfg->max_idle_iterations < 1 || cfg->stall_report_ms < 1)
-        return pto_fail(PTO_E_CONFIG, "timeouts and PTO_MAX_IDLE_ITERATIONS must be >= 1");
+    const struct { const char *key; int64_t v, hi; } ranges[] = {
+        {"PTO_SCHEDULER_TIMEOUT_MS", cfg->sched_timeout_ms, PTO_MAX_TIMEOUT_MS},
+        {"PTO_STREAM_SYNC_TIMEOUT_MS", cfg->stream_sync_timeout_ms, PTO_MAX_TIMEOUT_MS},
+        {"PTO_STALL_REPORT_MS", cfg->stall_report_ms, PTO_MAX_TIMEOUT_MS},
+        {"PTO_MAX_IDLE_ITERATIONS", cfg->max_idle_iterations, PTO_MAX_IDLE_ITERS},
+    };
+    for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++)
+        if (ranges[i].v < 1 || ranges[i].v > ranges[i].hi)
+            return pto_fail(PTO_E_CONFIG, "%s=%lld: must be an integer in [1, %lld]",
+                            ranges[i].key, (long long)ranges[i].v, (long long)ranges[i].hi);
+    if (cfg->malloc_model != PTO_MALLOC_NONE && cfg->malloc_model != PTO_MALLOC_LONGTAIL)
+        return pto_fail(PTO_E_CONFIG, "PTO_SIM_MALLOC_MODEL=%d: unknown model", cfg->malloc_model);
+    if (!(cfg->malloc_ms_per_gib >= 0.0 && cfg->malloc_ms_per_gib <= 1e6)) /* NaN fails too */
+        return pto_fail(PTO_E_CONFIG, "PTO_SIM_MALLOC_MS_PER_GIB=%g: must be a number of "
+                        "milliseconds in [0, 1e6]", cfg->malloc_ms_per_gib);
+    if (!(cfg->malloc_sigma >= 0.0 && cfg->malloc_sigma <= 4.0))
+        return pto_fail(PTO_E_CONFIG, "PTO_SIM_MALLOC_SIGMA=%g: must be a number in [0, 4] "
+                        "(log-normal shape)", cfg->malloc_sigma);
     if (cfg->rank < 0 || cfg->rank > 4095)
         return pto_fail(PTO_E_CONFIG, "PTO_RANK=%d: must be in [0, 4095]", cfg->rank);
     if (memchr(cfg->init_delay, '\0', sizeof cfg->init_delay) == NULL)
@@ -889,9 +912,12 @@ int pto_rt_stats_get(const pto_rt *rt, pto_rt_stats *out)
 {
     if (!rt || !out)
         return pto_fail(PTO_E_INVALID_ARG, "pto_rt_stats_get: %s is NULL", rt ? "out" : "rt");
+    pto_rt *w = (pto_rt *)rt; /* the lock, not the runtime, changes */
+    pthread_mutex_lock(&w->api); /* pto_rt_submit counts runs in another thread */
+    out->runs = rt->runs;
+    pthread_mutex_unlock(&w->api);
     out->init_ns = rt->init_ns;
     out->init_delay_ms = rt->init_delay_ms;
-    out->runs = rt->runs;
     out->tasks_completed = atomic_load(&((pto_rt *)rt)->tasks_total);
     out->threads = 1 + rt->nsched + rt->ncores;
     out->sched_threads = rt->nsched;
@@ -974,6 +1000,9 @@ int pto_rt_buffer_free(pto_rt *rt, int32_t id)
     int st = buf_check(rt, "pto_rt_buffer_free", id, 0, 0);
     if (st == PTO_OK && rt->in_flight)
         st = pto_fail(PTO_E_STATE, "pto_rt_buffer_free: a run is in flight");
+    else if (st == PTO_OK && rt->broken) /* a kernel may still write it */
+        st = pto_fail(PTO_E_STATE, "pto_rt_buffer_free: runtime threads did not stop after an "
+                      "earlier run; close the runtime");
     if (st == PTO_OK) {
         free(rt->bufs[id].p);
         rt->bufs[id].p = NULL;
@@ -1063,7 +1092,11 @@ int pto_graph_destroy(pto_graph *g)
         if (g->gnext)
             g->gnext->gprev = g->gprev;
     }
+    int broken = rt->broken;
     pthread_mutex_unlock(&rt->api);
+    if (busy && broken)
+        return pto_fail(PTO_E_STATE, "pto_graph_destroy: runtime threads did not stop after "
+                        "running this graph; close the runtime (it frees the graph)");
     if (busy)
         return pto_fail(PTO_E_STATE, "pto_graph_destroy: the graph is submitted; sync first");
     free_graph(g);
@@ -1218,7 +1251,9 @@ int pto_graph_size(const pto_graph *g, int64_t *out)
 {
     if (!g || !out)
         return pto_fail(PTO_E_INVALID_ARG, "pto_graph_size: %s is NULL", g ? "out" : "graph");
+    pthread_mutex_lock(&g->rt->api); /* pto_graph_add may grow it in another thread */
     *out = g->n;
+    pthread_mutex_unlock(&g->rt->api);
     return PTO_OK;
 }
 
@@ -1329,7 +1364,7 @@ int pto_rt_submit(pto_rt *rt, pto_graph *g)
         k->inflight = -1;
     }
     rt->g = g;
-    rt->total = g->n;
+    __atomic_store_n(&rt->total, g->n, __ATOMIC_RELAXED); /* pto_rt_dump_state reads it unlocked */
     atomic_store(&rt->completed, 0);
     atomic_store(&rt->completed_core, 0);
     atomic_store(&rt->published, 0);
@@ -1360,7 +1395,10 @@ int pto_rt_submit(pto_rt *rt, pto_graph *g)
     return PTO_OK;
 }
 
-static void fill_info(pto_rt *rt, pto_rt_error_info *info)
+/* `end`: how the run ended. A latch can lose the race to end the run (the last task completed,
+ * the stream sync timed out or the host aborted first); its header is kept for diagnosis, but a
+ * run that completed every task reports its real count. */
+static void fill_info(pto_rt *rt, pto_rt_error_info *info, uint32_t end)
 {
     if (!info)
         return;
@@ -1374,7 +1412,8 @@ static void fill_info(pto_rt *rt, pto_rt_error_info *info)
     info->stuck_task = latched ? rt->stuck_task : -1;
     info->core = latched ? rt->latch_core : -1;
     info->ring = latched ? rt->latch_ring : -1;
-    info->completed = latched ? rt->latch_completed : atomic_load(&rt->completed);
+    info->completed = latched && end != PTO_RUN_DONE ? rt->latch_completed
+                                                      : atomic_load(&rt->completed);
     info->total = rt->total;
     info->elapsed_us = (rt->end_ns - rt->submit_ns) / 1000;
 }
@@ -1393,7 +1432,10 @@ int pto_rt_sync(pto_rt *rt, int64_t timeout_ms, pto_rt_error_info *info)
         return pto_fail(PTO_E_STATE, "pto_rt_sync: nothing submitted");
     if (timeout_ms == PTO_SYNC_DEFAULT)
         timeout_ms = rt->cfg.stream_sync_timeout_ms;
-    int64_t deadline = timeout_ms > 0 ? rt->submit_ns + timeout_ms * 1000000LL : INT64_MAX;
+    /* a budget past the end of the clock is no deadline (and must not overflow into one) */
+    int64_t deadline = timeout_ms > 0 && timeout_ms <= (INT64_MAX - rt->submit_ns) / 1000000LL
+                           ? rt->submit_ns + timeout_ms * 1000000LL
+                           : INT64_MAX;
     uint32_t s;
     while ((s = atomic_load_explicit(&rt->stop, memory_order_acquire)) == PTO_RUN_RUNNING) {
         int64_t left = deadline == INT64_MAX ? 100000000 : deadline - pto_now_ns();
@@ -1409,9 +1451,9 @@ int pto_rt_sync(pto_rt *rt, int64_t timeout_ms, pto_rt_error_info *info)
     if (!quiet)
         rt->broken = 1;
     atomic_fetch_add(&rt->tasks_total, atomic_load(&rt->completed));
-    fill_info(rt, info);
+    fill_info(rt, info, s);
     rt->in_flight = 0;
-    if (rt->g)
+    if (rt->g && quiet) /* else a thread may still use the graph: it stays submitted */
         rt->g->submitted = 0;
     atomic_store_explicit(&rt->stop, PTO_RUN_IDLE, memory_order_release);
     int64_t done = atomic_load(&rt->completed);
@@ -1505,10 +1547,10 @@ int pto_rt_dump_state(pto_rt *rt, char *buf, size_t cap)
     } while (0)
     uint32_t stop = atomic_load(&rt->stop);
     int64_t pub = atomic_load(&rt->published), done = atomic_load(&rt->completed);
+    int64_t total = __atomic_load_n(&rt->total, __ATOMIC_RELAXED); /* no api lock: may be in a sync */
     OUT("runtime rank %d: run %s, tasks completed %lld / published %lld / total %lld, "
         "running %lld, ready %lld; policy %s\n",
-        rt->cfg.rank, stop < 6 ? runs[stop] : "?", (long long)done, (long long)pub,
-        (long long)rt->total, (long long)running_estimate(rt), (long long)ready_estimate(rt),
+        rt->cfg.rank, stop < 6 ? runs[stop] : "?", (long long)done, (long long)pub, (long long)total, (long long)running_estimate(rt), (long long)ready_estimate(rt),
         rt->cfg.latch_policy == PTO_LATCH_OWNED_WALLCLOCK ? "owned-wallclock" : "idle-iterations");
     int os = atomic_load(&rt->orch_state);
     if (os == 2) {

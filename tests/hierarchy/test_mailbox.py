@@ -159,3 +159,60 @@ def test_c_functions_validate_null_handles() -> None:
     assert lib.pto_mbox_load(ffi.NULL, 0, out) == lib.PTO_E_INVALID_ARG
     assert lib.pto_mbox_doorbell_wait(ffi.NULL, 0, 0) == lib.PTO_E_INVALID_ARG
     assert lib.pto_mbox_close(ffi.NULL) == lib.PTO_OK
+
+
+def test_attach_rejects_sizes_that_do_not_fit_the_segment() -> None:
+    """A header whose payload size does not match its slot stride (a peer scribbled on it) is
+    refused at attach; the payload bound used to come from the shared header, so a write could
+    run past the mapping (SIGSEGV)."""
+    name = new_name("mbox")
+    box = Mailbox.create(name, 2, 4096)
+    try:
+        with open(f"/dev/shm/{name}", "r+b") as f:
+            f.seek(16)  # struct mbox_hdr: magic u64, version u32, nranks u32, payload_bytes u64
+            f.write((1 << 40).to_bytes(8, "little"))
+        with pytest.raises(RuntimeStateError, match="not an initialised"):
+            Mailbox.attach(name)
+        assert box.capacity == 4096
+        with pytest.raises(InvalidArgument, match="exceeds the limit of 4096"):
+            box.write(1, Channel.INIT, b"x" * 8192)  # the handle's own copy of the size
+    finally:
+        box.close()
+        Mailbox.unlink(name)
+
+
+def test_wait_budget_past_the_end_of_the_clock_is_no_deadline(mbox: Mailbox) -> None:
+    """now + timeout_ms * 1e6 overflowed into a deadline in the past: an instant timeout."""
+    first = threading.Timer(0.2, lambda: mbox.store(0, State.TASK_DONE))
+    first.start()
+    assert mbox.wait(0, mask(State.TASK_DONE), (1 << 63) - 1) == State.TASK_DONE
+    first.join()  # the fixture's close must not race the store still ringing the doorbell
+    bell = mbox.doorbell()
+    second = threading.Timer(0.2, lambda: mbox.store(1, State.TASK_DONE))
+    second.start()
+    t0 = time.monotonic()
+    mbox.doorbell_wait(bell, (1 << 63) - 1)
+    second.join()
+    assert mbox.doorbell() != bell and time.monotonic() - t0 > 0.05
+
+
+def test_python_arguments_out_of_c_range_are_invalid_arguments(mbox: Mailbox) -> None:
+    for call in (
+        lambda: mbox.load(1 << 40),
+        lambda: mbox.store(0, 1 << 40),  # type: ignore[arg-type]
+        lambda: mbox.wait(0, 1 << 40, 1),
+        lambda: mbox.wait(0, 1, 1 << 70),
+        lambda: mbox.stamp(0, Stamp.START, 1 << 70),
+        lambda: mbox.set_pid(0, 1 << 40),
+        lambda: mbox.write(0, Channel.TASK, "text"),  # type: ignore[arg-type]
+        lambda: mbox.doorbell_wait(-1, 1),
+        lambda: Mailbox.create(new_name("mbox"), 1 << 40),
+    ):
+        with pytest.raises(InvalidArgument):
+            call()
+    name = new_name("mbox")
+    box = Mailbox.create(name, 1, 4096)
+    box.close()
+    Mailbox.unlink(name)
+    with pytest.raises(RuntimeStateError, match="used after close"):
+        box.load(0)

@@ -365,6 +365,30 @@ def test_c_api_rejects_null_and_bad_arguments() -> None:
         assert lib.pto_comm_unlink(name.encode()) == 0
 
 
+def test_c_waits_with_budgets_past_the_end_of_the_clock() -> None:
+    """now + timeout_ms * 1e6 and the message's timeout + elapsed used to overflow (undefined
+    behaviour; UBSan aborts): the largest budgets are no deadline, the message saturates."""
+    from libpto._ffi import ffi, lib
+
+    name = new_name("comm")
+    pp = ffi.new("pto_comm **")
+    assert lib.pto_comm_create(name.encode(), 1, 0, 2, 0, pp) == 0
+    c = pp[0]
+    try:
+        i64 = (1 << 63) - 1
+        timer = threading.Timer(0.1, lambda: lib.pto_comm_notify(c, 0, 0, 1, lib.PTO_NOTIFY_SET))
+        timer.start()
+        assert lib.pto_comm_wait(c, 0, lib.PTO_CMP_GE, 1, i64 // 1_000_000) == 0
+        timer.join()
+        assert lib.pto_comm_barrier(c, i64 // 1_000_000) == 0
+        st = lib.pto_comm_wait_value(c, 1, lib.PTO_CMP_EQ, 5, 1, i64, ffi.NULL)
+        assert st == lib.PTO_E_TIMEOUT
+        assert f"not reached in {i64} ms" in ffi.string(lib.pto_last_error()).decode()
+    finally:
+        lib.pto_comm_close(c)
+        lib.pto_comm_unlink(name.encode())
+
+
 def test_attach_missing_name_is_a_clear_error() -> None:
     name = new_name("comm")
     with pytest.raises(CommError, match=f"no comm window named '{name}'") as exc:

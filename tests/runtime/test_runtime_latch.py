@@ -155,3 +155,29 @@ def test_idle_iterations_latches_even_with_many_threads_idle(comm_pair) -> None:
             rt.run(g)
     assert ei.value.latch_attempts != 0
     assert 0 <= ei.value.latch_thread < 3
+
+
+def test_deadlock_branch_needs_a_budget_without_any_completion() -> None:
+    """Seven scheduler threads own no core and re-check the deadlock branch every budget while
+    sched0 runs a long chain. Between sched0's completion of task k and its pop of task k + 1
+    nothing is RUNNING and k + 1 is ready; the branch used to latch that instant as S3 (or S4
+    when its counters straddled the pop) in most runs. Evidence must cover the whole budget. An
+    S1 by the core's owner is the budget working as specified on a loaded host, so it is
+    tolerated; a deadlock-branch latch is not."""
+    with libpto.Runtime(
+        latch_policy="owned-wallclock",
+        scheduler_timeout_ms=5,
+        stream_sync_timeout_ms=60000,
+        stall_report_ms=600000,
+        sched_threads=8,
+        cores=1,
+        task_window=131072,  # the orchestrator publishes the whole chain up front
+        dep_pool=131072,
+    ) as rt:
+        g = rt.graph()
+        g.noops(100_000, "chain")
+        for _ in range(6):
+            try:
+                assert rt.run(g).completed == 100_000
+            except libpto.SchedulerTimeout as e:
+                assert e.sub_class == "S1" and e.latch_thread == 0, str(e)
