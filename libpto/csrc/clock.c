@@ -21,6 +21,16 @@ int64_t pto_now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+int64_t pto_deadline_after_ms(int64_t timeout_ms)
+{
+    if (timeout_ms < 0)
+        return -1;
+    int64_t now = pto_now_ns();
+    if (timeout_ms > (INT64_MAX - now) / 1000000LL)
+        return -1;
+    return now + timeout_ms * 1000000LL;
+}
+
 uint64_t pto_syscnt(void) { return (uint64_t)pto_now_ns() / (1000000000ULL / SYSCNT_HZ); }
 
 uint64_t pto_ms_to_cycles(int64_t ms) { return (uint64_t)ms * (SYSCNT_HZ / 1000ULL); }

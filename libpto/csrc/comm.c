@@ -1,6 +1,7 @@
 /* Comm window over POSIX shared memory: signal slots, data windows, a reusable barrier.
  * See pto_comm.h for the layout, memory order, backoff and barrier semantics. */
 #include "pto_comm.h"
+#include "pto_clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -84,34 +85,6 @@ struct layout {
 };
 
 /* ---------------------------------------------------------------- helpers */
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-/* Absolute deadline timeout_ms from now; -1 (none) for a negative timeout or one past the end of
- * the clock (which must not overflow into a deadline in the past). */
-static int64_t deadline_after(int64_t timeout_ms)
-{
-    if (timeout_ms < 0)
-        return -1;
-    int64_t now = now_ns();
-    if (timeout_ms > (INT64_MAX - now) / 1000000LL)
-        return -1;
-    return now + timeout_ms * 1000000LL;
-}
 
 /* The whole wait's duration for a timeout message: this slice plus the earlier ones (saturated). */
 static long long total_ms(int64_t timeout_ms, int64_t elapsed_ms)
@@ -345,14 +318,14 @@ static int backoff_step(struct backoff *b, uint32_t *addr, uint32_t expected, _A
 {
     b->iter++;
     if (b->iter <= SPIN_ITERS) {
-        cpu_relax();
+        pto_cpu_relax();
         return 0;
     }
     if (b->iter <= SPIN_ITERS + YIELD_ITERS) {
         sched_yield();
         return 0;
     }
-    int64_t t = now_ns();
+    int64_t t = pto_now_ns();
     int64_t ns = b->sleep_ns ? b->sleep_ns : SLEEP_MIN_NS;
     if (deadline >= 0 && deadline - t < ns)
         ns = deadline - t;
@@ -486,14 +459,14 @@ int pto_comm_attach(const char *name, int rank, pto_comm **out)
         return pto_fail(PTO_E_SYS, "%s: shm_open('%s'): %s", fn, path + 1, strerror(e));
     }
     struct stat sb;
-    int64_t deadline = now_ns() + (int64_t)ATTACH_INIT_WAIT_MS * 1000000LL;
+    int64_t deadline = pto_now_ns() + (int64_t)ATTACH_INIT_WAIT_MS * 1000000LL;
     for (;;) { /* the creator sizes the segment right after creating it */
         if (fstat(fd, &sb) != 0) {
             st = pto_fail(PTO_E_SYS, "%s: fstat('%s'): %s", fn, path + 1, strerror(errno));
             close(fd);
             return st;
         }
-        if ((uint64_t)sb.st_size >= sizeof(struct comm_hdr) || now_ns() > deadline)
+        if ((uint64_t)sb.st_size >= sizeof(struct comm_hdr) || pto_now_ns() > deadline)
             break;
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
@@ -511,7 +484,7 @@ int pto_comm_attach(const char *name, int rank, pto_comm **out)
         return pto_fail(PTO_E_SYS, "%s: mmap('%s'): %s", fn, path + 1, strerror(e));
     struct comm_hdr *h = (struct comm_hdr *)base;
     uint64_t magic;
-    while ((magic = atomic_load_explicit(&h->magic, memory_order_acquire)) == 0 && now_ns() < deadline) {
+    while ((magic = atomic_load_explicit(&h->magic, memory_order_acquire)) == 0 && pto_now_ns() < deadline) {
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
     }
@@ -737,7 +710,7 @@ int pto_comm_wait_value(pto_comm *c, uint32_t slot, int cmp, uint64_t value, int
     if ((st = need_rank(fn, c)) || (st = check_slot(fn, c, slot)) || (st = check_cmp(fn, cmp)))
         return st;
     struct slot_wait w = {.s = slot_of(c, c->rank, slot), .cmp = cmp, .value = value};
-    int64_t deadline = deadline_after(timeout_ms);
+    int64_t deadline = pto_deadline_after_ms(timeout_ms);
     struct backoff b = {0};
     for (;;) {
         w.last = atomic_load_explicit(&w.s->value, memory_order_acquire);
@@ -746,7 +719,7 @@ int pto_comm_wait_value(pto_comm *c, uint32_t slot, int cmp, uint64_t value, int
                 *last = w.last;
             return PTO_OK;
         }
-        if (deadline >= 0 && now_ns() >= deadline) {
+        if (deadline >= 0 && pto_now_ns() >= deadline) {
             if (last)
                 *last = w.last;
             return pto_fail(PTO_E_TIMEOUT, "comm wait: slot %u %s %llu not reached in %lld ms (value %llu)", slot,
@@ -875,7 +848,7 @@ int pto_comm_barrier_ex(pto_comm *c, int64_t timeout_ms, int64_t elapsed_ms)
     int st = need_rank(fn, c);
     if (st)
         return st;
-    int64_t deadline = deadline_after(timeout_ms);
+    int64_t deadline = pto_deadline_after_ms(timeout_ms);
     _Atomic uint64_t *word = &c->hdr->barrier;
     uint64_t n = (uint64_t)c->nranks;
 
@@ -909,7 +882,7 @@ int pto_comm_barrier_ex(pto_comm *c, int64_t timeout_ms, int64_t elapsed_ms)
         cur = atomic_load_explicit(word, memory_order_acquire);
         if ((uint32_t)(cur >> 32) != gen)
             return PTO_OK;
-        int timed_out = deadline >= 0 && now_ns() >= deadline;
+        int timed_out = deadline >= 0 && pto_now_ns() >= deadline;
         if (!timed_out && backoff_step(&b, hi32(word), gen, &c->hdr->barrier_waiters, deadline, bar_still_waiting,
                                        &w)) {
             char tmp[8];

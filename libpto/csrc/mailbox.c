@@ -1,5 +1,6 @@
 /* Chip-worker mailboxes in shared memory (see pto_mailbox.h for the protocol). */
 #include "pto_mailbox.h"
+#include "pto_clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -111,25 +112,6 @@ static void ring(pto_mbox *m)
     wake_all(&m->hdr->doorbell);
 }
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-/* Absolute deadline timeout_ms from now; -1 (none) for a negative timeout or one past the end of
- * the clock (which must not overflow into a deadline in the past). */
-static int64_t deadline_after(int64_t timeout_ms)
-{
-    if (timeout_ms < 0)
-        return -1;
-    int64_t now = mono_ns();
-    if (timeout_ms > (INT64_MAX - now) / 1000000LL)
-        return -1;
-    return now + timeout_ms * 1000000LL;
-}
-
 /* One futex sleep while *addr == seen, bounded by the absolute monotonic deadline (< 0: none).
  * Returns PTO_OK on wake-up or value change, PTO_E_TIMEOUT past the deadline, PTO_E_ABORTED on a
  * signal. */
@@ -137,7 +119,7 @@ static int futex_sleep(_Atomic uint32_t *addr, uint32_t seen, int64_t deadline)
 {
     struct timespec ts, *tsp = NULL;
     if (deadline >= 0) {
-        int64_t left = deadline - mono_ns();
+        int64_t left = deadline - pto_now_ns();
         if (left <= 0)
             return PTO_E_TIMEOUT;
         ts.tv_sec = left / 1000000000LL;
@@ -157,7 +139,7 @@ static int futex_sleep(_Atomic uint32_t *addr, uint32_t seen, int64_t deadline)
 static int wait_word(_Atomic uint32_t *addr, uint32_t mask, int64_t timeout_ms, uint32_t *out,
                      const char *what, int rank)
 {
-    int64_t deadline = deadline_after(timeout_ms);
+    int64_t deadline = pto_deadline_after_ms(timeout_ms);
     for (;;) {
         uint32_t v = atomic_load_explicit(addr, memory_order_acquire);
         if (v < 32 && (mask & (1u << v))) {
@@ -442,7 +424,7 @@ int pto_mbox_doorbell_wait(pto_mbox *m, uint32_t seen, int64_t timeout_ms)
         return pto_fail(PTO_E_INVALID_ARG, "pto_mbox_doorbell_wait: NULL handle");
     if (atomic_load_explicit(&m->hdr->doorbell, memory_order_acquire) != seen)
         return PTO_OK;
-    return futex_sleep(&m->hdr->doorbell, seen, deadline_after(timeout_ms));
+    return futex_sleep(&m->hdr->doorbell, seen, pto_deadline_after_ms(timeout_ms));
 }
 
 int pto_mbox_ring(pto_mbox *m)

@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "pto_clock.h"
 #include "pto_runtime.h"
 
 #define PTO_CL 64
@@ -154,12 +155,10 @@ struct pto_rt {
     int broken;                     /* threads did not quiesce: refuse runs */
 };
 
-/* clock.c */
-int64_t pto_now_ns(void);
+/* clock.c (and pto_clock.h: pto_now_ns, pto_cpu_relax, pto_deadline_after_ms) */
 uint64_t pto_syscnt(void);                   /* simulated 50 MHz system counter */
 uint64_t pto_ms_to_cycles(int64_t ms);
 void pto_sleep_ns(int64_t ns);               /* really sleeps, EINTR-safe */
-void pto_cpu_relax(void);
 void pto_futex_wait(_Atomic uint32_t *addr, uint32_t expected, int64_t timeout_ns);
 void pto_futex_wake(_Atomic uint32_t *addr, int n);
 /* Backoff step for the n-th consecutive unsuccessful poll: spin, then yield, then sleep. */
