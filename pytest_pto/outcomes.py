@@ -14,10 +14,10 @@ from typing import Any
 
 from libpto import errors as _e
 from pytest_pto.devices import DeviceUnavailable
+from pytest_pto.table import outcome_sort_key  # the one column order, shared with pto-report
 
 __all__ = [
     "FIXED_OUTCOMES",
-    "OUTCOME_ORDER",
     "RoundHang",
     "RoundOutcome",
     "classify",
@@ -43,34 +43,11 @@ FIXED_OUTCOMES = (
     HANG,
     DEVICE_UNAVAILABLE,
 )
-# column order of tables: passed, failed, then coded classes, then the rest
-OUTCOME_ORDER = (
-    PASSED,
-    FAILED,
-    "sched_error_code=*",
-    "orch_error_code=*",
-    STREAM_SYNC_TIMEOUT,
-    INIT_FAILED,
-    INIT_TIMEOUT,
-    RANK_CRASHED,
-    HANG,
-    DEVICE_UNAVAILABLE,
-)
 _CODED = re.compile(r"^(sched|orch)_error_code=(\d+)$")
 
 
 def is_outcome(text: str) -> bool:
     return text in FIXED_OUTCOMES or _CODED.match(text) is not None
-
-
-def outcome_sort_key(text: str) -> tuple[int, int]:
-    match = _CODED.match(text)
-    if match:
-        return (OUTCOME_ORDER.index(f"{match.group(1)}_error_code=*"), int(match.group(2)))
-    try:
-        return (OUTCOME_ORDER.index(text), 0)
-    except ValueError:
-        return (len(OUTCOME_ORDER), 0)
 
 
 class RoundHang(Exception):

@@ -158,3 +158,11 @@ def test_format_p() -> None:
     assert format_p(0.4857) == "0.49"
     assert format_p(0.0123) == "0.012"
     assert format_p(5.832e-06) == "5.8e-06"
+
+
+def test_table_columns_cover_exactly_the_plugins_outcome_classes() -> None:
+    """pto-report and the plugin share one column order; its fixed classes are the plugin's."""
+    from pytest_pto.outcomes import FIXED_OUTCOMES
+    from pytest_pto.table import OUTCOMES
+
+    assert tuple(o for o in OUTCOMES if not o.endswith("=N")) == FIXED_OUTCOMES
