@@ -389,6 +389,18 @@ class CommWindow:
             raise RuntimeStateError(f"{self._ctx(op)}: the window is closed", name="PTO_E_STATE")
         return ptr
 
+    def _call(self, op: str, fn: Callable[..., int], *args: Any) -> int:
+        """``fn(ptr, *args)`` with the mapping held: close() waits until the call is back."""
+        # enter inside the try: a Ctrl-C that lands right after the in-flight count went up
+        # must still give it back, or close() would wait for this call forever
+        ptr = None
+        try:
+            ptr = self._enter(op)
+            return int(fn(ptr, *args))
+        finally:
+            if ptr is not None:
+                self._h.exit()
+
     def pin(self) -> Any:
         """The raw ``pto_comm *`` for C code (``Runtime.bind_comm``); the mapping stays valid,
         even across :meth:`close`, until the matching :meth:`unpin`."""
@@ -410,15 +422,7 @@ class CommWindow:
                 remaining = max(0, timeout_ms - elapsed)
                 final = remaining <= SLICE_MS
                 ms = remaining if final else SLICE_MS
-            # enter inside the try: a Ctrl-C that lands right after the in-flight count went up
-            # must still give it back, or close() would wait for this call forever
-            ptr = None
-            try:
-                ptr = self._enter(op)
-                st = call(ptr, ms, timeout_ms - ms if final else 0)
-            finally:
-                if ptr is not None:
-                    self._h.exit()
+            st = self._call(op, call, ms, timeout_ms - ms if final else 0)
             if st != lib.PTO_E_TIMEOUT or final:
                 return int(st)
 
@@ -431,11 +435,7 @@ class CommWindow:
         slot_ = _int_arg(ctx, "slot", slot, 0, _U32)
         value_ = _int_arg(ctx, "value", value, 0, _U64)
         op = lib.PTO_NOTIFY_ADD if add else lib.PTO_NOTIFY_SET
-        ptr = self._enter("notify")
-        try:
-            st = lib.pto_comm_notify(ptr, peer_, slot_, value_, op)
-        finally:
-            self._h.exit()
+        st = self._call("notify", lib.pto_comm_notify, peer_, slot_, value_, op)
         check(st, ctx, window=self.name, peer=peer_, slot=slot_)
 
     def load(self, rank: int, slot: int) -> int:
@@ -444,11 +444,7 @@ class CommWindow:
         rank_ = _int_arg(ctx, "rank", rank, -(1 << 31), _I32)
         slot_ = _int_arg(ctx, "slot", slot, 0, _U32)
         out = ffi.new("uint64_t *")
-        ptr = self._enter("load")
-        try:
-            st = lib.pto_comm_load(ptr, rank_, slot_, out)
-        finally:
-            self._h.exit()
+        st = self._call("load", lib.pto_comm_load, rank_, slot_, out)
         check(st, ctx, window=self.name, slot=slot_)
         return int(out[0])
 
@@ -459,11 +455,7 @@ class CommWindow:
         cmp_ = _cmp_arg(ctx, cmp)
         value_ = _int_arg(ctx, "value", value, 0, _U64)
         ok = ffi.new("int *")
-        ptr = self._enter("test")
-        try:
-            st = lib.pto_comm_test(ptr, slot_, cmp_, value_, ok)
-        finally:
-            self._h.exit()
+        st = self._call("test", lib.pto_comm_test, slot_, cmp_, value_, ok)
         check(st, ctx, window=self.name, slot=slot_)
         return bool(ok[0])
 
@@ -515,11 +507,7 @@ class CommWindow:
         ctx = self._ctx("rank_pid")
         rank_ = _int_arg(ctx, "rank", rank, -(1 << 31), _I32)
         out = ffi.new("int *")
-        ptr = self._enter("rank_pid")
-        try:
-            st = lib.pto_comm_rank_pid(ptr, rank_, out)
-        finally:
-            self._h.exit()
+        st = self._call("rank_pid", lib.pto_comm_rank_pid, rank_, out)
         check(st, ctx, window=self.name)
         return int(out[0])
 
@@ -528,11 +516,7 @@ class CommWindow:
         ctx = self._ctx("peer_alive")
         rank_ = _int_arg(ctx, "rank", rank, -(1 << 31), _I32)
         out = ffi.new("int *")
-        ptr = self._enter("peer_alive")
-        try:
-            st = lib.pto_comm_peer_alive(ptr, rank_, out)
-        finally:
-            self._h.exit()
+        st = self._call("peer_alive", lib.pto_comm_peer_alive, rank_, out)
         check(st, ctx, window=self.name)
         return bool(out[0])
 
@@ -559,11 +543,7 @@ class CommWindow:
             raise _invalid(ctx, "data must be a contiguous buffer")
         nbytes = view.nbytes
         src = ffi.from_buffer(view) if nbytes else ffi.NULL
-        ptr = self._enter("write")
-        try:
-            st = lib.pto_comm_write(ptr, rank_, offset_, src, nbytes)
-        finally:
-            self._h.exit()
+        st = self._call("write", lib.pto_comm_write, rank_, offset_, src, nbytes)
         check(st, ctx, window=self.name, rank=rank_, offset=offset_, nbytes=nbytes)
 
     def read_into(self, offset: int, buffer: Any, rank: int | None = None) -> int:
@@ -579,11 +559,7 @@ class CommWindow:
             raise _invalid(ctx, "buffer must be writable and contiguous")
         nbytes = view.nbytes
         dst = ffi.from_buffer(view) if nbytes else ffi.NULL
-        ptr = self._enter("read")
-        try:
-            st = lib.pto_comm_read(ptr, rank_, offset_, dst, nbytes)
-        finally:
-            self._h.exit()
+        st = self._call("read", lib.pto_comm_read, rank_, offset_, dst, nbytes)
         check(st, ctx, window=self.name, rank=rank_, offset=offset_, nbytes=nbytes)
         return nbytes
 
