@@ -202,6 +202,26 @@ static void complete_task(pto_rt *rt, pto_graph *g, uint32_t t, int core_task)
         finish_run(rt, PTO_RUN_DONE);
 }
 
+/* ------------------------------------------------------------------ thread life cycle */
+
+/* Every runtime thread parks here between runs (zero CPU) until the host starts run `gen`
+ * (seen + 1, ...) or shuts down. Returns 0 on shutdown. */
+static int park_until_run(pto_rt *rt, uint32_t *seen)
+{
+    uint32_t gen;
+    while ((gen = atomic_load_explicit(&rt->gen, memory_order_acquire)) == *seen)
+        pto_futex_wait(&rt->gen, *seen, -1);
+    *seen = gen;
+    return !atomic_load_explicit(&rt->shutdown, memory_order_acquire);
+}
+
+/* A thread is done with the current run; the last one out wakes the host's quiesce. */
+static void leave_run(pto_rt *rt)
+{
+    if (atomic_fetch_sub_explicit(&rt->active, 1, memory_order_acq_rel) == 1)
+        pto_futex_wake(&rt->active, 4);
+}
+
 /* ------------------------------------------------------------------ cores */
 
 static void *core_main(void *arg)
@@ -214,11 +234,7 @@ static void *core_main(void *arg)
     uint32_t seen = 0;
     for (;;) {
         atomic_store_explicit(&c->parked, 1, memory_order_relaxed);
-        uint32_t gen;
-        while ((gen = atomic_load_explicit(&rt->gen, memory_order_acquire)) == seen)
-            pto_futex_wait(&rt->gen, seen, -1);
-        seen = gen;
-        if (atomic_load_explicit(&rt->shutdown, memory_order_acquire))
+        if (!park_until_run(rt, &seen))
             return NULL;
         atomic_store_explicit(&c->parked, 0, memory_order_relaxed);
         pto_graph *g = rt->g;
@@ -257,8 +273,7 @@ static void *core_main(void *arg)
                 atomic_store_explicit(&c->sleeping, 0, memory_order_relaxed);
             }
         }
-        if (atomic_fetch_sub_explicit(&rt->active, 1, memory_order_acq_rel) == 1)
-            pto_futex_wake(&rt->active, 4);
+        leave_run(rt);
     }
 }
 
@@ -472,15 +487,10 @@ static void *sched_main(void *arg)
     pthread_setname_np(pthread_self(), name);
     uint32_t seen = 0;
     for (;;) {
-        uint32_t gen;
-        while ((gen = atomic_load_explicit(&rt->gen, memory_order_acquire)) == seen)
-            pto_futex_wait(&rt->gen, seen, -1);
-        seen = gen;
-        if (atomic_load_explicit(&rt->shutdown, memory_order_acquire))
+        if (!park_until_run(rt, &seen))
             return NULL;
         sched_run(rt, s);
-        if (atomic_fetch_sub_explicit(&rt->active, 1, memory_order_acq_rel) == 1)
-            pto_futex_wake(&rt->active, 4);
+        leave_run(rt);
     }
 }
 
@@ -625,16 +635,11 @@ static void *orch_main(void *arg)
     pthread_setname_np(pthread_self(), "pto-orch");
     uint32_t seen = 0;
     for (;;) {
-        uint32_t gen;
-        while ((gen = atomic_load_explicit(&rt->gen, memory_order_acquire)) == seen)
-            pto_futex_wait(&rt->gen, seen, -1);
-        seen = gen;
-        if (atomic_load_explicit(&rt->shutdown, memory_order_acquire))
+        if (!park_until_run(rt, &seen))
             return NULL;
         orch_run(rt);
         atomic_store_explicit(&rt->orch_state, 0, memory_order_relaxed);
-        if (atomic_fetch_sub_explicit(&rt->active, 1, memory_order_acq_rel) == 1)
-            pto_futex_wake(&rt->active, 4);
+        leave_run(rt);
     }
 }
 
