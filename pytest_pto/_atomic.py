@@ -1,18 +1,49 @@
-"""Atomic file writes for report outputs (tables, traces): readers never see half a file.
+"""Report outputs (tables, traces, report.md) written to what the user named, never replaced.
 
-A temp file in the target's directory is renamed over the target; on any failure the temp
-file is removed and the target is untouched, which is what "nothing written" promises when a
-report fails. The file gets the usual 0666 & ~umask mode (mkstemp's 0600 would make CI
-artifacts unreadable to other users).
+What a path names decides how it is written:
+
+- a regular file, or nothing yet: a temp file in the same directory is renamed over it, so
+  readers never see half a file and a failed write leaves the old file untouched. The new
+  file keeps the old file's permission bits, or gets the usual ``0666 & ~umask`` (mkstemp's
+  0600 would make CI artifacts unreadable to other users);
+- a symlink: followed to its final target, which is then written as above (the link stays a
+  link, the rename happens next to the target);
+- a FIFO: opened for writing and written in place (``--output >(gzip > r.gz)``, a pipe to
+  another tool). Nobody reading is an error after ``fifo_wait_s`` seconds, not a hang;
+- a character device (``/dev/null``, ``/dev/stdout``, a tty): written in place. Renaming a
+  file over it would destroy the device node (which root can do);
+- anything else (a directory, a block device, a socket) is refused.
+
+Every failure is one :class:`OutputError` (an ``OSError``) naming the path and the cause, e.g.
+``/dev/full: cannot write: No space left on device``.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
+import stat
 import tempfile
+import time
 from pathlib import Path
 
-__all__ = ["write_text_atomic"]
+__all__ = ["FIFO_WAIT_S", "OutputError", "write_text_atomic"]
+
+#: How long a FIFO output waits for a reader before giving up.
+FIFO_WAIT_S = 10.0
+_FIFO_POLL_S = 0.05
+
+
+class OutputError(OSError):
+    """An output path that cannot be written; the message names the path and the cause."""
+
+    def __init__(self, err: int | None, message: str) -> None:
+        super().__init__(err, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def _umask() -> int:
@@ -26,16 +57,116 @@ def _umask() -> int:
     return 0o022
 
 
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically; the parent directory must exist."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+def _cause(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _open_fifo(path: Path, wait_s: float) -> int:
+    """Open a FIFO for writing without blocking forever when nobody reads it."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
+                raise
+            if time.monotonic() >= deadline:
+                raise OutputError(
+                    errno.ENXIO,
+                    f"{path}: cannot write: FIFO has no reader (waited {wait_s:g} s)",
+                ) from None
+            time.sleep(_FIFO_POLL_S)
+            continue
+        # a reader is there: from now on plain blocking writes (the reader sets the pace)
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
+        return fd
+
+
+def _write_in_place(path: Path, data: bytes, mode: int, wait_s: float) -> None:
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if stat.S_ISFIFO(mode):
+            fd = _open_fifo(path, wait_s)
+        else:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
+    except OutputError:
         raise
-    return target
+    except OSError as exc:
+        raise OutputError(exc.errno, f"{path}: cannot write: {_cause(exc)}") from None
+
+
+def _replace(target: Path, data: bytes, old_mode: int | None) -> None:
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise OutputError(
+            exc.errno, f"{target}: cannot write: {_cause(exc)} (in directory {target.parent})"
+        ) from None
+    try:
+        mode = stat.S_IMODE(old_mode) if old_mode is not None else 0o666 & ~_umask()
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, target)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, OutputError):
+            raise OutputError(exc.errno, f"{target}: cannot write: {_cause(exc)}") from None
+        raise
+
+
+def write_text_atomic(
+    path: str | os.PathLike[str], text: str, *, fifo_wait_s: float = FIFO_WAIT_S
+) -> Path:
+    """Write ``text`` (UTF-8) to what ``path`` names (see the module docstring).
+
+    Returns the path actually written (a symlink's target). The parent directory must exist.
+    Raises :class:`OutputError` naming the path and the cause.
+    """
+    named = Path(path)
+    data = text.encode("utf-8")
+    target = Path(os.path.realpath(named)) if named.is_symlink() else named
+    try:
+        st: os.stat_result | None = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise OutputError(exc.errno, f"{named}: cannot write: {_cause(exc)}") from None
+    shown = named if target == named else Path(f"{named} -> {target}")
+    if st is None or stat.S_ISREG(st.st_mode):
+        if not target.parent.is_dir():
+            raise OutputError(
+                errno.ENOENT, f"{shown}: cannot write: directory {target.parent} does not exist"
+            )
+        _replace(target, data, None if st is None else st.st_mode)
+        return target
+    if stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode):
+        try:
+            _write_in_place(target, data, st.st_mode, fifo_wait_s)
+        except OutputError as exc:
+            raise OutputError(exc.errno, exc.message.replace(str(target), str(shown), 1)) from None
+        return target
+    kind = "a directory" if stat.S_ISDIR(st.st_mode) else _kind(st.st_mode)
+    raise OutputError(
+        errno.EISDIR if stat.S_ISDIR(st.st_mode) else errno.EINVAL,
+        f"{shown}: cannot write: is {kind}, expected a file, a FIFO or a character device",
+    )
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"

@@ -219,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     if output is not None:
         try:
             write_text_atomic(output, text)
-        except OSError as exc:
-            return _error(f"--output {output}: cannot write: {exc}")
+        except OSError as exc:  # OutputError names the path and the cause
+            return _error(f"--output {exc}")
         print(f"{PROG}: wrote {output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
