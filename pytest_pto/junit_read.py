@@ -8,12 +8,26 @@ skipped and only counted (``JUnitData.non_pto``).
 
 Every problem with an input becomes one :class:`ReportInputError` naming the file (and the
 testcase/property where it applies) and the rule, never a traceback from the XML library.
+
+Reading is defensive, whatever XML library junitparser picked (lxml when installed):
+
+- only regular files are read. A FIFO or device named ``*.xml`` is refused (it is opened
+  with ``O_NONBLOCK`` and checked with ``fstat``, so naming one never hangs);
+- a file named twice, or reached again through a symlink or a directory walk, is read once
+  (files are identified by ``(st_dev, st_ino)``); :attr:`JUnitData.duplicates` lists the rest;
+- the XML is parsed by the standard library's expat with every DTD refused: JUnit never
+  needs one, and without it neither entity expansion ("billion laughs") nor external
+  entities can happen. expat has no text-node size limit, so a valid file with a 10 MB
+  ``system-out`` reads fine (lxml's default parser refuses text nodes over 10 MB).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import stat
+import xml.etree.ElementTree as ET
+from xml.parsers import expat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,12 +56,19 @@ class JUnitData:
     files: list[Path] = field(default_factory=list)
     testcases: int = 0
     non_pto: int = 0
+    duplicates: list[Path] = field(default_factory=list)
+    #: testsuite-level ``pto.*`` properties (e.g. ``pto.seed``), every distinct value per name
+    suite_props: dict[str, list[str]] = field(default_factory=dict)
 
     def extend(self, other: JUnitData) -> None:
         self.records += other.records
         self.files += other.files
         self.testcases += other.testcases
         self.non_pto += other.non_pto
+        self.duplicates += other.duplicates
+        for name, values in other.suite_props.items():
+            mine = self.suite_props.setdefault(name, [])
+            mine += [v for v in values if v not in mine]
 
 
 def expand_inputs(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -192,24 +213,85 @@ class _CaseReader:
         )
 
 
-def read_junit(path: str | os.PathLike[str]) -> JUnitData:
-    """Parse one JUnit XML file into pto round records."""
-    p = Path(path)
-    if not p.exists():
-        raise ReportInputError(f"{p}: no such file")
-    if p.is_dir():
-        raise ReportInputError(f"{p}: is a directory, expected a JUnit XML file")
+class _Refused(Exception):
+    """A DTD in a JUnit file: refused before any entity can be declared or expanded."""
+
+
+def _read_regular(p: Path) -> tuple[bytes, tuple[int, int]]:
+    """The bytes of ``p`` and its identity, refusing anything but a regular file (no hang)."""
     try:
-        xml = JUnitXml.fromfile(str(p))
-    except SyntaxError as exc:  # xml.etree ParseError and lxml XMLSyntaxError both derive from it
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ReportInputError(f"{p}: no such file") from None
+    except OSError as exc:
+        raise ReportInputError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ReportInputError(f"{p}: is a directory, expected a JUnit XML file")
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "not a regular file"
+            raise ReportInputError(
+                f"{p}: is {kind}; pto-report reads only regular JUnit XML files "
+                "(save the stream to a file first)"
+            )
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks), (st.st_dev, st.st_ino)
+    except OSError as exc:
+        raise ReportInputError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
+def _parse_xml(data: bytes) -> ET.Element:
+    """Parse with expat into ElementTree elements; any DTD is refused (see module docstring)."""
+    builder = ET.TreeBuilder()
+    parser = expat.ParserCreate()
+    parser.buffer_text = True
+
+    def refuse(*_: object) -> None:
+        raise _Refused("a DTD (<!DOCTYPE ...>) is not allowed in JUnit XML (entity attacks)")
+
+    parser.StartDoctypeDeclHandler = refuse
+    parser.EntityDeclHandler = refuse
+    parser.ExternalEntityRefHandler = refuse  # type: ignore[assignment]
+    parser.StartElementHandler = builder.start
+    parser.EndElementHandler = builder.end
+    parser.CharacterDataHandler = builder.data
+    parser.Parse(data, True)
+    return builder.close()
+
+
+def read_junit(path: str | os.PathLike[str], _seen: set[tuple[int, int]] | None = None) -> JUnitData:
+    """Parse one JUnit XML file into pto round records.
+
+    ``_seen`` (file identities already read) makes a repeated file an empty result listed in
+    ``duplicates``.
+    """
+    p = Path(path)
+    data_bytes, ident = _read_regular(p)
+    if _seen is not None:
+        if ident in _seen:
+            return JUnitData(duplicates=[p])
+        _seen.add(ident)
+    try:
+        root = _parse_xml(data_bytes)
+    except _Refused as exc:
+        raise ReportInputError(f"{p}: refused: {exc}") from None
+    except expat.ExpatError as exc:
         raise ReportInputError(f"{p}: not well-formed XML: {exc}") from None
+    except (RecursionError, MemoryError) as exc:
+        raise ReportInputError(f"{p}: cannot parse: {type(exc).__name__}") from None
+    try:
+        xml = JUnitXml.fromroot(root)
     except JUnitXmlError:
         raise ReportInputError(
             f"{p}: not JUnit XML: the root element must be <testsuites> or <testsuite>"
         ) from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ReportInputError(f"{p}: cannot read: {exc}") from None
     data = JUnitData(files=[p])
+    _suite_props(xml._elem, data.suite_props)
     for elem in _walk_cases(xml._elem):
         case = TestCase.fromelem(elem)
         data.testcases += 1
@@ -221,9 +303,24 @@ def read_junit(path: str | os.PathLike[str]) -> JUnitData:
     return data
 
 
+def _suite_props(elem: Any, out: dict[str, list[str]]) -> None:
+    for child in elem:
+        if child.tag in ("testsuite", "testsuites"):
+            _suite_props(child, out)
+        elif child.tag == "properties":
+            for prop in child:
+                name = prop.get("name") or ""
+                if prop.tag == "property" and name.startswith(PROP_PREFIX):
+                    values = out.setdefault(name, [])
+                    value = prop.get("value") or ""
+                    if value not in values:
+                        values.append(value)
+
+
 def read_junit_files(paths: Iterable[str | os.PathLike[str]]) -> JUnitData:
     """Read and merge several files (directories are expanded by :func:`expand_inputs`)."""
     data = JUnitData()
+    seen: set[tuple[int, int]] = set()
     for p in expand_inputs(list(paths)):
-        data.extend(read_junit(p))
+        data.extend(read_junit(p, seen))
     return data

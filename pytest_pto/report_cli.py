@@ -179,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_NO_DATA
     ignored = f"; {data.non_pto} testcases without pto.outcome ignored" if data.non_pto else ""
+    if data.duplicates:
+        names = ", ".join(str(p) for p in data.duplicates)
+        ignored += f"; {len(data.duplicates)} file(s) named again and read once: {names}"
     print(
         f"{PROG}: {len(data.files)} file(s), {len(data.records)} pto rounds{ignored}",
         file=sys.stderr,
