@@ -180,6 +180,9 @@ class World:
         self.logs: dict[int, Path] = {}
         self.init_ms: dict[int, float] = {}
         self.init_skew_ms: float | None = None
+        #: True when ``init_skew_ms`` is a lower bound: the world was torn down while some
+        #: rank was still initialising (or never started), so its init end is "after teardown"
+        self.init_skew_partial = False
         self._mbox: Mailbox | None = None
         self._mbox_name = ""
         self._comm: CommWindow | None = None
@@ -190,6 +193,8 @@ class World:
         self._close_lock = threading.Lock()
         self._stamps: dict[int, dict[Stamp, int]] = {}
         self._op_spans: list[tuple[int, int, int, int]] = []  # (run, rank, start_ns, end_ns)
+        # slices still open at teardown (a hung op, an unfinished init): (name, rank, start, end)
+        self._open_spans: list[tuple[str, int, int, int]] = []
         self._teardown: dict[int, tuple[int, int]] = {}
         self._runs = 0
         self._t_start = 0.0
@@ -200,15 +205,21 @@ class World:
     def start(cls, config: WorldConfig) -> World:
         """Start every rank; with the barrier on, return once all are initialised.
 
-        Raises InitFailed / InitTimeout / RankCrashed naming the rank; nothing is left behind."""
+        Raises InitFailed / InitTimeout / RankCrashed naming the rank; nothing is left behind.
+        The error carries the closed world as ``pto_world`` so callers can still read its
+        timeline (``events``, ``init_ms``, ``init_skew_ms``) of the failed start."""
         world = cls(config)
         try:
             world._spawn()
             if config.init_barrier:
                 world._barrier()
-        except BaseException:
+        except BaseException as exc:
             # rollback: ranks that are up leave gracefully, the rest are killed after a grace
-            world._close(grace=STARTUP_GRACE)
+            try:
+                world._close(grace=STARTUP_GRACE)
+            finally:
+                with contextlib.suppress(AttributeError, TypeError):
+                    exc.pto_world = world  # type: ignore[attr-defined]
             raise
         return world
 
@@ -584,7 +595,27 @@ class World:
             if start >= dispatched and end >= start > 0:
                 self._op_spans.append((self._runs, rank, start, end))
 
-    def _snapshot(self) -> None:
+    def _record_open_spans(self) -> None:
+        """Slices a rank never ended before teardown: they end where its teardown ends.
+
+        An op of the last run with no end (a hung rank), an init with no end (a rank still
+        initialising), so a hang's trace shows what each rank was doing when it was stopped."""
+        dispatched = min((st[Stamp.DISPATCH] for st in self._stamps.values()), default=0)
+        for rank, st in sorted(self._stamps.items()):
+            end = self._teardown[rank][1]
+            init_start, init_end = st[Stamp.INIT_START], st[Stamp.INIT_END]
+            if init_start and not init_end:
+                self._open_spans.append(("init", rank, init_start, end))
+            op_start, op_end = st[Stamp.OP_START], st[Stamp.OP_END]
+            if self._runs and dispatched and op_start >= dispatched and op_end < op_start:
+                self._open_spans.append(("op", rank, op_start, end))
+
+    def _snapshot(self, teardown_ns: int | None = None) -> None:
+        """Read every rank's stamps; init times and the init skew from them.
+
+        The skew is exact once every rank ended init. At teardown (``teardown_ns``) a rank
+        still initialising ends init no earlier than now, so the skew of a failed round is
+        the lower bound ``teardown - first init end`` (``init_skew_partial``)."""
         mbox = self._mbox
         if mbox is None or mbox.closed:
             return
@@ -597,6 +628,10 @@ class World:
                 ends.append(st[Stamp.INIT_END])
         if len(ends) == self.size:
             self.init_skew_ms = (max(ends) - min(ends)) / 1e6
+            self.init_skew_partial = False
+        elif ends and teardown_ns is not None and self.size > 1:
+            self.init_skew_ms = max(teardown_ns - min(ends), max(ends) - min(ends), 0) / 1e6
+            self.init_skew_partial = True
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -622,6 +657,8 @@ class World:
             add(rank, "barrier_wait", st[Stamp.INIT_END], st[Stamp.RELEASE])
         for run, rank, start, end in self._op_spans:
             add(rank, "op", start, end, run=run)
+        for name, rank, start, end in self._open_spans:
+            add(rank, name, start, end, open=True)
         for rank, (start, end) in sorted(self._teardown.items()):
             add(rank, "teardown", start, end)
         out.sort(key=lambda e: (e["ts_us"], e["rank"]))
@@ -650,9 +687,10 @@ class World:
             raise
         finally:
             if mbox is not None and not mbox.closed:
-                self._snapshot()
+                self._snapshot(teardown_ns=t_close)
                 for rank in range(self.size):
                     self._teardown[rank] = (t_close, self._stamps[rank][Stamp.EXIT] or now_ns())
+                self._record_open_spans()
             self._release_segments()
 
     def _stop_ranks(self, mbox: Mailbox, kill: list[int], grace: float) -> None:

@@ -25,6 +25,7 @@ PROPERTY_NAMES = (
     "pto.error_code",
     "pto.error_name",
     "pto.init_skew_ms",
+    "pto.init_skew_partial",
     "pto.lock_wait_ms",
 )
 
@@ -39,6 +40,7 @@ def round_properties(
     *,
     devices: Sequence[int] | None = None,
     init_skew_ms: float | None = None,
+    init_skew_partial: bool = False,
     lock_wait_ms: float | None = None,
 ) -> list[tuple[str, str]]:
     """Properties in a fixed order; optional ones only where they apply."""
@@ -60,6 +62,8 @@ def round_properties(
         props.append(("pto.error_name", outcome.error_name))
     if init_skew_ms is not None:
         props.append(("pto.init_skew_ms", _ms(init_skew_ms)))
+        if init_skew_partial:  # a lower bound: some rank had not ended init at teardown
+            props.append(("pto.init_skew_partial", "true"))
     if lock_wait_ms is not None:
         props.append(("pto.lock_wait_ms", _ms(lock_wait_ms)))
     return props

@@ -392,6 +392,17 @@ OPTIONS: tuple[Option, ...] = (
         "FILE",
     ),
     Option(
+        "junit_strict",
+        "--pto-junit-strict",
+        "pto_junit_strict",
+        "PTO_JUNIT_STRICT",
+        False,
+        _on_off,
+        "make the --junitxml file valid against the Jenkins junit-10.xsd: each testcase's "
+        "properties move into a system-out block of name=value lines (pto-report reads both)",
+        "on|off",
+    ),
+    Option(
         "seed",
         "--pto-seed",
         "pto_seed",
@@ -404,6 +415,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
 )
 _BY_DEST = {opt.dest: opt for opt in OPTIONS}
+_FLAGS = frozenset({"junit_strict"})
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -412,13 +424,12 @@ def add_options(parser: pytest.Parser) -> None:
         assert opt.flag is not None
         extra = f" [ini {opt.ini}" + (f", env {opt.env}" if opt.env else "") + "]"
         repeatable = opt.dest in ("env", "variant")
+        if opt.dest in _FLAGS:  # a bare switch on the command line; env/ini take on|off
+            kind: dict[str, Any] = {"action": "store_const", "const": "on"}
+        else:
+            kind = {"action": "append" if repeatable else "store", "metavar": opt.metavar}
         group.addoption(
-            opt.flag,
-            dest=f"pto_{opt.dest}",
-            action="append" if repeatable else "store",
-            default=None,
-            metavar=opt.metavar,
-            help=opt.help + extra,
+            opt.flag, dest=f"pto_{opt.dest}", default=None, help=opt.help + extra, **kind
         )
         if opt.ini and opt.dest == "env":
             parser.addini(opt.ini, opt.help, type="linelist", default=[])
@@ -458,6 +469,7 @@ class Settings:
     variant: tuple[str, ...] | None = None
     trace: Path | None = None
     seed: int = 1
+    junit_strict: bool = False
     sources: Mapping[str, str] = field(default_factory=dict)
 
     def source(self, dest: str) -> str:

@@ -15,7 +15,7 @@ import pytest
 
 from pytest_pto._junit_props import properties_dict
 from pytest_pto.outcomes import outcome_sort_key
-from pytest_pto.table import RoundRecord, base_test_id, render_text, summarize
+from pytest_pto.table import RoundRecord, base_test_id, parse_outcome, render_text, summarize
 
 __all__ = ["SummaryCollector", "tally_text"]
 
@@ -54,9 +54,10 @@ class SummaryCollector:
         if report.nodeid in self._seen:
             return None
         props = properties_dict(report.user_properties)
-        outcome = props.get("pto.outcome")
-        if outcome is None:
+        raw = props.get("pto.outcome")
+        if raw is None or not raw.strip():
             return None
+        outcome = parse_outcome(raw)
         self._seen.add(report.nodeid)
         variant = props.get("pto.variant")
         test, rnd = base_test_id(report.nodeid, variant)
@@ -74,6 +75,7 @@ class SummaryCollector:
             rank=_int(props.get("pto.failed_rank")),
             error_code=_int(props.get("pto.error_code")),
             init_skew_ms=_float(props.get("pto.init_skew_ms")),
+            init_skew_partial=props.get("pto.init_skew_partial") == "true",
             duration_s=report.duration,
             message=message,
             file=fspath,

@@ -70,6 +70,7 @@ class PtoWorld:
         self.started = False
         self.start_error: BaseException | None = None
         self.ready_at: float | None = None
+        self._failed_world: Any = None
         self._in_run = False
         self._closed = False
         self._alarm_armed = False
@@ -120,12 +121,27 @@ class PtoWorld:
         return self.lease.wait_ms if self.lease is not None else None
 
     @property
+    def _timeline_world(self) -> Any:
+        """The running World, or the closed one of a failed start (its stamps survive)."""
+        return self._world if self._world is not None else self._failed_world
+
+    @property
     def init_skew_ms(self) -> float | None:
-        return getattr(self._world, "init_skew_ms", None) if self._world is not None else None
+        return getattr(self._timeline_world, "init_skew_ms", None)
+
+    @property
+    def init_skew_partial(self) -> bool:
+        """``init_skew_ms`` is a lower bound: some rank had not ended init at teardown."""
+        return bool(getattr(self._timeline_world, "init_skew_partial", False))
 
     @property
     def init_ms(self) -> dict[int, float]:
-        return dict(getattr(self._world, "init_ms", {}) or {}) if self._world is not None else {}
+        return dict(getattr(self._timeline_world, "init_ms", {}) or {})
+
+    def events(self) -> list[dict[str, Any]]:
+        """The round's timeline (World.events), also of a start that failed; [] if none."""
+        world = self._timeline_world
+        return [dict(e) for e in getattr(world, "events", None) or []]
 
     def run(self, op: Callable[..., Any], /, *args: Any, **kwargs: Any) -> list[Any]:
         """Run ``op(chip, *args, **kwargs)`` in every rank; per-rank results in rank order.
@@ -206,6 +222,7 @@ class PtoWorld:
             hook.pytest_pto_round_started(item=self._item, world=self._world)
         except BaseException as exc:
             self.start_error = exc
+            self._failed_world = getattr(exc, "pto_world", None)
             raise
 
     # -- watchdog for the test body outside run() ----------------------------------------------

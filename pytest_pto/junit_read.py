@@ -27,15 +27,16 @@ import math
 import os
 import stat
 import xml.etree.ElementTree as ET
-from xml.parsers import expat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from xml.parsers import expat
 
 from junitparser import Error, Failure, JUnitXml, JUnitXmlError, Properties, TestCase
 
-from pytest_pto.table import RoundRecord, base_test_id, strip_round_id
+from pytest_pto._junit_xml import parse_props_block
+from pytest_pto.table import RoundRecord, base_test_id, parse_outcome, strip_round_id
 
 __all__ = ["JUnitData", "ReportInputError", "expand_inputs", "read_junit", "read_junit_files"]
 
@@ -98,8 +99,15 @@ def _walk_cases(elem: Any) -> Iterator[Any]:
 
 
 def _props(case: TestCase) -> dict[str, str]:
-    props = case.child(Properties)
+    """``pto.*`` properties: testcase ``<properties>``, or the strict-mode ``<system-out>``
+    block of ``--pto-junit-strict`` files (see :mod:`pytest_pto._junit_xml`)."""
     out: dict[str, str] = {}
+    for elem in case._elem:
+        if elem.tag == "system-out":
+            block = parse_props_block(elem.text)
+            if block is not None:
+                out.update((k, v) for k, v in block.items() if k.startswith(PROP_PREFIX))
+    props = case.child(Properties)
     if props is None:
         return out
     for prop in props:
@@ -114,6 +122,10 @@ def _failure_message(case: TestCase) -> str:
             text = res.message or res.text or ""
             return text.strip().splitlines()[0] if text.strip() else ""
     return ""
+
+
+def _flag(raw: str | None) -> bool:
+    return raw is not None and raw.strip().lower() in ("true", "1", "yes")
 
 
 def _guess_file(classname: str) -> tuple[str | None, list[str]]:
@@ -169,9 +181,10 @@ class _CaseReader:
 
     def record(self) -> RoundRecord:
         case, props = self.case, self.props
-        outcome = props["pto.outcome"].strip()
-        if not outcome:
-            raise ReportInputError(f"{self.where()}: property pto.outcome is empty")
+        try:
+            outcome = parse_outcome(props["pto.outcome"])
+        except ValueError as exc:
+            raise ReportInputError(f"{self.where()}: property pto.outcome {exc}") from None
         variant = props.get("pto.variant") or None
         name = case.name or ""
         classname = case.classname or ""
@@ -206,6 +219,7 @@ class _CaseReader:
             rank=self.int_prop("pto.failed_rank"),
             error_code=self.int_prop("pto.error_code"),
             init_skew_ms=self.float_prop("pto.init_skew_ms"),
+            init_skew_partial=_flag(props.get("pto.init_skew_partial")),
             duration_s=case.time if case._elem.get("time") else None,
             message=_failure_message(case),
             file=file,
@@ -264,7 +278,9 @@ def _parse_xml(data: bytes) -> ET.Element:
     return builder.close()
 
 
-def read_junit(path: str | os.PathLike[str], _seen: set[tuple[int, int]] | None = None) -> JUnitData:
+def read_junit(
+    path: str | os.PathLike[str], _seen: set[tuple[int, int]] | None = None
+) -> JUnitData:
     """Parse one JUnit XML file into pto round records.
 
     ``_seen`` (file identities already read) makes a repeated file an empty result listed in
@@ -285,7 +301,7 @@ def read_junit(path: str | os.PathLike[str], _seen: set[tuple[int, int]] | None 
     except (RecursionError, MemoryError) as exc:
         raise ReportInputError(f"{p}: cannot parse: {type(exc).__name__}") from None
     try:
-        xml = JUnitXml.fromroot(root)
+        xml = JUnitXml.fromroot(root)  # type: ignore[arg-type]  # any ElementTree element
     except JUnitXmlError:
         raise ReportInputError(
             f"{p}: not JUnit XML: the root element must be <testsuites> or <testsuite>"

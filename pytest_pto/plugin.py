@@ -88,6 +88,34 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         del config.stash[SESSION_KEY]
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]:
+    """After pytest's junitxml wrote its file (controller only): outcome class as the failure
+    ``type``, ``pto.seed``, and with --pto-junit-strict the schema-valid form."""
+    result = yield
+    pto = session.config.stash.get(SESSION_KEY, None)
+    if pto is not None and not pto.is_worker and pto.summary.records:
+        _finish_junit(session.config, pto.settings)
+    return result
+
+
+def _finish_junit(config: pytest.Config, settings: Settings) -> None:
+    from xml.etree.ElementTree import ParseError
+
+    from _pytest.junitxml import xml_key
+
+    from pytest_pto._junit_xml import finish_junit
+
+    logxml = config.stash.get(xml_key, None)
+    path = getattr(logxml, "logfile", None)
+    if not path:
+        return
+    try:
+        finish_junit(path, strict=settings.junit_strict, seed=settings.seed)
+    except (OSError, ParseError) as exc:  # the run is over and reported: say it, do not crash
+        sys.stderr.write(f"pytest-pto: --junitxml {path}: pto attributes not added: {exc}\n")
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_pto_select_devices(
     config: pytest.Config, pool: DevicePool, free: frozenset[int], count: int
@@ -331,6 +359,7 @@ class PtoSession:
             outcome,
             devices=handle.lease.devices if handle is not None and handle.lease else None,
             init_skew_ms=handle.init_skew_ms if handle is not None else None,
+            init_skew_partial=handle.init_skew_partial if handle is not None else False,
             lock_wait_ms=handle.lock_wait_ms if handle is not None else None,
         )
         item.config.hook.pytest_pto_round_properties(item=item, properties=tuple(props))
@@ -341,8 +370,8 @@ class PtoSession:
         report = yield
         if not outcome.passed and report.failed:
             self._rewrite_failure(report, outcome, exc)
-        if self.settings.trace is not None and handle is not None and handle._world is not None:
-            report.pto_events = [dict(e) for e in getattr(handle._world, "events", [])]  # type: ignore[attr-defined]
+        if self.settings.trace is not None and handle is not None:
+            report.pto_events = handle.events()  # type: ignore[attr-defined]
         item.config.hook.pytest_pto_round_finished(item=item, outcome=outcome)
         return report
 

@@ -2,15 +2,24 @@
 
 One module serves both the plugin's terminal summary (records built from live reports) and
 ``pto-report`` (records read back from JUnit files), so a table looks the same wherever it is
-printed. Rows have the shape of DESIGN section 1: rounds, pass, fail, then one column per
-outcome class that occurred, plus a Wilson pass-rate interval; :func:`compare` adds Fisher's
-exact test between the variants of one test so "15/30 vs 0/30" comes with a p-value.
+printed. Rows have the shape of DESIGN section 1: rounds, pass, failing rounds, then one
+column per outcome class that occurred, plus a Wilson pass-rate interval and which ranks
+failed; :func:`compare` adds Fisher's exact test between the variants of one test so
+"15/30 vs 0/30" comes with a p-value.
 
 Counting rules (documented because dashboards depend on them):
 
-- every record is one round; ``pass`` counts outcome ``passed``, ``fail`` counts every other
-  outcome, so ``fail`` = ``rounds - pass`` and the outcome-class columns (``failed``, the
-  assertion/exception class, among them) add up to ``fail``;
+- every record is one round. Infrastructure outcomes (:data:`INFRA_OUTCOMES`:
+  ``device_unavailable``) say nothing about the product: their columns are marked
+  ``(infra)`` and they are left out of the pass rate and of the variant comparisons;
+- ``pass`` counts outcome ``passed``; ``failing rounds`` counts every other *product*
+  outcome, so ``rounds = pass + failing rounds + infra`` and the product outcome-class
+  columns (``failed``, the assertion/exception class, among them) add up to
+  ``failing rounds``. The pass rate is ``pass / (rounds - infra)`` (product rounds);
+- ``failing ranks`` names, per failure class, the ranks that failed and in how many rounds
+  (``sched_error_code=100: rank 1 (12)``);
+- ``max init skew ms`` is the largest skew seen; ``>=`` marks a lower bound from a round torn
+  down while a rank was still initialising (``pto.init_skew_partial``);
 - a row is keyed by (test, variant, ranks): rounds of the same test id from several runs or
   files accumulate; different rank counts are different populations and never merge;
 - rows keep first-seen order, so a variants file's order carries through to the table.
@@ -28,14 +37,18 @@ from typing import Any
 from pytest_pto.stats import fisher_exact, wilson_interval
 
 __all__ = [
+    "INFRA_OUTCOMES",
     "OUTCOMES",
     "Comparison",
     "RoundRecord",
     "SummaryRow",
     "base_test_id",
     "compare",
+    "failing_ranks_text",
     "format_p",
+    "is_infra",
     "outcome_sort_key",
+    "parse_outcome",
     "render_markdown",
     "render_text",
     "strip_round_id",
@@ -59,6 +72,8 @@ OUTCOMES = (
     "device_unavailable",
 )
 
+#: Outcomes of the test infrastructure, not of the product: outside the pass rate.
+INFRA_OUTCOMES = frozenset({"device_unavailable"})
 PASSED = "passed"
 JSON_SCHEMA = "pto-report/1"
 _CODE_CLASS = re.compile(r"^(sched|orch)_error_code=(-?\d+)$")
@@ -86,10 +101,15 @@ class RoundRecord:
     message: str = ""
     file: str | None = None
     line: int | None = None
+    init_skew_partial: bool = False  # init_skew_ms is a lower bound
 
     @property
     def passed(self) -> bool:
         return self.outcome == PASSED
+
+    @property
+    def infra(self) -> bool:
+        return is_infra(self.outcome)
 
 
 @dataclass(frozen=True)
@@ -97,9 +117,11 @@ class SummaryRow:
     """All rounds of one (test, variant, ranks).
 
     ``outcomes`` has one entry per outcome class that occurred (``passed`` included);
-    ``pass_low``/``pass_high`` is the Wilson interval of ``passed / rounds`` at
-    ``confidence``; ``max_init_skew_ms`` is the largest init skew seen (None if never
-    recorded).
+    ``failed`` counts failing *product* rounds and ``infra`` the infrastructure ones, so
+    ``rounds = passed + failed + infra``; ``pass_low``/``pass_high`` is the Wilson interval
+    of ``passed / product_rounds`` at ``confidence``; ``failed_ranks`` maps each failure
+    class to ``{rank (None: not named): rounds}``; ``max_init_skew_ms`` is the largest init
+    skew seen (None if never recorded), a lower bound when ``max_init_skew_partial``.
     """
 
     test: str
@@ -113,14 +135,22 @@ class SummaryRow:
     ranks: int | None = None
     confidence: float = 0.95
     max_init_skew_ms: float | None = None
+    infra: int = 0
+    failed_ranks: dict[str, dict[int | None, int]] = field(default_factory=dict)
+    max_init_skew_partial: bool = False
+
+    @property
+    def product_rounds(self) -> int:
+        """Rounds that say something about the product (all but infrastructure outcomes)."""
+        return self.rounds - self.infra
 
     @property
     def pass_rate(self) -> float | None:
-        return self.passed / self.rounds if self.rounds else None
+        return self.passed / self.product_rounds if self.product_rounds else None
 
     @property
     def fail_rate(self) -> float | None:
-        return self.failed / self.rounds if self.rounds else None
+        return self.failed / self.product_rounds if self.product_rounds else None
 
 
 @dataclass(frozen=True)
@@ -212,6 +242,26 @@ def base_test_id(name: str, variant: str | None) -> tuple[str, int | None]:
 # --- summarising -----------------------------------------------------------------------------
 
 
+def parse_outcome(raw: str) -> str:
+    """A ``pto.outcome`` value as read back (JUnit file or live report) -> its outcome class.
+
+    The one place that reads outcome strings, so a new class family (``name`` or
+    ``name=value``, e.g. an adapter's ``device_error_code=507018``) needs no other reader
+    change: classes are kept verbatim, ordered by :func:`outcome_sort_key` (unknown ones
+    last), and counted as product failures unless listed in :data:`INFRA_OUTCOMES`.
+    Raises ValueError for an empty value.
+    """
+    outcome = raw.strip()
+    if not outcome:
+        raise ValueError("is empty")
+    return outcome
+
+
+def is_infra(outcome: str) -> bool:
+    """An infrastructure outcome (no verdict on the product), e.g. ``device_unavailable``."""
+    return outcome in INFRA_OUTCOMES
+
+
 def outcome_sort_key(outcome: str) -> tuple[int, int, str]:
     """Column order: DESIGN section 4's order, error-code families by code, unknown last."""
     m = _CODE_CLASS.match(outcome)
@@ -227,8 +277,11 @@ def outcome_sort_key(outcome: str) -> tuple[int, int, str]:
 class _Acc:
     rounds: int = 0
     passed: int = 0
+    infra: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
+    ranks: dict[str, dict[int | None, int]] = field(default_factory=dict)
     max_skew: float | None = None
+    skew_partial: bool = False
 
 
 def summarize(records: Iterable[RoundRecord], confidence: float = 0.95) -> list[SummaryRow]:
@@ -238,30 +291,49 @@ def summarize(records: Iterable[RoundRecord], confidence: float = 0.95) -> list[
         acc = accs.setdefault((rec.test, rec.variant, rec.ranks), _Acc())
         acc.rounds += 1
         acc.passed += rec.passed
+        acc.infra += rec.infra
         acc.outcomes[rec.outcome] = acc.outcomes.get(rec.outcome, 0) + 1
-        if rec.init_skew_ms is not None and not math.isnan(rec.init_skew_ms):
-            acc.max_skew = (
-                rec.init_skew_ms if acc.max_skew is None else max(acc.max_skew, rec.init_skew_ms)
-            )
+        if not rec.passed and not rec.infra:
+            per_rank = acc.ranks.setdefault(rec.outcome, {})
+            per_rank[rec.rank] = per_rank.get(rec.rank, 0) + 1
+        skew = rec.init_skew_ms
+        if skew is not None and not math.isnan(skew):
+            if acc.max_skew is None or skew > acc.max_skew:
+                acc.max_skew, acc.skew_partial = skew, rec.init_skew_partial
+            elif skew == acc.max_skew:
+                acc.skew_partial = acc.skew_partial and rec.init_skew_partial
     rows = []
     for (test, variant, ranks), acc in accs.items():
-        low, high = wilson_interval(acc.passed, acc.rounds, confidence)
+        product = acc.rounds - acc.infra
+        low, high = wilson_interval(acc.passed, product, confidence) if product else (0.0, 1.0)
         rows.append(
             SummaryRow(
                 test=test,
                 variant=variant,
                 rounds=acc.rounds,
                 passed=acc.passed,
-                failed=acc.rounds - acc.passed,
+                failed=product - acc.passed,
                 outcomes=dict(sorted(acc.outcomes.items(), key=lambda kv: outcome_sort_key(kv[0]))),
                 pass_low=low,
                 pass_high=high,
                 ranks=ranks,
                 confidence=confidence,
                 max_init_skew_ms=acc.max_skew,
+                infra=acc.infra,
+                failed_ranks={
+                    o: dict(sorted(acc.ranks[o].items(), key=_rank_order))
+                    for o in sorted(acc.ranks, key=outcome_sort_key)
+                },
+                max_init_skew_partial=acc.skew_partial,
             )
         )
     return rows
+
+
+def _rank_order(item: tuple[int | None, int]) -> tuple[int, int]:
+    """Most failing rounds first; then by rank, an unnamed rank last."""
+    rank, n = item
+    return (-n, rank if rank is not None else 1 << 30)
 
 
 def compare(
@@ -322,9 +394,31 @@ def _pct(x: float) -> str:
 
 
 def _interval(row: SummaryRow) -> str:
-    if not row.rounds:
+    if not row.product_rounds:
         return "-"
-    return f"{_pct(row.passed / row.rounds)} [{_pct(row.pass_low)}, {_pct(row.pass_high)}]"
+    rate = row.passed / row.product_rounds
+    return f"{_pct(rate)} [{_pct(row.pass_low)}, {_pct(row.pass_high)}]"
+
+
+def failing_ranks_text(row: SummaryRow) -> str:
+    """``sched_error_code=100: rank 1 (12); hang: rank 0 (1)``: which ranks failed, per class."""
+    parts = []
+    for outcome, per_rank in row.failed_ranks.items():
+        ranks = ", ".join(
+            f"{'rank ?' if r is None else f'rank {r}'} ({n})" for r, n in per_rank.items()
+        )
+        parts.append(f"{outcome}: {ranks}")
+    return "; ".join(parts) or "-"
+
+
+def _skew(row: SummaryRow) -> str:
+    if row.max_init_skew_ms is None:
+        return "-"
+    return (">=" if row.max_init_skew_partial else "") + f"{row.max_init_skew_ms:.1f}"
+
+
+def _class_header(outcome: str) -> str:
+    return f"{outcome} (infra)" if is_infra(outcome) else outcome
 
 
 def _variant(v: str | None) -> str:
@@ -351,8 +445,14 @@ def _table(rows: Sequence[SummaryRow]) -> tuple[list[str], list[list[str]], list
     if show_ranks:
         headers.append("ranks")
         right.append(True)
-    headers += ["rounds", "pass", "fail", *classes, f"pass rate [{conf:.0%} CI]"]
+    show_failing_ranks = any(r.failed_ranks for r in rows)
+    excl = " excl. infra" if any(r.infra for r in rows) else ""
+    headers += ["rounds", "pass", "failing rounds", *(_class_header(c) for c in classes)]
+    headers.append(f"pass rate{excl} [{conf:.0%} CI]")
     right += [True, True, True, *([True] * len(classes)), False]
+    if show_failing_ranks:
+        headers.append("failing ranks")
+        right.append(False)
     if show_skew:
         headers.append("max init skew ms")
         right.append(True)
@@ -364,8 +464,10 @@ def _table(rows: Sequence[SummaryRow]) -> tuple[list[str], list[list[str]], list
         line += [str(r.rounds), str(r.passed), str(r.failed)]
         line += [str(r.outcomes.get(c, 0)) for c in classes]
         line.append(_interval(r))
+        if show_failing_ranks:
+            line.append(failing_ranks_text(r))
         if show_skew:
-            line.append("-" if r.max_init_skew_ms is None else f"{r.max_init_skew_ms:.1f}")
+            line.append(_skew(r))
         cells.append(line)
     return headers, cells, right
 
@@ -452,7 +554,10 @@ def render_markdown(
     conf = rows[0].confidence
     lines += [
         "",
-        f"_pass rate interval: Wilson score, {conf:.0%}; fail = rounds that did not pass._",
+        f"_pass rate interval: Wilson score, {conf:.0%}; failing rounds = product rounds "
+        "that did not pass; infrastructure outcomes (infra) are outside the pass rate and the "
+        "comparisons; >= marks an init skew lower bound (a rank still initialising at "
+        "teardown)._",
     ]
     return "\n".join(lines) + "\n"
 
@@ -475,11 +580,18 @@ def to_json(rows: Sequence[SummaryRow], comparisons: Sequence[Comparison] = ()) 
                 "rounds": r.rounds,
                 "passed": r.passed,
                 "failed": r.failed,
+                "infra": r.infra,
+                "product_rounds": r.product_rounds,
                 "outcomes": dict(r.outcomes),
+                "failed_ranks": {
+                    o: {("?" if k is None else str(k)): n for k, n in per.items()}
+                    for o, per in r.failed_ranks.items()
+                },
                 "pass_rate": r.pass_rate,
                 "pass_low": r.pass_low,
                 "pass_high": r.pass_high,
                 "max_init_skew_ms": r.max_init_skew_ms,
+                "max_init_skew_partial": r.max_init_skew_partial,
             }
             for r in rows
         ],

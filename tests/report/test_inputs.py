@@ -1,4 +1,4 @@
-"""pto-report inputs: FIFOs do not hang, files are counted once, big valid files read, attacks refused.
+"""pto-report inputs: FIFOs never hang, files count once, big valid files read, attacks refused.
 
 These run with lxml installed (a dev extra): junitparser then uses lxml, whose default parser
 refuses text nodes over 10 MB; pto-report must not depend on which library is present.
@@ -24,9 +24,7 @@ ROUND = (
 
 
 def _junit(path: Path, rounds: list[str], body: str = "") -> Path:
-    cases = "".join(
-        ROUND.format(k=k, outcome=o, body=body) for k, o in enumerate(rounds, start=1)
-    )
+    cases = "".join(ROUND.format(k=k, outcome=o, body=body) for k, o in enumerate(rounds, start=1))
     path.write_text(f'<testsuites><testsuite name="pytest">{cases}</testsuite></testsuites>')
     return path
 

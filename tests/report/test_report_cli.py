@@ -31,7 +31,7 @@ def test_text_table_from_a_real_run(
     out, err = capsys.readouterr()
     lines = out.splitlines()
     header = lines[0].split()
-    assert header[:6] == ["test", "variant", "ranks", "rounds", "pass", "fail"]
+    assert header[:7] == ["test", "variant", "ranks", "rounds", "pass", "failing", "rounds"]
     assert "sched_error_code=100" in header and "stream_sync_timeout" in header
     assert "failed" not in header  # only outcome classes that occurred get a column
     before = next(line for line in lines if "before-fixes" in line and "round" not in line)
@@ -153,7 +153,7 @@ def test_markdown_output_file(
     assert main(argv) == EXIT_OK
     assert capsys.readouterr().out == ""
     text = out.read_text()
-    assert "| test | variant | ranks | rounds | pass | fail |" in text
+    assert "| test | variant | ranks | rounds | pass | failing rounds |" in text
     assert "| before-fixes | both-fixes | 15/30 | 0/30 | 5.8e-06 | yes (p < 0.05) |" in text
     assert "latch-fix | both-fixes" not in text  # --baseline: only comparisons against it
 

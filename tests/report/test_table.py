@@ -102,7 +102,7 @@ def test_text_columns_are_aligned_and_only_for_occurring_classes() -> None:
     text = render_text(rows)
     lines = text.splitlines()
     header = lines[0]
-    assert header.split()[:6] == ["test", "variant", "ranks", "rounds", "pass", "fail"]
+    assert header.split()[:7] == ["test", "variant", "ranks", "rounds", "pass", "failing", "rounds"]
     assert "sched_error_code=100" in header and "stream_sync_timeout" in header
     assert "hang" not in header and "failed" not in header
     # numbers are right-aligned under their header
@@ -141,7 +141,9 @@ def test_markdown_and_json() -> None:
     rows = summarize(r for r in _records() if r.test == "t[2]")
     comps = compare(rows)
     md = render_markdown(rows, comps, title="incident")
-    assert md.startswith("### incident\n\n| test | variant | ranks | rounds | pass | fail |")
+    assert md.startswith(
+        "### incident\n\n| test | variant | ranks | rounds | pass | failing rounds |"
+    )
     assert "| --- | --- | ---: | ---: | ---: | ---: |" in md
     assert "| t[2] | before-fixes | 2 | 30 | 15 | 15 | 15 | 0 | 50.0% [33.2%, 66.8%] |" in md
     assert "Wilson" in md
@@ -166,3 +168,49 @@ def test_table_columns_cover_exactly_the_plugins_outcome_classes() -> None:
     from pytest_pto.table import OUTCOMES
 
     assert tuple(o for o in OUTCOMES if not o.endswith("=N")) == FIXED_OUTCOMES
+
+
+def test_infra_outcomes_stay_out_of_the_pass_rate_and_failing_ranks_are_named() -> None:
+    recs = [
+        RoundRecord("t[2]", "v", 1, "passed", ranks=2, init_skew_ms=5.0),
+        RoundRecord("t[2]", "v", 2, "sched_error_code=100", ranks=2, rank=1, init_skew_ms=5.0),
+        RoundRecord("t[2]", "v", 3, "sched_error_code=100", ranks=2, rank=1),
+        RoundRecord("t[2]", "v", 4, "sched_error_code=100", ranks=2, rank=0),
+        RoundRecord("t[2]", "v", 5, "failed", ranks=2),
+        RoundRecord("t[2]", "v", 6, "device_unavailable", ranks=2),
+        RoundRecord("t[2]", "v", 7, "device_unavailable", ranks=2),
+    ]
+    (row,) = summarize(recs)
+    assert (row.rounds, row.passed, row.failed, row.infra) == (7, 1, 4, 2)
+    assert row.pass_rate == 1 / 5  # over the 5 product rounds, not 1/7
+    assert row.failed_ranks == {
+        "failed": {None: 1},
+        "sched_error_code=100": {1: 2, 0: 1},
+    }
+    text = render_text([row])
+    header, _, line = text.splitlines()
+    assert "failing rounds" in header and "fail " not in header + " "
+    assert "device_unavailable (infra)" in header
+    assert "pass rate excl. infra [95% CI]" in header
+    assert "20.0% [" in line
+    assert "failed: rank ? (1); sched_error_code=100: rank 1 (2), rank 0 (1)" in line
+    data = to_json([row])["rows"][0]
+    assert data["infra"] == 2 and data["product_rounds"] == 5 and data["failed"] == 4
+    assert data["failed_ranks"]["sched_error_code=100"] == {"1": 2, "0": 1}
+    # a table without infra rounds keeps the plain header
+    assert "excl. infra" not in render_text(summarize(recs[:2]))
+
+
+def test_init_skew_lower_bound_is_marked() -> None:
+    recs = [
+        RoundRecord("t", None, 1, "passed", init_skew_ms=40.0),
+        RoundRecord(
+            "t", None, 2, "sched_error_code=100", rank=0, init_skew_ms=900.0, init_skew_partial=True
+        ),
+    ]
+    (row,) = summarize(recs)
+    assert row.max_init_skew_ms == 900.0 and row.max_init_skew_partial
+    assert render_text([row]).splitlines()[2].endswith(">=900.0")
+    (exact,) = summarize(recs[:1])
+    assert render_text([exact]).splitlines()[2].endswith(" 40.0")
+    assert to_json([row])["rows"][0]["max_init_skew_partial"] is True
