@@ -11,10 +11,10 @@ junit2html and ``pto-report`` read them there). Two kinds of readers miss them:
   ``<system-out>`` block of the testcase (which the schema allows), one ``name=value`` per
   line after the header line :data:`PROPS_HEADER`; ``pto-report`` reads both forms.
 
-Every file also gets the session's ``pto.seed`` as a testsuite property (allowed by the
-schema), so a report can say which seed produced it. The file is rewritten through
-:func:`pytest_pto._atomic.write_text_atomic`, and only when it is a regular file (a FIFO or a
-device that pytest already streamed into cannot be read back).
+Every file also gets the session's ``pto.seed`` and ``pto.command`` (the pytest command line)
+as testsuite properties (allowed by the schema), so a report can say what produced it. The
+file is rewritten through :func:`pytest_pto._atomic.write_text_atomic`, and only when it is a
+regular file (a FIFO or a device that pytest already streamed into cannot be read back).
 """
 
 from __future__ import annotations
@@ -98,7 +98,13 @@ def _add_suite_property(suite: ET.Element, name: str, value: str) -> None:
     ET.SubElement(props, "property", {"name": name, "value": value})
 
 
-def finish_junit(path: str | os.PathLike[str], *, strict: bool, seed: int | None) -> bool:
+def finish_junit(
+    path: str | os.PathLike[str],
+    *,
+    strict: bool,
+    seed: int | None,
+    command: str | None = None,
+) -> bool:
     """Rewrite pytest's JUnit file at ``path`` as the module docstring says.
 
     Returns False (file untouched) when it holds no pto round or is not a regular file.
@@ -130,9 +136,11 @@ def finish_junit(path: str | os.PathLike[str], *, strict: bool, seed: int | None
             _to_system_out(case, props_elem)
     if not rounds:
         return False
-    if seed is not None:
-        for suite in _suites(root):
+    for suite in _suites(root):
+        if seed is not None:
             _add_suite_property(suite, "pto.seed", str(seed))
+        if command:
+            _add_suite_property(suite, "pto.command", command)
     text = ET.tostring(root, encoding="unicode", xml_declaration=False)
     write_text_atomic(p, '<?xml version="1.0" encoding="utf-8"?>' + text)
     return True

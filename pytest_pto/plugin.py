@@ -9,6 +9,7 @@ the devices. Session-wide state lives in one registered :class:`PtoSession` obje
 
 from __future__ import annotations
 
+import shlex
 import signal
 import sys
 import threading
@@ -111,7 +112,13 @@ def _finish_junit(config: pytest.Config, settings: Settings) -> None:
     if not path:
         return
     try:
-        finish_junit(path, strict=settings.junit_strict, seed=settings.seed)
+        args = [str(a) for a in config.invocation_params.args]
+        finish_junit(
+            path,
+            strict=settings.junit_strict,
+            seed=settings.seed,
+            command=shlex.join(["pytest", *args]),
+        )
     except (OSError, ParseError) as exc:  # the run is over and reported: say it, do not crash
         sys.stderr.write(f"pytest-pto: --junitxml {path}: pto attributes not added: {exc}\n")
 

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import subprocess
 import sys
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
 from pytest_pto._atomic import write_text_atomic
@@ -24,7 +27,15 @@ from pytest_pto.github import append_step_summary, emit_annotations
 from pytest_pto.junit_read import JUnitData, ReportInputError, read_junit_files
 from pytest_pto.table import compare, render_markdown, render_text, summarize, to_json
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILURES", "EXIT_NO_DATA", "EXIT_OK", "build_parser", "main"]
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_FAILURES",
+    "EXIT_NO_DATA",
+    "EXIT_OK",
+    "build_parser",
+    "main",
+    "provenance",
+]
 
 EXIT_OK = 0
 EXIT_FAILURES = 1
@@ -147,6 +158,61 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def provenance(data: JUnitData, argv: list[str]) -> dict[str, object]:
+    """Where a report came from: the runs' seeds and pytest commands (testsuite properties
+    ``pto.seed``/``pto.command`` written by the plugin), this command, the date (UTC) and
+    the git commit of the checkout it ran in (None outside a git work tree)."""
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "git_commit": _git_commit(),
+        "command": shlex.join([PROG, *argv]),
+        "seeds": data.suite_props.get("pto.seed", []),
+        "runs": data.suite_props.get("pto.command", []),
+        "inputs": [str(p) for p in data.files],
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    if out.returncode != 0 or not commit:
+        return None
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    return commit + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
+
+
+def _markdown_provenance(prov: dict[str, object]) -> str:
+    def listed(value: object) -> str:
+        items = value if isinstance(value, list) else []
+        return ", ".join(f"`{v}`" for v in items) if items else "not recorded"
+
+    lines = [
+        "",
+        "<details><summary>provenance</summary>",
+        "",
+        f"- date: {prov['date']}",
+        f"- git commit: `{prov['git_commit'] or 'unknown (not a git work tree)'}`",
+        f"- report command: `{prov['command']}`",
+        f"- pytest command(s): {listed(prov['runs'])}",
+        f"- seed(s) (--pto-seed): {listed(prov['seeds'])}",
+        f"- inputs: {listed(prov['inputs'])}",
+        "",
+        "</details>",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def _error(message: str) -> int:
     print(f"{PROG}: error: {message}", file=sys.stderr)
     return EXIT_BAD_INPUT
@@ -202,10 +268,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     comparisons = compare(rows, baseline=args.baseline, alpha=args.alpha)
 
+    prov = provenance(data, list(sys.argv[1:] if argv is None else argv))
     if args.format == "json":
-        text = json.dumps(to_json(rows, comparisons), indent=2) + "\n"
+        text = json.dumps({**to_json(rows, comparisons), "provenance": prov}, indent=2) + "\n"
     elif args.format == "markdown":
-        text = render_markdown(rows, comparisons, title=args.title)
+        text = render_markdown(rows, comparisons, title=args.title) + _markdown_provenance(prov)
     else:
         text = render_text(rows, comparisons)
 

@@ -8,6 +8,7 @@ xmlschema. Real inner sessions (subprocesses) with real chip workers.
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -136,6 +137,15 @@ def test_default_and_strict_junit_for_every_reader(
         rows = json.loads(capsys.readouterr().out)["rows"]
         tables.append([{k: v for k, v in r.items() if k != "max_init_skew_ms"} for r in rows])
     assert tables[0] == tables[1]  # two runs: only the measured skews differ
+    # report.md carries its provenance: date, commit, both commands, the seed
+    md_path = inner.path / "report.md"
+    assert main(["--format", "markdown", "-o", str(md_path), str(default)]) == EXIT_OK
+    md = md_path.read_text()
+    assert re.search(r"^- date: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", md, re.M)
+    assert re.search(r"^- git commit: `([0-9a-f]{40}(-dirty)?|unknown .*)`$", md, re.M)
+    assert f"- report command: `pto-report --format markdown -o {md_path} {default}`" in md
+    assert re.search(r"^- pytest command\(s\): `pytest .*--junitxml=.*--pto-seed=7`$", md, re.M)
+    assert "- seed(s) (--pto-seed): `7`" in md
     slow_row = next(r for r in tables[0] if "test_init_too_slow" in r["test"])
     assert slow_row["failed_ranks"] == {"init_timeout": {"1": 1}}
     assert slow_row["max_init_skew_partial"] is True

@@ -6,9 +6,11 @@ whole matrix costs one pytest start-up.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -147,7 +149,12 @@ def test_every_outcome_class_from_a_real_fault(
 ) -> None:
     ptester.makepyfile(test_faults=textwrap.dedent(INNER))
     result = ptester.runpytest_subprocess(
-        "--junitxml=out.xml", "--pto-lock-timeout=1", "-p", "no:cacheprovider", timeout=120
+        "--junitxml=out.xml",
+        "--pto-lock-timeout=1",
+        "--pto-trace=trace.json",
+        "-p",
+        "no:cacheprovider",
+        timeout=120,
     )
     out = result.stdout.str()
     cases = junit_cases(ptester.path / "out.xml")
@@ -223,6 +230,34 @@ def test_every_outcome_class_from_a_real_fault(
     for column in ("failed", "init_timeout", "rank_crashed", "hang", "device_unavailable"):
         assert column in out
     result.stdout.re_match_lines([r"test_faults.py::test_op_hangs\s+-\s+2\s+1\s+0\s+1\b"])
+    # the summary: infra outcomes marked and outside the pass rate, failing ranks named
+    assert "device_unavailable (infra)" in out and "pass rate excl. infra" in out
+    result.stdout.re_match_lines([r".*test_rank_killed\s.*\srank_crashed: rank 1 \(1\)"])
+    result.stdout.re_match_lines([r".*test_devices_held\s+-\s+8\s+1\s+0\s+0\s.*\s-\s*$"])
+    # every failure element carries its outcome class as its type
+    for elem in ET.parse(ptester.path / "out.xml").getroot().iter("testcase"):
+        outcome = {p.get("name"): p.get("value") for p in elem.iter("property")}["pto.outcome"]
+        for res in [*elem.iter("failure"), *elem.iter("error")]:
+            assert res.get("type") == outcome, elem.get("name")
+    # init skew measured for the failing init too (a lower bound: rank 1 never finished)
+    assert float(props("test_init_too_slow")["pto.init_skew_ms"]) >= 500
+    # the trace shows what each rank was doing when its round was stopped
+    trace = json.loads((ptester.path / "trace.json").read_text())["traceEvents"]
+    pids = {
+        e["args"]["name"].split(" round 1")[0]: e["pid"]
+        for e in trace
+        if e.get("name") == "process_name"
+    }
+    slices = [e for e in trace if e.get("ph") == "X"]
+
+    def open_slices(test: str) -> set[tuple[str, int]]:
+        pid = pids[f"test_faults.py::{test}"]
+        return {
+            (e["name"], e["tid"] - 1) for e in slices if e["pid"] == pid and e["args"].get("open")
+        }
+
+    assert open_slices("test_init_too_slow") == {("init", 1)}
+    assert ("op", 0) in open_slices("test_op_hangs") and open_slices("test_passes") == set()
     # nothing held afterwards except the other session's device 0
     state = DevicePool(range(8), ptester.path / "locks").state()
     assert [s.device for s in state if s.held] == [0]
