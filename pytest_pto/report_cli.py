@@ -45,14 +45,24 @@ PROG = "pto-report"
 
 DESCRIPTION = """\
 Merge JUnit XML files written by pytest-pto runs (pytest --junitxml; any number of runs,
-xdist sessions and CI jobs) and print one table per test and variant: rounds, pass, fail,
-one column per outcome class that occurred (passed, failed, sched_error_code=N,
+xdist sessions and CI jobs) and print one table per test and variant: rounds, pass,
+failing rounds, one column per outcome class that occurred (failed, sched_error_code=N,
 orch_error_code=N, stream_sync_timeout, init_failed, init_timeout, rank_crashed, hang,
-device_unavailable), and the pass rate with its Wilson score interval.
+device_unavailable), the pass rate with its Wilson score interval, the failing ranks per
+class and the largest init skew (">=" when it is a lower bound of a failing round).
+Infrastructure outcomes (device_unavailable, marked "(infra)") are not product failures:
+they are left out of "failing rounds", the pass rate and the comparisons.
 
-Rounds are the testcases that carry the pto.outcome property; other testcases are ignored
-(their number is reported on stderr). Rounds of the same test and variant from several files
-add up. Between the variants of one test (every pair, or each against --baseline) the
+Rounds are the testcases that carry the pto.outcome property (as a testcase property, or in
+the system-out block of --pto-junit-strict files); other testcases are ignored (their number
+is reported on stderr). Rounds of the same test and variant from several files add up; a file
+named twice or reached again through a symlink is read once. Only regular files are read (a
+FIFO is refused, never waited on); a DTD in a file is refused (no entity expansion).
+
+--output writes to what it names: a regular file atomically (temp file + rename), a symlink's
+target, a FIFO or a character device in place; a directory, a full device or an unwritable
+place is an error naming the path and the cause. Markdown and JSON output end with the
+report's provenance: date, git commit, this command, the runs' pytest commands and seeds. Between the variants of one test (every pair, or each against --baseline) the
 failure rates are compared with Fisher's exact test (two-sided, exact arithmetic), so
 "15/30 vs 0/30" comes with a p-value (not adjusted for multiple comparisons)."""
 

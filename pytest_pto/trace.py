@@ -8,6 +8,9 @@ Layout, chosen so init skew is visible at a glance:
 - one *thread* (tid) per rank inside it, named ``rank K``, so Perfetto draws ranks as rows
   one above the other: each rank's ``spawn``, ``init``, ``barrier_wait``, ``op`` and
   ``teardown`` are complete (``"ph": "X"``) slices on its row;
+- a slice a rank never ended (the op of a hung rank, the init of a rank still initialising
+  when its round was stopped) ends where that rank's teardown ends and has ``args.open``
+  true, so a hang's trace shows what every rank was doing;
 - one extra row ``init skew`` with a slice from the first rank's init end to the last one's
   (the window a fast rank spends waiting, or, without the barrier, running its op early).
 
