@@ -10,8 +10,9 @@ What a path names decides how it is written:
   link, the rename happens next to the target);
 - a FIFO: opened for writing and written in place (``--output >(gzip > r.gz)``, a pipe to
   another tool). Nobody reading is an error after ``fifo_wait_s`` seconds, not a hang;
-- a character device (``/dev/null``, ``/dev/stdout``, a tty): written in place. Renaming a
-  file over it would destroy the device node (which root can do);
+- a character device (``/dev/null``, a tty): written in place. Renaming a file over it
+  would destroy the device node (which root can do). ``/dev/stdout`` and other ``/proc``
+  magic links are written in place whatever they lead to (a pipe, a tty, a redirected file);
 - anything else (a directory, a block device, a socket) is refused.
 
 Every failure is one :class:`OutputError` (an ``OSError``) naming the path and the cause, e.g.
@@ -94,8 +95,8 @@ def _write_in_place(path: Path, data: bytes, mode: int, wait_s: float) -> None:
     try:
         if stat.S_ISFIFO(mode):
             fd = _open_fifo(path, wait_s)
-        else:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        else:  # O_TRUNC: a regular file behind a magic link; ignored by devices
+            fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
         try:
             _write_all(fd, data)
         finally:
@@ -137,31 +138,41 @@ def write_text_atomic(
     named = Path(path)
     data = text.encode("utf-8")
     target = Path(os.path.realpath(named)) if named.is_symlink() else named
-    try:
-        st: os.stat_result | None = os.stat(target)
-    except FileNotFoundError:
-        st = None
-    except OSError as exc:
-        raise OutputError(exc.errno, f"{named}: cannot write: {_cause(exc)}") from None
     shown = named if target == named else Path(f"{named} -> {target}")
-    if st is None or stat.S_ISREG(st.st_mode):
+    try:
+        st: os.stat_result | None = os.stat(named)  # follows every link, /proc's included
+    except FileNotFoundError:
+        st = None  # nothing there yet, or a dangling symlink: create its target
+    except OSError as exc:
+        raise OutputError(exc.errno, f"{shown}: cannot write: {_cause(exc)}") from None
+    if st is None or (stat.S_ISREG(st.st_mode) and _same_file(target, st)):
         if not target.parent.is_dir():
             raise OutputError(
                 errno.ENOENT, f"{shown}: cannot write: directory {target.parent} does not exist"
             )
         _replace(target, data, None if st is None else st.st_mode)
         return target
-    if stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode):
+    if stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode):
+        # a FIFO, a device, or a file behind a /proc magic link (``/dev/stdout`` redirected
+        # to a file, whose realpath names no file): write what the name opens, in place
         try:
-            _write_in_place(target, data, st.st_mode, fifo_wait_s)
+            _write_in_place(named, data, st.st_mode, fifo_wait_s)
         except OutputError as exc:
-            raise OutputError(exc.errno, exc.message.replace(str(target), str(shown), 1)) from None
+            raise OutputError(exc.errno, exc.message.replace(str(named), str(shown), 1)) from None
         return target
     kind = "a directory" if stat.S_ISDIR(st.st_mode) else _kind(st.st_mode)
     raise OutputError(
         errno.EISDIR if stat.S_ISDIR(st.st_mode) else errno.EINVAL,
         f"{shown}: cannot write: is {kind}, expected a file, a FIFO or a character device",
     )
+
+
+def _same_file(path: Path, st: os.stat_result) -> bool:
+    try:
+        other = os.stat(path)
+    except OSError:
+        return False
+    return (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
 
 
 def _kind(mode: int) -> str:

@@ -62,7 +62,9 @@ FIFO is refused, never waited on); a DTD in a file is refused (no entity expansi
 --output writes to what it names: a regular file atomically (temp file + rename), a symlink's
 target, a FIFO or a character device in place; a directory, a full device or an unwritable
 place is an error naming the path and the cause. Markdown and JSON output end with the
-report's provenance: date, git commit, this command, the runs' pytest commands and seeds. Between the variants of one test (every pair, or each against --baseline) the
+report's provenance: date, git commit, this command, the runs' pytest commands and seeds.
+
+Between the variants of one test (every pair, or each against --baseline) the
 failure rates are compared with Fisher's exact test (two-sided, exact arithmetic), so
 "15/30 vs 0/30" comes with a p-value (not adjusted for multiple comparisons)."""
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -170,3 +172,24 @@ def test_trace_writer_follows_symlink_and_writes_fifo(tmp_path: Path) -> None:
         w.add_round("t::x", 1, None, ev)
     assert link.is_symlink()
     assert json.loads(target.read_text())["traceEvents"]
+
+
+@pytest.mark.parametrize("redirect", ["pipe", "file"])
+def test_dev_stdout_is_written_in_place(redirect: str, tmp_path: Path) -> None:
+    code = (
+        "import sys; from pytest_pto._atomic import write_text_atomic; "
+        "sys.stdout.write('head\\n'); sys.stdout.flush(); "
+        "write_text_atomic('/dev/stdout', 'report\\n')"
+    )
+    cmd = [sys.executable, "-c", code]
+    if redirect == "pipe":
+        out = subprocess.run(cmd, stdout=subprocess.PIPE, check=True, timeout=60).stdout
+        assert out == b"head\nreport\n"
+    else:
+        dest = tmp_path / "out.txt"
+        with open(dest, "wb") as fh:
+            subprocess.run(cmd, stdout=fh, check=True, timeout=60)
+        # like any tool opening /dev/stdout for writing: the file now holds the report,
+        # and it is still the file the shell redirected to (not a renamed replacement)
+        assert dest.read_bytes() == b"report\n"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
