@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["FIFO_WAIT_S", "OutputError", "write_text_atomic"]
+__all__ = ["FIFO_WAIT_S", "OutputError", "append_text", "write_text_atomic"]
 
 #: How long a FIFO output waits for a reader before giving up.
 FIFO_WAIT_S = 10.0
@@ -173,6 +173,42 @@ def _same_file(path: Path, st: os.stat_result) -> bool:
     except OSError:
         return False
     return (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
+
+
+def append_text(
+    path: str | os.PathLike[str], text: str, *, fifo_wait_s: float = FIFO_WAIT_S
+) -> Path:
+    """Append ``text`` (UTF-8) to a shared file (``$GITHUB_STEP_SUMMARY``), created if missing.
+
+    Appends are not atomic renames (other steps append to the same file); the same rules as
+    :func:`write_text_atomic` otherwise: symlinks followed, a FIFO written with a bounded
+    wait for its reader, a directory refused, every failure one :class:`OutputError`.
+    """
+    named = Path(path)
+    data = text.encode("utf-8")
+    try:
+        st: os.stat_result | None = os.stat(named)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise OutputError(exc.errno, f"{named}: cannot append: {_cause(exc)}") from None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise OutputError(errno.EISDIR, f"{named}: cannot append: is a directory")
+    try:
+        if st is not None and stat.S_ISFIFO(st.st_mode):
+            fd = _open_fifo(named, fifo_wait_s)
+        else:
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+            fd = os.open(named, flags, 0o666)
+        try:
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
+    except OutputError as exc:
+        raise OutputError(exc.errno, exc.message.replace("cannot write", "cannot append")) from None
+    except OSError as exc:
+        raise OutputError(exc.errno, f"{named}: cannot append: {_cause(exc)}") from None
+    return named
 
 
 def _kind(mode: int) -> str:

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TextIO
 
+from pytest_pto._atomic import append_text
 from pytest_pto.table import RoundRecord
 
 __all__ = [
@@ -128,6 +129,5 @@ def append_step_summary(
         return None
     p = Path(target)
     text = markdown if markdown.endswith("\n") else markdown + "\n"
-    with p.open("a", encoding="utf-8") as fh:
-        fh.write("\n" + text)
+    append_text(p, "\n" + text)  # OutputError (an OSError) names the path and the cause
     return p

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_pto._atomic import OutputError, write_text_atomic
+from pytest_pto._atomic import OutputError, append_text, write_text_atomic
 from pytest_pto.report_cli import EXIT_BAD_INPUT, EXIT_OK, main
 from pytest_pto.trace import TraceWriter
 from tests.report.conftest import MakeRun
@@ -193,3 +193,24 @@ def test_dev_stdout_is_written_in_place(redirect: str, tmp_path: Path) -> None:
         # and it is still the file the shell redirected to (not a renamed replacement)
         assert dest.read_bytes() == b"report\n"
         assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_step_summary_appends_through_symlinks_and_refuses_what_it_cannot_write(
+    tmp_path: Path,
+) -> None:
+    real = tmp_path / "summary.md"
+    real.write_text("# earlier step\n")
+    link = tmp_path / "link.md"
+    link.symlink_to(real)
+    append_text(link, "table\n")
+    assert link.is_symlink() and real.read_text() == "# earlier step\ntable\n"
+    fifo = tmp_path / "summary.fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(OutputError, match=r"summary\.fifo: cannot append: FIFO has no reader"):
+        append_text(fifo, "x", fifo_wait_s=0.2)
+    with pytest.raises(OutputError, match=r"cannot append: is a directory"):
+        append_text(tmp_path, "x")
+    if os.path.exists("/dev/full"):
+        with pytest.raises(OutputError, match=r"^/dev/full: cannot append: No space left"):
+            append_text("/dev/full", "x")
+        assert _is_chr("/dev/full")
