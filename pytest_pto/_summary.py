@@ -53,7 +53,8 @@ class SummaryCollector:
         record, the running tally of its (test, variant) and the session's rounds per test."""
         if report.nodeid in self._seen:
             return None
-        props = properties_dict(report.user_properties)
+        # only TestReports carry user_properties; another plugin may log a CollectReport here
+        props = properties_dict(getattr(report, "user_properties", None) or ())
         raw = props.get("pto.outcome")
         if raw is None or not raw.strip():
             return None

@@ -77,7 +77,14 @@ class PtoWorld:
         self._old_alarm: Any = None
         if plan.log_dir is not None:
             self.log_dir = Path(plan.log_dir) / _safe(plan.nodeid)
-            self.log_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # e.g. the disk filled up since the session started
+                pytest.fail(
+                    f"pytest-pto: --pto-log-dir: cannot create {self.log_dir}: "
+                    f"{exc.strerror or exc}",
+                    pytrace=False,
+                )
             self._own_log_dir = False
         else:
             self.log_dir = _round_log_dir()

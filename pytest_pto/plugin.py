@@ -23,9 +23,9 @@ import pytest
 
 from pytest_pto._junit_props import round_properties
 from pytest_pto._rounds import ROUND_PARAM, MarkerError, RoundPlan, parametrize, plan_for
-from pytest_pto._settings import Settings, add_options, resolve
+from pytest_pto._settings import OPTIONS, Settings, add_options, resolve
 from pytest_pto._summary import SummaryCollector, tally_text
-from pytest_pto._variants import Variant, VariantError, load_variants, select_variants
+from pytest_pto._variants import Variant
 from pytest_pto._world_fixture import PtoWorld
 from pytest_pto.devices import DevicePool, choose_group
 from pytest_pto.outcomes import HANG, RoundOutcome, classify
@@ -55,10 +55,25 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     if config.getoption("help", False) or config.getoption("version", False):
         return
+    session = PtoSession(config)
+    if _explicit_options(config):
+        session.load()  # an explicit --pto-* option is checked now: a usage error at once
+    config.stash[SESSION_KEY] = session
+    config.pluginmanager.register(session, "pto-session")
+
+
+def _explicit_options(config: pytest.Config) -> bool:
+    return any(config.getoption(f"pto_{opt.dest}") is not None for opt in OPTIONS)
+
+
+def _load(config: pytest.Config) -> tuple[Settings, dict[str, Variant], list[Variant] | None]:
+    """Resolve and validate the settings and the variants file (raises pytest.UsageError)."""
     settings = resolve(config)
     variants: dict[str, Variant] = {}
     selected: list[Variant] | None = None
     if settings.variants_file is not None:
+        from pytest_pto._variants import VariantError, load_variants, select_variants
+
         try:
             variants = load_variants(settings.variants_file)
             selected = select_variants(settings.variants_file, variants, settings.variant)
@@ -76,9 +91,7 @@ def pytest_configure(config: pytest.Config) -> None:
             f"pytest-pto: {settings.source('variant')}: selecting a variant needs a variants "
             "file (--pto-variants FILE)"
         )
-    session = PtoSession(config, settings, variants, selected)
-    config.stash[SESSION_KEY] = session
-    config.pluginmanager.register(session, "pto-session")
+    return settings, variants, selected
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -156,6 +169,11 @@ def pto_world(request: pytest.FixtureRequest) -> Iterator[PtoWorld]:
     session = request.config.stash.get(SESSION_KEY, None)
     if session is None:
         pytest.fail("pytest-pto is not configured (was it disabled with -p no:pto?)")
+    session.used = True
+    try:
+        session.load()
+    except pytest.UsageError as exc:  # a test that asked for pto_world at run time only
+        pytest.fail(str(exc), pytrace=False)
     item = request.node
     state = item.stash.get(ROUND_KEY, None)
     if state is None:  # e.g. requested through getfixturevalue by a non-parametrized test
@@ -189,6 +207,18 @@ def _plan(item: pytest.Item, session: PtoSession) -> RoundPlan:
         return plan_for(item, session.settings, session.variants)
     except MarkerError as exc:
         pytest.fail(f"pytest-pto: {exc}", pytrace=False)
+
+
+def _wants_pto(metafunc: pytest.Metafunc) -> bool:
+    return (
+        next(iter(metafunc.definition.iter_markers("pto")), None) is not None
+        or "pto_world" in metafunc.fixturenames
+    )
+
+
+def _is_libpto_sigterm(handler: Any) -> bool:
+    """libpto's own handler (kill the workers, then die by SIGTERM): ours supersedes it."""
+    return getattr(handler, "__module__", None) == "libpto._procs"
 
 
 def _is_round(item: pytest.Item) -> bool:
@@ -229,22 +259,42 @@ def _detail_text(outcome: RoundOutcome, exc: BaseException | None) -> str:
 class PtoSession:
     """Session-wide state and the hooks that need it (registered as plugin ``pto-session``)."""
 
-    def __init__(
-        self,
-        config: pytest.Config,
-        settings: Settings,
-        variants: dict[str, Variant],
-        selected: list[Variant] | None,
-    ) -> None:
+    def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.settings = settings
-        self.variants = variants
-        self.selected = selected
+        self._settings: Settings | None = None
+        self.variants: dict[str, Variant] = {}
+        self.selected: list[Variant] | None = None
+        self.used = False  # a distributed test was collected or run in this process
+        self.load_error: pytest.UsageError | None = None
         self.summary = SummaryCollector()
         self.open_handles: set[PtoWorld] = set()
         self._pool: DevicePool | None = None
         self._old_sigterm: Any = None
-        self._install_sigterm()
+
+    def load(self) -> None:
+        """Resolve the settings now (raises pytest.UsageError naming the bad source)."""
+        if self._settings is None:
+            self._settings, self.variants, self.selected = _load(self.config)
+
+    @property
+    def settings(self) -> Settings:
+        """The session settings, resolved on first use (raises pytest.UsageError).
+
+        Why lazily: the plugin is loaded in every pytest session of an environment; a session
+        without a distributed test must not fail over a ``PTO_*`` variable it never uses.
+        A bad setting found during collection still ends the session as a usage error (exit
+        4), raised from ``pytest_collection_modifyitems`` where pytest reports it as such.
+        """
+        if self._settings is None:
+            if self.load_error is not None:
+                raise self.load_error
+            try:
+                self.load()
+            except pytest.UsageError as exc:
+                self.load_error = exc
+                raise
+        assert self._settings is not None
+        return self._settings
 
     @property
     def pool(self) -> DevicePool:
@@ -272,17 +322,39 @@ class PtoSession:
     def is_worker(self) -> bool:
         return hasattr(self.config, "workerinput")
 
-    # -- SIGTERM: turn it into KeyboardInterrupt so fixtures tear down (workers, locks) -------
+    # -- SIGTERM during a round: KeyboardInterrupt, so fixtures tear down (workers, locks) ----
     def _install_sigterm(self) -> None:
+        """Only while a distributed item runs; restored after it (:meth:`_restore_sigterm`).
+
+        Outside rounds SIGTERM keeps whatever meaning the session gave it (default: the
+        process dies), so sessions without distributed tests behave as without the plugin.
+        """
         if threading.current_thread() is not threading.main_thread():
             return
-        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        current = signal.getsignal(signal.SIGTERM)
+        if current is not signal.SIG_DFL and not _is_libpto_sigterm(current):
             return  # someone else owns it
         self._old_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
 
+    def _restore_sigterm(self) -> None:
+        if self._old_sigterm is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._old_sigterm)
+            self._old_sigterm = None
+
     def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
+        self._old_sigterm = None  # ... also after this round: the session is going down
         raise KeyboardInterrupt("SIGTERM: pytest-pto is tearing down chip workers and locks")
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+        if not (_is_round(item) or "pto_world" in getattr(item, "fixturenames", ())):
+            return (yield)
+        self._install_sigterm()
+        try:
+            return (yield)
+        finally:
+            self._restore_sigterm()
 
     def shutdown(self) -> None:
         for handle in list(self.open_handles):
@@ -291,17 +363,32 @@ class PtoSession:
             except Exception as exc:  # the report is over; say it, do not raise
                 sys.stderr.write(f"pytest-pto: closing {handle!r} failed: {exc!r}\n")
         self.open_handles.clear()
-        if self._old_sigterm is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self._old_sigterm)
-            self._old_sigterm = None
+        self._restore_sigterm()
 
     # -- collection ----------------------------------------------------------------------------
     @pytest.hookimpl(trylast=True)
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
-        parametrize(metafunc, self.settings, self.selected)
+        if not _wants_pto(metafunc):
+            return
+        self.used = True
+        try:
+            settings = self.settings  # first distributed test: the settings are resolved here
+        except pytest.UsageError as exc:
+            if self.is_worker:  # an xdist worker cannot end the session: a collection error
+                raise pytest.Collector.CollectError(str(exc)) from None
+            return  # raised as the session's usage error once collection is over
+        parametrize(metafunc, settings, self.selected)
 
-    def pytest_report_header(self, config: pytest.Config) -> list[str]:
-        s = self.settings
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self) -> None:
+        if self.load_error is not None and not self.is_worker:  # pytest exits 4 with it
+            raise self.load_error
+
+    def pytest_report_collectionfinish(self, config: pytest.Config) -> list[str]:
+        """The session facts, once a distributed test was collected (silent otherwise)."""
+        if not self.used or self._settings is None:
+            return []
+        s = self._settings
         rt = "off" if s.round_timeout is None else f"{s.round_timeout:g} s"
         lines = [
             f"pto: platform {s.platform}, devices {_fmt_devices(s.devices)} "
@@ -413,8 +500,8 @@ class PtoSession:
 
     # -- reporting (controller side) -----------------------------------------------------------
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if self.is_worker:
-            return
+        if self.is_worker or not isinstance(report, pytest.TestReport):
+            return  # e.g. a CollectReport another plugin passes through this hook (#2971)
         added = self.summary.add(report)
         if added is None:
             return
@@ -454,11 +541,19 @@ class PtoSession:
             )
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.is_worker or self.settings.trace is None:
+        if self.is_worker or not (self.used or self.summary.records):
+            return  # no distributed test: no trace file either
+        if self._settings is None:  # an xdist controller (it collects nothing itself)
+            try:
+                self.load()
+            except pytest.UsageError:
+                return  # the workers said it already
+        assert self._settings is not None
+        if self._settings.trace is None:
             return
         from pytest_pto.trace import TraceWriter
 
-        path: Path = self.settings.trace
+        path: Path = self._settings.trace
         try:
             with TraceWriter(path) as writer:
                 for record, events in self.summary.events:

@@ -1,0 +1,192 @@
+"""The plugin is loaded in every pytest session of an environment: a session without a
+distributed test must behave as if it were not installed (issue 9)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PLAIN = """
+def test_one():
+    pass
+
+def test_two():
+    pass
+"""
+
+DISTRIBUTED = """
+import pytest
+
+@pytest.mark.pto
+def test_d(pto_world):
+    assert pto_world.size == 2
+"""
+
+
+def _env(lock_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PTO_")}
+    env.update(PTO_TEST_INNER="1", PTO_LOCK_DIR=str(lock_dir), **extra)
+    return env
+
+
+def _run(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=120,
+    )
+
+
+SELF_SIGTERM = """
+import os, signal
+
+def test_a_kills_itself():
+    os.kill(os.getpid(), signal.SIGTERM)
+
+def test_b():
+    pass
+"""
+
+
+def test_sigterm_outside_rounds_kills_the_process_as_plain_pytest(tmp_path: Path) -> None:
+    (tmp_path / "test_self.py").write_text(SELF_SIGTERM)
+    env = _env(tmp_path / "locks")
+    proc = _run(tmp_path, env, "-q", "test_self.py")
+    assert proc.returncode == -signal.SIGTERM, proc.stdout + proc.stderr
+    assert "KeyboardInterrupt" not in proc.stdout + proc.stderr
+    # after a distributed test ran, the handler is gone again: the next plain test dies too
+    (tmp_path / "test_0_pto.py").write_text("def test_p(pto_world):\n    pto_world.size\n")
+    proc = _run(tmp_path, env, "-q", "--pto-devices=0-1", "test_0_pto.py", "test_self.py")
+    assert proc.returncode == -signal.SIGTERM, proc.stdout + proc.stderr
+    assert list((tmp_path / "locks").glob("*.holder")) == []
+
+
+def test_xdist_worker_that_sigterms_itself_is_a_crash_not_an_interrupt(tmp_path: Path) -> None:
+    (tmp_path / "test_self.py").write_text(SELF_SIGTERM)
+    proc = _run(tmp_path, _env(tmp_path / "locks"), "-n", "1", "test_self.py")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == pytest.ExitCode.TESTS_FAILED, out
+    assert "crashed while running" in out
+    assert "1 failed, 1 passed" in out  # the remaining test still ran
+
+
+# pytest's own regression test of #2971 (testmon logs CollectReports through this hook)
+LOGS_COLLECT_REPORTS = """
+def pytest_collection_modifyitems(items, config):
+    from _pytest.runner import CollectReport
+    for node_id in ('nodeid1', 'nodeid2'):
+        rep = CollectReport(node_id, 'passed', None, None)
+        rep.when = 'passed'
+        rep.duration = 0.1
+        config.hook.pytest_runtest_logreport(report=rep)
+"""
+
+
+def test_a_collect_report_in_runtest_logreport_is_not_an_internal_error(
+    ptester: pytest.Pytester,
+) -> None:
+    ptester.makeconftest(LOGS_COLLECT_REPORTS)
+    result = ptester.runpytest()
+    out = result.stdout.str()
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED, out  # as without the plugin
+    assert "INTERNALERROR" not in out
+    assert "2 passed" in out
+    ptester.makepyfile(test_d=DISTRIBUTED)  # and with a round in the session
+    result = ptester.runpytest()
+    out = result.stdout.str()
+    assert result.ret == 0, out
+    assert "INTERNALERROR" not in out and "3 passed" in out
+    assert "pto rounds" in out
+
+
+BAD_ENVIRONMENT = [
+    ("PTO_ROUNDS", "abc", "environment PTO_ROUNDS=abc: must be an integer >= 1"),
+    ("PTO_VARIANTS", "/missing", "environment PTO_VARIANTS=/missing: no such file"),
+    ("PTO_PLATFORM", "ascend", "platform 'ascend'"),
+    ("PTO_PLATFORM", "tpu", "environment PTO_PLATFORM=tpu: unknown platform"),
+    ("PTO_DEVICES", "9-1", "environment PTO_DEVICES=9-1: range 9-1 runs backwards"),
+    ("PTO_LOCK_TIMEOUT", "-1", "environment PTO_LOCK_TIMEOUT=-1: must be a number of seconds"),
+    ("PTO_INIT_TIMEOUT", "nan", "environment PTO_INIT_TIMEOUT=nan: must be a number of seconds"),
+    ("PTO_ROUND_TIMEOUT", "x", "environment PTO_ROUND_TIMEOUT=x: must be a number of seconds"),
+    ("PTO_INIT_BARRIER", "maybe", "environment PTO_INIT_BARRIER=maybe: must be 'on' or 'off'"),
+    ("PTO_LATCH_POLICY", "lazy", "environment PTO_LATCH_POLICY=lazy: must be one of"),
+    ("PTO_SEED", "-1", "environment PTO_SEED=-1: must be an integer >= 0"),
+    ("PTO_VARIANT", "fast", "selecting a variant needs a variants file"),
+    ("PTO_LOG_DIR", "afile/logs", "environment PTO_LOG_DIR=afile/logs: cannot be created"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), BAD_ENVIRONMENT)
+def test_bad_environment_is_ignored_without_distributed_tests(
+    ptester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    value: str,
+    expected: str,
+) -> None:
+    monkeypatch.setenv(name, value)
+    (ptester.path / "afile").write_text("")
+    ptester.makepyfile(PLAIN)
+    result = ptester.runpytest()
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == 0, out
+    assert "pto:" not in out and "pytest-pto" not in out
+    # ... and is one usage error as soon as a distributed test is collected
+    ptester.makepyfile(test_d=DISTRIBUTED)
+    result = ptester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
+    err = result.stderr.str()
+    assert expected in err, err
+    assert err.count("ERROR:") == 1 and "Traceback" not in err
+
+
+def test_session_without_distributed_tests_touches_nothing(
+    ptester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trace = ptester.path / "trace.json"
+    lock_dir = ptester.path / "fresh-locks"
+    monkeypatch.setenv("PTO_TRACE", str(trace))
+    monkeypatch.setenv("PTO_LOCK_DIR", str(lock_dir))
+    ptester.makepyfile(PLAIN)
+    result = ptester.runpytest_subprocess()
+    out = result.stdout.str()
+    assert result.ret == 0, out
+    assert "pto:" not in out and "pto rounds" not in out
+    assert not trace.exists()
+    assert not lock_dir.exists()
+    # with a distributed test: header, trace and lock dir are there
+    ptester.makepyfile(test_d=DISTRIBUTED)
+    result = ptester.runpytest_subprocess()
+    out = result.stdout.str()
+    assert result.ret == 0, out
+    assert "pto: platform sim" in out
+    assert trace.exists()
+    assert lock_dir.is_dir()
+
+
+def test_explicit_option_is_checked_at_once_even_without_distributed_tests(
+    ptester: pytest.Pytester,
+) -> None:
+    ptester.makepyfile(PLAIN)
+    result = ptester.runpytest("--pto-rounds=abc")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--pto-rounds=abc: must be an integer >= 1" in result.stderr.str()
+
+
+def test_bad_environment_under_xdist_is_a_collection_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "test_d.py").write_text(DISTRIBUTED)
+    proc = _run(tmp_path, _env(tmp_path / "locks", PTO_ROUNDS="abc"), "-n", "1")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert "ERROR collecting test_d.py" in out
+    assert "pytest-pto: environment PTO_ROUNDS=abc: must be an integer >= 1" in out
+    assert "INTERNALERROR" not in out
