@@ -81,6 +81,10 @@ class RoundOutcome:
     def headline(self) -> str:
         """The failure message: the outcome class first, then the rank and cause (one line)."""
         first = self.message.strip().splitlines()[0] if self.message.strip() else ""
+        # the class is said once: "hang: ranks 0, 1: op x ...", not "...: hang: op x ..."
+        first = re.sub(
+            rf"^((?:ranks? [0-9, ]+: )?){re.escape(self.outcome)}: ", r"\1", first, count=1
+        )
         return f"{self.outcome}: {first}" if first else self.outcome
 
 

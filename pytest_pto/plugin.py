@@ -266,6 +266,7 @@ class PtoSession:
         self.selected: list[Variant] | None = None
         self.used = False  # a distributed test was collected or run in this process
         self.load_error: pytest.UsageError | None = None
+        self._header_shown = False  # an xdist controller collects nothing: said at the end
         self.summary = SummaryCollector()
         self.open_handles: set[PtoWorld] = set()
         self._pool: DevicePool | None = None
@@ -295,6 +296,14 @@ class PtoSession:
                 raise
         assert self._settings is not None
         return self._settings
+
+    def _quiet_settings(self) -> Settings | None:
+        """The settings, or None if they are bad: an xdist controller collects nothing and
+        resolves them only at the end, after its workers reported the error."""
+        try:
+            return self.settings
+        except pytest.UsageError:
+            return None
 
     @property
     def pool(self) -> DevicePool:
@@ -388,7 +397,10 @@ class PtoSession:
         """The session facts, once a distributed test was collected (silent otherwise)."""
         if not self.used or self._settings is None:
             return []
-        s = self._settings
+        self._header_shown = True
+        return self._header_lines(self._settings)
+
+    def _header_lines(self, s: Settings) -> list[str]:
         rt = "off" if s.round_timeout is None else f"{s.round_timeout:g} s"
         lines = [
             f"pto: platform {s.platform}, devices {_fmt_devices(s.devices)} "
@@ -512,12 +524,18 @@ class PtoSession:
             if tr is not None:
                 variant = f" [{record.variant}]" if record.variant else ""
                 tr.ensure_newline()
+                if tr._tw.width_of_current_line:  # -q, xdist: after the dots, not glued to them
+                    tr._tw.line()
                 tr.write_line(f"pto: {record.test}{variant}: {total} rounds: {tally_text(tally)}")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker or not self.summary.records:
             return
         terminalreporter.write_sep("=", "pto rounds")
+        settings = self._quiet_settings()
+        if not self._header_shown and settings is not None:
+            for line in self._header_lines(settings):
+                terminalreporter.write_line(line)
         for line in self.summary.render().rstrip("\n").splitlines():
             terminalreporter.write_line(line)
         self._github(terminalreporter)
@@ -543,17 +561,12 @@ class PtoSession:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.is_worker or not (self.used or self.summary.records):
             return  # no distributed test: no trace file either
-        if self._settings is None:  # an xdist controller (it collects nothing itself)
-            try:
-                self.load()
-            except pytest.UsageError:
-                return  # the workers said it already
-        assert self._settings is not None
-        if self._settings.trace is None:
+        settings = self._quiet_settings()
+        if settings is None or settings.trace is None:
             return
         from pytest_pto.trace import TraceWriter
 
-        path: Path = self._settings.trace
+        path: Path = settings.trace
         try:
             with TraceWriter(path) as writer:
                 for record, events in self.summary.events:

@@ -229,6 +229,9 @@ int pto_rt_config_set(pto_rt_config *cfg, const char *key, const char *value)
         cfg->FIELD = (TYPE)v;                                                                  \
         return PTO_OK;                                                                         \
     }
+    /* the coherence check judges these two only when someone chose one (timeouts_set) */
+    if (!strcmp(key, "PTO_SCHEDULER_TIMEOUT_MS") || !strcmp(key, "PTO_STREAM_SYNC_TIMEOUT_MS"))
+        cfg->timeouts_set = 1;
     INT_KEY("PTO_SCHEDULER_TIMEOUT_MS", 1, PTO_MAX_TIMEOUT_MS, sched_timeout_ms, int64_t)
     INT_KEY("PTO_MAX_IDLE_ITERATIONS", 1, PTO_MAX_IDLE_ITERS, max_idle_iterations, int64_t)
     INT_KEY("PTO_STREAM_SYNC_TIMEOUT_MS", 1, PTO_MAX_TIMEOUT_MS, stream_sync_timeout_ms, int64_t)
@@ -298,7 +301,9 @@ int pto_rt_config_from_env(pto_rt_config *cfg)
  * with owned-wallclock, a scheduler budget >= the host stream-sync timeout means a stalled
  * task is reported by the host's outer timeout before the device can latch
  * SCHEDULER_TIMEOUT with its stall locators. Legal (it is the incident's configuration), so a
- * warning, not an error. */
+ * warning, not an error -- and only when one of the two was set (environment, env mapping or
+ * keyword): the documented defaults (5000 >= 2000, the incident's) are a known trade-off, and
+ * a warning every rank log repeats for a choice nobody made is noise that hides real ones. */
 int pto_rt_config_check(const pto_rt_config *cfg, char *buf, size_t cap)
 {
     if (!cfg)
@@ -306,7 +311,7 @@ int pto_rt_config_check(const pto_rt_config *cfg, char *buf, size_t cap)
     if (!buf || cap == 0)
         return pto_fail(PTO_E_INVALID_ARG, "pto_rt_config_check: buf is NULL or cap is 0");
     buf[0] = '\0';
-    if (cfg->latch_policy == PTO_LATCH_OWNED_WALLCLOCK &&
+    if (cfg->timeouts_set && cfg->latch_policy == PTO_LATCH_OWNED_WALLCLOCK &&
         cfg->sched_timeout_ms >= cfg->stream_sync_timeout_ms)
         snprintf(buf, cap,
                  "PTO_SCHEDULER_TIMEOUT_MS=%lld >= PTO_STREAM_SYNC_TIMEOUT_MS=%lld: a stalled "

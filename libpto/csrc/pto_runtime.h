@@ -131,6 +131,7 @@ typedef struct pto_rt_config {
     double malloc_ms_per_gib;        /* PTO_SIM_MALLOC_MS_PER_GIB */
     uint64_t malloc_seed;            /* PTO_SIM_MALLOC_SEED */
     double malloc_sigma;             /* PTO_SIM_MALLOC_SIGMA */
+    int32_t timeouts_set; /* scheduler budget or stream-sync timeout set (not defaults) */
 } pto_rt_config;
 
 /* The shared header as the host sees it after a run. */

@@ -190,3 +190,15 @@ def test_bad_environment_under_xdist_is_a_collection_error_naming_it(tmp_path: P
     assert "ERROR collecting test_d.py" in out
     assert "pytest-pto: environment PTO_ROUNDS=abc: must be an integer >= 1" in out
     assert "INTERNALERROR" not in out
+
+
+def test_progress_line_starts_on_its_own_line(ptester: pytest.Pytester) -> None:
+    ptester.makepyfile(test_d=DISTRIBUTED, test_plain=PLAIN)
+    for args in (["-q"], ["-n", "2"]):
+        result = ptester.runpytest_subprocess("--pto-rounds=3", *args)
+        lines = result.stdout.lines
+        assert result.ret == 0, result.stdout.str()
+        assert "pto: test_d.py::test_d: 3 rounds: 3 passed" in lines, args
+        assert not any(".pto:" in line for line in lines), args
+        # the session facts are said once, also by an xdist controller (it collects nothing)
+        assert sum(line.startswith("pto: platform sim") for line in lines) == 1, args

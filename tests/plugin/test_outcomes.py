@@ -191,6 +191,7 @@ def test_every_outcome_class_from_a_real_fault(
     for name in ("test_op_hangs", "test_body_hangs"):
         assert props(name)["pto.outcome"] == "hang"
         assert str(case(name)["failure"]).startswith("hang: ")
+        assert str(case(name)["failure"]).count("hang:") == 1  # the class is said once
         text = str(case(name)["text"])  # every rank's stack reaches JUnit with default settings
         assert "rank 0" in text and "rank 1" in text
     assert "in sleepy" in str(case("test_op_hangs")["text"])

@@ -136,6 +136,26 @@ def test_incoherent_budget_is_a_warning(capfd: pytest.CaptureFixture[str]) -> No
         assert rt.config_warning == ""  # the budget is not used by the old policy
 
 
+def test_documented_defaults_do_not_warn_about_themselves(
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """5000 >= 2000 is the default pair: warned only when someone chose one of the two."""
+    monkeypatch.delenv("PTO_SCHEDULER_TIMEOUT_MS", raising=False)
+    monkeypatch.delenv("PTO_STREAM_SYNC_TIMEOUT_MS", raising=False)
+    with libpto.Runtime() as rt:
+        assert rt.config_warning == ""
+    assert "CONFIG WARNING" not in capfd.readouterr().err
+    with libpto.Runtime(env={"PTO_STREAM_SYNC_TIMEOUT_MS": "500"}) as rt:  # the incident demo
+        assert "PTO_SCHEDULER_TIMEOUT_MS=5000 >= PTO_STREAM_SYNC_TIMEOUT_MS=500" in (
+            rt.config_warning
+        )
+    monkeypatch.setenv("PTO_SCHEDULER_TIMEOUT_MS", "2000")
+    with libpto.Runtime() as rt:
+        assert "PTO_SCHEDULER_TIMEOUT_MS=2000 >= PTO_STREAM_SYNC_TIMEOUT_MS=2000" in (
+            rt.config_warning
+        )
+
+
 def test_init_delay_fixed_and_per_rank() -> None:
     with libpto.Runtime(init_delay_ms=300) as rt:
         assert rt.init_delay_ms == 300 and rt.init_ms >= 300
