@@ -28,6 +28,7 @@ from array import array
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from libpto._checks import name_problem
 from libpto._ffi import ffi, lib
 from libpto.errors import InvalidArgument, RuntimeStateError, check
 
@@ -181,6 +182,14 @@ def _cmp_arg(context: str, cmp: Any) -> int:
     return int(cmp)
 
 
+def _check_name(context: str, name: Any) -> None:
+    """A NUL would cut the name short in C: another segment than the one named, which no
+    cleanup recognises as ours."""
+    problem = name_problem(name)
+    if problem is not None:
+        raise _invalid(context, f"name={name!r} {problem}")
+
+
 def _timeout_arg(context: str, timeout_ms: Any) -> int:
     """Milliseconds as the C int64 (``-1``: no deadline for ``None``)."""
     if timeout_ms is None:
@@ -294,8 +303,7 @@ class CommWindow:
         ctx = "CommWindow.create"
         if name is None:
             name = new_name("comm")
-        if not isinstance(name, str):
-            raise _invalid(ctx, f"name={name!r} must be a string")
+        _check_name(ctx, name)
         size_ = _int_arg(ctx, "size", size, 1, int(lib.PTO_COMM_MAX_RANKS))
         rank_ = _rank_arg(ctx, rank)
         if rank_ >= size_:
@@ -303,7 +311,7 @@ class CommWindow:
         slots_ = _int_arg(ctx, "slots", slots, 1, int(lib.PTO_COMM_MAX_SLOTS))
         data_ = _int_arg(ctx, "data_bytes", data_bytes, 0, _U64)
         out = ffi.new("pto_comm **")
-        st = lib.pto_comm_create(name.encode(), size_, rank_, slots_, data_, out)
+        st = lib.pto_comm_create(os.fsencode(name), size_, rank_, slots_, data_, out)
         check(st, ctx, window=name)
         return cls(out[0], name.lstrip("/"), owner=True)
 
@@ -311,11 +319,10 @@ class CommWindow:
     def attach(cls, name: str, rank: int | None = None) -> CommWindow:
         """Attach to the existing window ``name`` as ``rank`` (``None``: observer)."""
         ctx = "CommWindow.attach"
-        if not isinstance(name, str):
-            raise _invalid(ctx, f"name={name!r} must be a string")
+        _check_name(ctx, name)
         rank_ = _rank_arg(ctx, rank)
         out = ffi.new("pto_comm **")
-        st = lib.pto_comm_attach(name.encode(), rank_, out)
+        st = lib.pto_comm_attach(os.fsencode(name), rank_, out)
         check(st, ctx, window=name)
         return cls(out[0], name.lstrip("/"), owner=False)
 
@@ -343,9 +350,8 @@ class CommWindow:
     @staticmethod
     def unlink(name: str, *, missing_ok: bool = False) -> None:
         """Remove the name (mappings stay valid until every process closes its handle)."""
-        if not isinstance(name, str):
-            raise _invalid("CommWindow.unlink", f"name={name!r} must be a string")
-        st = lib.pto_comm_unlink(name.encode())
+        _check_name("CommWindow.unlink", name)
+        st = lib.pto_comm_unlink(os.fsencode(name))
         if missing_ok and st == lib.PTO_E_NOT_FOUND:
             return
         check(st, "CommWindow.unlink", window=name)

@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from libpto._checks import text_problem
 from libpto._ffi import ffi, lib
 from libpto.errors import InvalidArgument, check, lib_str
 
@@ -74,9 +75,12 @@ def _text(name: str, value: Any) -> str:
 
 
 def _set(cfg: Any, key: str, value: str, source: str) -> None:
-    if "\x00" in value:
-        raise InvalidArgument(f"{source}: {key}={value!r}: contains a NUL character")
-    check(lib.pto_rt_config_set(cfg, key.encode(), value.encode()), source, key=key)
+    problem = text_problem(value)  # NUL, or a lone surrogate no byte string can carry
+    if problem is not None:
+        raise InvalidArgument(f"{source}: {key}={value!r}: the value {problem}")
+    # os.fsencode: bytes that were not UTF-8 in the environment go back as they came, and
+    # the C validator names the variable and its rule ("must be an integer ...")
+    check(lib.pto_rt_config_set(cfg, key.encode(), os.fsencode(value)), source, key=key)
 
 
 def build_config(

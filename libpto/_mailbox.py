@@ -8,8 +8,10 @@ statuses into exceptions and bytes in and out of the payload channels.
 from __future__ import annotations
 
 import enum
+import os
 from typing import Any
 
+from libpto._checks import name_problem
 from libpto._ffi import ffi, lib
 from libpto.errors import InvalidArgument, RuntimeStateError, check
 
@@ -286,15 +288,15 @@ class Mailbox:
 
 
 def _name(name: Any) -> bytes:
-    if not isinstance(name, str) or "\x00" in name:
-        raise InvalidArgument(
-            f"mailbox name {name!r}: must be a string without NUL", name="PTO_E_INVALID_ARG"
-        )
-    return name.encode()
+    problem = name_problem(name)  # a NUL would name another segment in C
+    if problem is not None:
+        raise InvalidArgument(f"mailbox name {name!r}: {problem}", name="PTO_E_INVALID_ARG")
+    return os.fsencode(name)
 
 
 def set_proctitle(title: str) -> None:
     """Rename this process as ``ps`` and ``/proc/<pid>/cmdline`` show it."""
-    if not isinstance(title, str) or "\x00" in title:
-        raise InvalidArgument(f"set_proctitle: title={title!r} must be a string without NUL")
-    check(lib.pto_set_proctitle(title.encode()), "pto_set_proctitle")
+    problem = name_problem(title)
+    if problem is not None:
+        raise InvalidArgument(f"set_proctitle: title={title!r} {problem}")
+    check(lib.pto_set_proctitle(os.fsencode(title)), "pto_set_proctitle")

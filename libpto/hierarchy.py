@@ -31,12 +31,13 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from libpto import _procs
+from libpto._checks import env_problems, seconds_problem
 from libpto._comm import CommWindow, new_name
 from libpto._mailbox import DEFAULT_PAYLOAD_BYTES, Channel, Mailbox, Stamp, State, now_ns
 from libpto._worker import INIT_HOOK_ENV, Chip
@@ -92,6 +93,10 @@ class WorldConfig:
     name: str = ""
 
     def __post_init__(self) -> None:
+        if isinstance(self.devices, (str, bytes)) or not isinstance(self.devices, Iterable):
+            raise InvalidArgument(
+                f"WorldConfig.devices={self.devices!r}: must be a sequence of device ids"
+            )
         devices = tuple(self.devices) if not isinstance(self.devices, tuple) else self.devices
         if not devices:
             raise InvalidArgument("WorldConfig.devices: must name at least one device")
@@ -102,18 +107,23 @@ class WorldConfig:
             raise InvalidArgument(f"WorldConfig.devices: {devices} names a device twice")
         object.__setattr__(self, "devices", devices)
         _check_env("WorldConfig.env", self.env)
+        if not isinstance(self.rank_env, Mapping):
+            raise InvalidArgument(
+                f"WorldConfig.rank_env={self.rank_env!r}: must be a mapping rank -> env"
+            )
         for rank, env in self.rank_env.items():
-            if not isinstance(rank, int) or not 0 <= rank < len(devices):
+            if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < len(devices):
                 raise InvalidArgument(
                     f"WorldConfig.rank_env: rank {rank!r} is not in [0, {len(devices)})"
                 )
             _check_env(f"WorldConfig.rank_env[{rank}]", env)
-        if not self.init_timeout > 0:
-            raise InvalidArgument(f"WorldConfig.init_timeout={self.init_timeout}: must be > 0")
-        if self.round_timeout is not None and not self.round_timeout > 0:
-            raise InvalidArgument(
-                f"WorldConfig.round_timeout={self.round_timeout}: must be > 0 or None"
-            )
+        problem = seconds_problem(self.init_timeout)
+        if problem is not None:
+            raise InvalidArgument(f"WorldConfig.init_timeout: {problem}")
+        if self.round_timeout is not None:
+            problem = seconds_problem(self.round_timeout)
+            if problem is not None:
+                raise InvalidArgument(f"WorldConfig.round_timeout: {problem} (or None)")
         if self.platform != "sim":
             raise InvalidArgument(
                 f"WorldConfig.platform={self.platform!r}: unknown platform (known: 'sim')"
@@ -125,11 +135,10 @@ class WorldConfig:
 
 
 def _check_env(source: str, env: Mapping[str, str]) -> None:
-    for key, value in env.items():
-        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
-            raise InvalidArgument(f"{source}: {key!r} is not a valid environment variable name")
-        if not isinstance(value, str) or "\0" in value:
-            raise InvalidArgument(f"{source}[{key}]: value {value!r} must be a string")
+    if not isinstance(env, Mapping):
+        raise InvalidArgument(f"{source}={env!r}: must be a mapping NAME -> value")
+    for _, problem in env_problems(env):  # the rules every env source shares
+        raise InvalidArgument(f"{source}: {problem}")
 
 
 def _payload_bytes() -> int:
@@ -379,8 +388,8 @@ class World:
                 f"World {self.name or self._mbox_name}: closed (a failed world is not reused)"
             )
         mbox = self._require_mbox()
-        if timeout is not None and not timeout > 0:
-            raise InvalidArgument(f"World.run: timeout={timeout}: must be > 0 or None")
+        if timeout is not None and seconds_problem(timeout) is not None:
+            raise InvalidArgument(f"World.run: timeout: {seconds_problem(timeout)} (or None)")
         frame = encode_task(op, args, kwargs)
         ref = OpRef.of(op)
         if len(frame) > mbox.capacity:

@@ -15,6 +15,7 @@ other Python threads (e.g. a peer rank's runtime in the same process, or a watch
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -22,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from libpto._checks import name_problem
 from libpto._config import build_config, config_dict, config_warning
 from libpto._ffi import ffi, lib
 from libpto.errors import InvalidArgument, RuntimeStateError, check, lib_str
@@ -298,7 +300,10 @@ class Runtime:
         if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)):
             raise InvalidArgument(f"{ctx}: timeout_ms={timeout_ms!r} must be a number > 0")
         if not 0 < timeout_ms <= _I64 // 1_000_000:
-            raise InvalidArgument(f"{ctx}: timeout_ms={timeout_ms!r} must be > 0 (or None)")
+            raise InvalidArgument(
+                f"{ctx}: timeout_ms={timeout_ms!r} must be > 0 and <= {_I64 // 1_000_000} "
+                "(or None: the stream-sync default, inf: no deadline)"
+            )
         return max(1, int(timeout_ms))
 
     def _finish(self, st: int, ctx: str, info: Any) -> RunInfo:
@@ -524,9 +529,10 @@ class Graph:
         """Add a builtin kernel by name (``noop``, ``spin``, ``hang``, ``crash``, ``fill``,
         ``add``, ``copy``, ``notify``, ``wait``, ``event``) with its keyword parameters."""
         ctx = f"Graph.kernel({name!r})"
-        if not isinstance(name, str):
-            raise InvalidArgument(f"{ctx}: the kernel name must be a string")
-        kid = int(lib.pto_kernel_id(name.encode()))
+        problem = name_problem(name)  # 'noop\x00spin' must not run a noop
+        if problem is not None:
+            raise InvalidArgument(f"{ctx}: the kernel name {problem}")
+        kid = int(lib.pto_kernel_id(os.fsencode(name)))
         if kid < 0:
             known = ", ".join(lib_str(lib.pto_kernel_name(i)) for i in range(lib.PTO_K_COUNT))
             raise InvalidArgument(f"{ctx}: unknown kernel; known: {known}")

@@ -11,7 +11,6 @@ Per-item precedence: session settings < variant < marker.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from libpto._checks import env_problems, seconds_problem
 from pytest_pto._settings import Settings
 from pytest_pto._variants import Variant
 
@@ -45,8 +45,8 @@ MARKER_KEYS = {
     "ranks": "int >= 1, or a list of them (parametrizes the test as ranks-N)",
     "env": "mapping NAME -> value for every chip worker",
     "rank_env": "mapping rank -> {NAME: value}",
-    "init_timeout": "seconds > 0",
-    "round_timeout": "seconds > 0",
+    "init_timeout": "seconds > 0 (at most 1e6)",
+    "round_timeout": "seconds > 0 (at most 1e6)",
 }
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -75,16 +75,15 @@ def _env(where: str, value: Any) -> dict[str, str]:
         if isinstance(val, bool) or not isinstance(val, (str, int, float)):
             raise MarkerError(f"{where}[{key!r}] must be a string or number, got {val!r}")
         out[key] = str(val)
+    for _, problem in env_problems(out):  # the rules every env source shares (NUL, ...)
+        raise MarkerError(f"{where}: {problem}")
     return out
 
 
 def _seconds(where: str, value: Any) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not 0 < value < math.inf  # inf would overflow the watchdog's timer deep inside
-    ):
-        raise MarkerError(f"{where} must be a number of seconds > 0, got {value!r}")
+    problem = seconds_problem(value)  # inf or 1e308 would overflow the watchdog's timer
+    if problem is not None:
+        raise MarkerError(f"{where} {problem}")
     return float(value)
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from libpto._checks import SECONDS_RULE, env_problems, seconds_problem
 from pytest_pto._platforms import MAX_DEVICE_ID
 
 __all__ = [
@@ -60,10 +61,10 @@ def _int_at_least(minimum: int, maximum: int | None = None) -> Callable[[str], i
     rule = f"must be an integer >= {minimum}" + (f" and <= {maximum}" if maximum else "")
 
     def parse(text: str) -> int:
-        try:
-            value = int(text.strip())
-        except ValueError:
-            raise _BadValue(rule) from None
+        word = text.strip()
+        if not re.fullmatch(r"[+-]?[0-9]+", word):  # int() also takes other scripts' digits
+            raise _BadValue(rule)
+        value = int(word)
         if value < minimum or (maximum is not None and value > maximum):
             raise _BadValue(rule)
         return value
@@ -72,12 +73,15 @@ def _int_at_least(minimum: int, maximum: int | None = None) -> Callable[[str], i
 
 
 def _seconds(text: str) -> float:
+    word = text.strip()
+    if not word.isascii():  # float() also takes other scripts' digits
+        raise _BadValue(SECONDS_RULE)
     try:
-        value = float(text.strip())
+        value = float(word)
     except ValueError:
-        raise _BadValue("must be a number of seconds > 0") from None
-    if not (0 < value < float("inf")):
-        raise _BadValue("must be a number of seconds > 0")
+        raise _BadValue(SECONDS_RULE) from None
+    if seconds_problem(value) is not None:  # NaN, inf, <= 0, or beyond MAX_SECONDS
+        raise _BadValue(SECONDS_RULE)
     return value
 
 
@@ -87,7 +91,7 @@ def _seconds_or_off(text: str) -> float | None:
     try:
         return _seconds(text)
     except _BadValue:
-        raise _BadValue("must be a number of seconds > 0, or 'off'") from None
+        raise _BadValue(f"{SECONDS_RULE}, or 'off'") from None
 
 
 def _on_off(text: str) -> bool:
@@ -215,6 +219,8 @@ def parse_env_pairs(items: list[str]) -> dict[str, str]:
         key = key.strip()
         if not sep or not _ENV_KEY.match(key):
             raise _BadValue(f"{item!r} is not KEY=VALUE with KEY a valid environment name")
+        for _, problem in env_problems({key: value}):
+            raise _BadValue(problem)
         env[key] = value
     return env
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from libpto._checks import env_problems
 from pytest_pto._settings import LATCH_POLICIES
 
 __all__ = ["VARIANT_KEYS", "Variant", "VariantError", "load_variants", "select_variants"]
@@ -103,6 +104,8 @@ def _env(where: str, value: Any) -> dict[str, str]:
         if isinstance(val, bool) or not isinstance(val, (str, int, float)):
             raise VariantError(f"{where}.{key}: must be a string or number, got {val!r}")
         out[key] = str(val)
+    for _, problem in env_problems(out):  # the rules every env source shares (NUL, ...)
+        raise VariantError(f"{where}: {problem}")
     return out
 
 

@@ -26,9 +26,10 @@ from typing import Any
 
 import pytest
 
-from libpto.errors import PtoError
+from libpto._checks import seconds_problem
+from libpto.errors import InvalidArgument, PtoError
 from pytest_pto._rounds import RoundPlan
-from pytest_pto.devices import DevicePool, Lease
+from pytest_pto.devices import DevicePool, DeviceUnavailable, Lease
 from pytest_pto.outcomes import RoundHang
 
 __all__ = ["PtoWorld"]
@@ -156,8 +157,10 @@ class PtoWorld:
         A ``timeout=`` keyword is the World's own (seconds); it is capped by what is left of
         the round's hang budget.
         """
-        world = self.world
         timeout = kwargs.pop("timeout", None)
+        if timeout is not None and seconds_problem(timeout) is not None:
+            raise InvalidArgument(f"pto_world.run: timeout: {seconds_problem(timeout)} (or None)")
+        world = self.world
         left = self._budget_left()
         if left is not None:
             timeout = left if timeout is None else min(timeout, left)
@@ -194,7 +197,8 @@ class PtoWorld:
         """Lease the devices and start the chip workers (once; a failure is re-raised)."""
         if self.started:
             if self.start_error is not None:
-                raise self.start_error
+                __tracebackhide__ = True
+                raise self.start_error.with_traceback(None)
             return
         if self._closed:
             raise RuntimeError("pto_world is closed (the round is over)")
@@ -230,6 +234,11 @@ class PtoWorld:
         except BaseException as exc:
             self.start_error = exc
             self._failed_world = getattr(exc, "pto_world", None)
+            if isinstance(exc, (PtoError, DeviceUnavailable)):
+                # as for op failures (run): the report shows the classified headline and the
+                # rank's own frames ("pto round" section), not the plugin's start-up path
+                __tracebackhide__ = True
+                raise exc.with_traceback(None) from exc.__cause__
             raise
 
     # -- watchdog for the test body outside run() ----------------------------------------------

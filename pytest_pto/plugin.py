@@ -432,6 +432,7 @@ class PtoSession:
         handle = state.handle if state is not None else None
         if handle is None:
             return (yield)
+        __tracebackhide__ = True  # a start failure is shown as the round's, not this hook's
         handle.start()  # lease + chip workers: a failure here is the round's outcome
         handle.arm_watchdog()
         try:

@@ -204,6 +204,10 @@ static int shm_path(const char *fn, const char *name, char *out, size_t cap)
     if (strchr(n, '/'))
         return pto_fail(PTO_E_INVALID_ARG, "%s: name '%s' must not contain '/' after the first character",
                         fn, name);
+    for (const unsigned char *q = (const unsigned char *)n; *q; q++)
+        if (*q <= ' ' || *q == 0x7f)
+            return pto_fail(PTO_E_INVALID_ARG,
+                            "%s: name must not contain spaces or control characters", fn);
     snprintf(out, cap, "/%s", n);
     return PTO_OK;
 }

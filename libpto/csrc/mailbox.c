@@ -83,6 +83,10 @@ static int shm_path(const char *name, char *buf, size_t cap)
         return pto_fail(PTO_E_INVALID_ARG, "mailbox name '%s': must be one path component", name);
     if (strlen(bare) + 2 > cap || strlen(bare) > NAME_MAX)
         return pto_fail(PTO_E_INVALID_ARG, "mailbox name '%s': longer than %d bytes", name, NAME_MAX);
+    for (const unsigned char *q = (const unsigned char *)bare; *q; q++)
+        if (*q <= ' ' || *q == 0x7f)
+            return pto_fail(PTO_E_INVALID_ARG,
+                            "mailbox name: must not contain spaces or control characters");
     snprintf(buf, cap, "/%s", bare);
     return PTO_OK;
 }

@@ -37,7 +37,7 @@ def usage_error(ptester: pytest.Pytester, *args: str) -> str:
         (["--pto-env", "1X=2"], "'1X=2' is not KEY=VALUE"),
         (["--pto-lock-timeout=-1"], "--pto-lock-timeout=-1: must be a number of seconds > 0"),
         (["--pto-init-timeout=soon"], "--pto-init-timeout=soon: must be a number of seconds > 0"),
-        (["--pto-round-timeout=x"], "--pto-round-timeout=x: must be a number of seconds > 0, or"),
+        (["--pto-round-timeout=x"], "--pto-round-timeout=x: must be a number of seconds > 0 and"),
         (["--pto-init-barrier=maybe"], "--pto-init-barrier=maybe: must be 'on' or 'off'"),
         (
             ["--pto-latch-policy=lazy"],
