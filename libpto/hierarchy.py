@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from libpto import _procs
-from libpto._checks import env_problems, seconds_problem
+from libpto._checks import env_problems, seconds_problem, text_problem
 from libpto._comm import CommWindow, new_name
 from libpto._mailbox import DEFAULT_PAYLOAD_BYTES, Channel, Mailbox, Stamp, State, now_ns
 from libpto._worker import INIT_HOOK_ENV, Chip
@@ -124,6 +124,19 @@ class WorldConfig:
             problem = seconds_problem(self.round_timeout)
             if problem is not None:
                 raise InvalidArgument(f"WorldConfig.round_timeout: {problem} (or None)")
+        if not isinstance(self.init_barrier, bool):
+            raise InvalidArgument(
+                f"WorldConfig.init_barrier={self.init_barrier!r}: must be True or False"
+            )
+        if self.log_dir is not None and (
+            not isinstance(self.log_dir, (str, os.PathLike)) or text_problem(str(self.log_dir))
+        ):
+            raise InvalidArgument(
+                f"WorldConfig.log_dir={self.log_dir!r}: must be a path (str or Path) without "
+                "NUL, or None"
+            )
+        if not isinstance(self.name, str) or text_problem(self.name):
+            raise InvalidArgument(f"WorldConfig.name={self.name!r}: must be text without NUL")
         if self.platform != "sim":
             raise InvalidArgument(
                 f"WorldConfig.platform={self.platform!r}: unknown platform (known: 'sim')"

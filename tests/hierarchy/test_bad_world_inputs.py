@@ -1,0 +1,32 @@
+"""Bad arguments of a running World: one InvalidArgument naming the argument (issue 9)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from libpto.errors import InvalidArgument
+from libpto.hierarchy import World, WorldConfig
+from tests.hierarchy import _ops
+
+
+@pytest.mark.parametrize(
+    ("timeout", "expected"),
+    [
+        (1e308, "World.run: timeout: must be a number of seconds > 0 and <= 1000000, got 1e+308"),
+        (math.inf, "World.run: timeout: must be a number of seconds > 0 and <= 1000000, got inf"),
+        (math.nan, "World.run: timeout: must be a number of seconds > 0 and <= 1000000, got nan"),
+        (0, "World.run: timeout: must be a number of seconds > 0 and <= 1000000, got 0"),
+        ("5", "World.run: timeout: must be a number of seconds > 0 and <= 1000000, got str"),
+    ],
+)
+def test_bad_run_timeout_is_invalid_argument_and_the_world_stays_usable(
+    tmp_path: Path, timeout: object, expected: str
+) -> None:
+    with World.start(WorldConfig(devices=(0,), log_dir=tmp_path)) as world:
+        with pytest.raises(InvalidArgument) as info:
+            world.run(_ops.noop, timeout=timeout)  # type: ignore[arg-type]
+        assert expected in str(info.value)
+        assert world.run(_ops.noop, timeout=1e6) == [None]  # the bound itself is fine
