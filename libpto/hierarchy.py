@@ -119,11 +119,13 @@ class WorldConfig:
             _check_env(f"WorldConfig.rank_env[{rank}]", env)
         problem = seconds_problem(self.init_timeout)
         if problem is not None:
-            raise InvalidArgument(f"WorldConfig.init_timeout: {problem}")
+            raise InvalidArgument(f"WorldConfig.init_timeout={self.init_timeout!r}: {problem}")
         if self.round_timeout is not None:
             problem = seconds_problem(self.round_timeout)
             if problem is not None:
-                raise InvalidArgument(f"WorldConfig.round_timeout: {problem} (or None)")
+                raise InvalidArgument(
+                    f"WorldConfig.round_timeout={self.round_timeout!r}: {problem}, or None"
+                )
         if not isinstance(self.init_barrier, bool):
             raise InvalidArgument(
                 f"WorldConfig.init_barrier={self.init_barrier!r}: must be True or False"
@@ -402,7 +404,9 @@ class World:
             )
         mbox = self._require_mbox()
         if timeout is not None and seconds_problem(timeout) is not None:
-            raise InvalidArgument(f"World.run: timeout: {seconds_problem(timeout)} (or None)")
+            raise InvalidArgument(
+                f"World.run: timeout={timeout!r}: {seconds_problem(timeout)}, or None"
+            )
         frame = encode_task(op, args, kwargs)
         ref = OpRef.of(op)
         if len(frame) > mbox.capacity:

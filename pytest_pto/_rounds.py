@@ -83,7 +83,7 @@ def _env(where: str, value: Any) -> dict[str, str]:
 def _seconds(where: str, value: Any) -> float:
     problem = seconds_problem(value)  # inf or 1e308 would overflow the watchdog's timer
     if problem is not None:
-        raise MarkerError(f"{where} {problem}")
+        raise MarkerError(f"{where} {problem}, got {value!r}")
     return float(value)
 
 

@@ -159,7 +159,9 @@ class PtoWorld:
         """
         timeout = kwargs.pop("timeout", None)
         if timeout is not None and seconds_problem(timeout) is not None:
-            raise InvalidArgument(f"pto_world.run: timeout: {seconds_problem(timeout)} (or None)")
+            raise InvalidArgument(
+                f"pto_world.run: timeout={timeout!r}: {seconds_problem(timeout)}, or None"
+            )
         world = self.world
         left = self._budget_left()
         if left is not None:

@@ -11,15 +11,26 @@ from libpto.errors import InvalidArgument
 from libpto.hierarchy import World, WorldConfig
 from tests.hierarchy import _ops
 
+RULE = "must be a number of seconds > 0 and <= 1000000"
+
 
 @pytest.mark.parametrize(
     ("timeout", "expected"),
     [
-        (1e308, "World.run: timeout: must be a number of seconds > 0 and <= 1000000, got 1e+308"),
-        (math.inf, "World.run: timeout: must be a number of seconds > 0 and <= 1000000, got inf"),
-        (math.nan, "World.run: timeout: must be a number of seconds > 0 and <= 1000000, got nan"),
-        (0, "World.run: timeout: must be a number of seconds > 0 and <= 1000000, got 0"),
-        ("5", "World.run: timeout: must be a number of seconds > 0 and <= 1000000, got str"),
+        (
+            1e308,
+            "World.run: timeout=1e+308: " + RULE + ", or None",
+        ),
+        (
+            math.inf,
+            "World.run: timeout=inf: " + RULE + ", or None",
+        ),
+        (
+            math.nan,
+            "World.run: timeout=nan: " + RULE + ", or None",
+        ),
+        (0, "World.run: timeout=0: " + RULE + ", or None"),
+        ("5", "World.run: timeout='5': " + RULE + " (not str)"),
     ],
 )
 def test_bad_run_timeout_is_invalid_argument_and_the_world_stays_usable(

@@ -117,11 +117,11 @@ def test_closed_world_is_not_reused() -> None:
         ({"devices": ()}, "at least one device"),
         ({"devices": (0, 0)}, "names a device twice"),
         ({"devices": (-1,)}, "not a device id"),
-        ({"devices": (0,), "init_timeout": 0}, "init_timeout=0: must be > 0"),
+        ({"devices": (0,), "init_timeout": 0}, "init_timeout=0: must be a number of seconds > 0"),
         ({"devices": (0,), "round_timeout": -1.0}, "round_timeout=-1.0"),
         ({"devices": (0,), "platform": "npu9"}, "unknown platform"),
         ({"devices": (0,), "rank_env": {3: {}}}, r"rank_env: rank 3 is not in \[0, 1\)"),
-        ({"devices": (0,), "env": {"A": 1}}, r"WorldConfig.env\[A\]"),
+        ({"devices": (0,), "env": {"A": 1}}, r"WorldConfig.env: A=1: the value must be a string"),
     ],
 )
 def test_config_validation(kwargs: dict[str, object], match: str) -> None:

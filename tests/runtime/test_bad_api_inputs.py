@@ -164,27 +164,27 @@ CASES: list[tuple[str, Callable[[], Any], str]] = [
     (
         "world init_timeout huge",
         lambda: WorldConfig(devices=(0,), init_timeout=1e308),
-        "WorldConfig.init_timeout: must be a number of seconds > 0 and <= 1000000",
+        "WorldConfig.init_timeout=1e+308: must be a number of seconds > 0 and <= 1000000",
     ),
     (
         "world init_timeout text",
         lambda: WorldConfig(devices=(0,), init_timeout="5"),
-        "WorldConfig.init_timeout: must be a number of seconds > 0 and <= 1000000, got str",
+        "WorldConfig.init_timeout='5': must be a number of seconds > 0 and <= 1000000 (not str)",
     ),  # type: ignore[arg-type]
     (
         "world round_timeout huge",
         lambda: WorldConfig(devices=(0,), round_timeout=1e308),
-        "WorldConfig.round_timeout: must be a number of seconds > 0 and <= 1000000",
+        "WorldConfig.round_timeout=1e+308: must be a number of seconds > 0 and <= 1000000, or None",
     ),
     (
         "world round_timeout nan",
         lambda: WorldConfig(devices=(0,), round_timeout=math.nan),
-        "WorldConfig.round_timeout: must be a number of seconds",
+        "WorldConfig.round_timeout=nan: must be a number of seconds",
     ),
     (
         "world round_timeout inf",
         lambda: WorldConfig(devices=(0,), round_timeout=math.inf),
-        "WorldConfig.round_timeout: must be a number of seconds",
+        "WorldConfig.round_timeout=inf: must be a number of seconds",
     ),
     (
         "world env NUL",
