@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from libpto._checks import SECONDS_RULE, env_problems, seconds_problem
+from libpto._checks import SECONDS_RULE, env_problems, seconds_problem, text_problem
 from pytest_pto._platforms import MAX_DEVICE_ID
 
 __all__ = [
@@ -122,6 +122,9 @@ def _platform(text: str) -> str:
 def _path(text: str) -> Path:
     if not text.strip():
         raise _BadValue("must be a non-empty path")
+    problem = text_problem(text)  # a NUL or a lone surrogate fails every file call later
+    if problem is not None:
+        raise _BadValue(f"must be a path; this one {problem}")
     return Path(text.strip()).expanduser()
 
 
@@ -168,6 +171,8 @@ def _output_file(text: str) -> Path:
 
 def _existing_file(text: str) -> Path:
     path = _path(text)
+    if path.is_dir():
+        raise _BadValue("is a directory; name the file")
     if not path.is_file():
         raise _BadValue("no such file")
     return path

@@ -24,6 +24,34 @@ def test_x(pto_world):
 # (command-line args, environment, ini lines) -> the text of the one usage error
 USAGE_CASES = [
     (
+        ["--pto-lock-dir=a\x00b"],
+        {},
+        "",
+        "--pto-lock-dir=a\x00b: must be a path; this one contains a NUL",
+    ),
+    (
+        ["--pto-log-dir=a\x00b"],
+        {},
+        "",
+        "--pto-log-dir=a\x00b: must be a path; this one contains a NUL",
+    ),
+    (["--pto-trace=a\x00b"], {}, "", "--pto-trace=a\x00b: must be a path; this one contains a NUL"),
+    (
+        ["--pto-variants=a\x00b"],
+        {},
+        "",
+        "--pto-variants=a\x00b: must be a path; this one contains a NUL",
+    ),
+    (["--pto-trace=\ud800"], {}, "", "must be a path; this one cannot be encoded"),
+    (["--pto-variants=."], {}, "", "--pto-variants=.: is a directory; name the file"),
+    (["--pto-devices=0\x00"], {}, "", "--pto-devices=0\x00: '0\\x00' is not a device id"),
+    (
+        ["--pto-latch-policy=owned-wallclock\x00"],
+        {},
+        "",
+        "must be one of owned-wallclock, idle-iterations",
+    ),
+    (
         ["--pto-round-timeout=1e308"],
         {},
         "",
@@ -252,7 +280,7 @@ def test_a_round_that_fails_to_start_shows_the_headline_not_the_plugin(
     assert result.ret == pytest.ExitCode.TESTS_FAILED, out
     for name in ("plugin.py", "_world_fixture.py", "hierarchy.py", "devices.py"):
         assert f"pytest_pto/{name}" not in out and f"libpto/{name}" not in out, name
-    assert "FAILED init_failed test_s.py::test_init_bad[round-1] - init_failed: rank 0" in out
+    assert "FAILED init_failed test_s.py::test_init_bad[round-1] - init_failed: rank " in out
     assert "PTO2_RING_HEAP=abc: must be an integer number of bytes" in out
     assert "traceback in rank" in out and "in init" in out  # the rank's own frames
     assert "FAILED init_timeout test_s.py::test_init_slow[round-1] - init_timeout: rank 1" in out
