@@ -170,6 +170,7 @@ def pto_world(request: pytest.FixtureRequest) -> Iterator[PtoWorld]:
     if session is None:
         pytest.fail("pytest-pto is not configured (was it disabled with -p no:pto?)")
     session.used = True
+    session._install_sigterm()  # no-op when the item is known to be distributed already
     try:
         session.load()
     except pytest.UsageError as exc:  # a test that asked for pto_world at run time only
@@ -341,6 +342,8 @@ class PtoSession:
         if threading.current_thread() is not threading.main_thread():
             return
         current = signal.getsignal(signal.SIGTERM)
+        if current == self._on_sigterm:
+            return  # already ours (this item)
         if current is not signal.SIG_DFL and not _is_libpto_sigterm(current):
             return  # someone else owns it
         self._old_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
@@ -357,12 +360,11 @@ class PtoSession:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
-        if not (_is_round(item) or "pto_world" in getattr(item, "fixturenames", ())):
-            return (yield)
-        self._install_sigterm()
+        if _is_round(item) or "pto_world" in getattr(item, "fixturenames", ()):
+            self._install_sigterm()
         try:
             return (yield)
-        finally:
+        finally:  # also when pto_world was requested at run time (getfixturevalue)
             self._restore_sigterm()
 
     def shutdown(self) -> None:
