@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from libpto._zygote import ZYGOTE_MARKER, recv_msg, send_msg
-from libpto.errors import SystemCallError
+from libpto.errors import RuntimeAdapterError, SystemCallError
 
 __all__ = [
     "Zygote",
@@ -161,9 +161,13 @@ class Zygote:
         segments: Iterable[str],
         t_spawn: int,
         timeout: float | None = None,
+        runtime: str | None = None,
+        cache_dir: str | None = None,
     ) -> list[int] | None:
         """Fork one worker per spec; None when this zygote is tainted and must be replaced.
-        ``TimeoutError`` if it does not answer within ``timeout`` (see :meth:`request`)."""
+        ``TimeoutError`` if it does not answer within ``timeout`` (see :meth:`request`).
+        ``runtime`` is the runtime adapter (``module:attribute``) the zygote preloads before
+        it forks; :class:`RuntimeAdapterError` if it cannot be used."""
         preload = sorted(self.wanted)
         reply = self.request(
             {
@@ -174,11 +178,17 @@ class Zygote:
                 "t_spawn": t_spawn,
                 "preload": preload,
                 "sys_path": list(sys.path),
+                "runtime": runtime,
+                "cache_dir": cache_dir,
             },
             timeout,
         )
         self.preloaded.update(preload)
         self.wanted.clear()
+        if "adapter_error" in reply:
+            if "tainted" in reply:  # it ran the adapter's threads: never fork from it again
+                self._retire(str(reply["tainted"]))
+            raise RuntimeAdapterError(str(reply["adapter_error"]), runtime=runtime)
         if "tainted" in reply:
             self.tainted = str(reply["tainted"])
             self.culprit = str(reply.get("module", ""))

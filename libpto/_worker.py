@@ -20,27 +20,51 @@ import threading
 import time
 import traceback
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from libpto._mailbox import Channel, Mailbox, Stamp, State, mask, set_proctitle
 from libpto._worker_frames import decode_task, encode_failure, encode_result
 
-__all__ = ["Chip", "worker_main"]
+__all__ = ["EXIT_CLOSE_FAILED", "Chip", "load_adapter", "open_libpto_runtime", "worker_main"]
 
 INIT_HOOK_ENV = "PTO_CHIP_INIT_HOOK"
 EXIT_INIT_FAILED = 3
+EXIT_CLOSE_FAILED = 5  # the failure record is in the INIT channel (free after init)
 
 
 class Chip:
-    """What an op sees as its first argument: this rank's identity, runtime and comm window."""
+    """What an op sees as its first argument: this rank's identity, runtime and comm window.
 
-    def __init__(self, rank: int, size: int, device_id: int, env: Mapping[str, str]) -> None:
+    ``device_id`` is the rank's (first) physical device, ``device_ids`` all of its devices,
+    ``local_device_id`` the id its runtime opens once the platform's visibility variable has
+    renumbered the devices (the physical id when nothing is bound), ``round_dir`` a directory
+    common to every rank of the round (None when the caller gave none). ``runtime`` is what the
+    runtime adapter's ``init`` returned (libpto's ``Runtime`` by default)."""
+
+    def __init__(
+        self,
+        rank: int,
+        size: int,
+        device_id: int,
+        env: Mapping[str, str],
+        *,
+        device_ids: tuple[int, ...] | None = None,
+        local_device_id: int | None = None,
+        round_dir: str | None = None,
+        adapter: Any = None,
+    ) -> None:
         self.rank = rank
         self.size = size
         self.device_id = device_id
+        self.device_ids: tuple[int, ...] = device_ids or (device_id,)
+        self.local_device_id = device_id if local_device_id is None else local_device_id
+        self.round_dir = Path(round_dir) if round_dir else None
         self.env: dict[str, str] = dict(env)
         self.runtime: Any = None
         self.comm: Any = None
+        self.adapter = adapter
+        self._runtime_up = False  # the adapter's close runs only after its init returned
 
     def log(self, msg: str) -> None:
         """A timestamped line in this rank's log file."""
@@ -50,38 +74,81 @@ class Chip:
         print(f"[{stamp} rank {self.rank}] {msg}", file=sys.stderr, flush=True)
 
     def init(self) -> None:
-        """Attach the comm window, create the runtime (this is where init latency lives,
-        ``PTO_SIM_INIT_DELAY_MS`` and the malloc model) and bind the window to it."""
+        """Attach the comm window (every runtime may use it), then bring the runtime up: the
+        adapter's ``init`` when there is one, else libpto's own (this is where init latency
+        lives, ``PTO_SIM_INIT_DELAY_MS`` and the malloc model)."""
         from libpto._comm import CommWindow
-        from libpto.runtime import Runtime
 
         comm_name = self.env.get("PTO_COMM_NAME", "")
         if comm_name:
             self.comm = CommWindow.attach(comm_name, self.rank)
-        self.runtime = Runtime(rank=self.rank)
-        if self.comm is not None:
-            self.runtime.bind_comm(self.comm)
+        if self.adapter is not None:
+            self.runtime = self.adapter.init(self)
+        else:
+            self.runtime = open_libpto_runtime(self)
+        self._runtime_up = True
         hook = self.env.get(INIT_HOOK_ENV)
         if hook:
             _call_hook(hook, self)
 
     def close(self) -> None:
+        """Close the runtime (through the adapter when there is one), then the comm window;
+        the runtime's error, if any, is raised after the window is closed."""
         runtime, self.runtime = self.runtime, None
         comm, self.comm = self.comm, None
+        up, self._runtime_up = self._runtime_up, False
         try:
-            if runtime is not None:
+            if self.adapter is not None:
+                if up:
+                    self.adapter.close(self, runtime)
+            elif runtime is not None:
                 runtime.close()
         finally:
             if comm is not None:
                 comm.close()
 
-    def dump_state(self) -> str:
-        if self.runtime is None:
-            return "(no runtime)"
+    def dump_state(self) -> str | None:
+        """The runtime's state for a stack dump; None when the runtime has none to give (a
+        runtime other than libpto's says nothing of libpto's)."""
+        dump = getattr(self.runtime, "dump_state", None)
+        if dump is None:
+            return None
         try:
-            return str(self.runtime.dump_state())
+            return str(dump())
         except Exception as exc:
             return f"(runtime.dump_state failed: {type(exc).__name__}: {exc})"
+
+
+def open_libpto_runtime(chip: Chip) -> Any:
+    """libpto's simulated runtime for ``chip``, bound to its comm window: the default chip
+    runtime, and what the ``libpto`` runtime adapter's ``init`` returns."""
+    from libpto.runtime import Runtime
+
+    runtime = Runtime(rank=chip.rank)
+    if chip.comm is not None:
+        try:
+            runtime.bind_comm(chip.comm)
+        except BaseException:
+            runtime.close()
+            raise
+    return runtime
+
+
+def load_adapter(spec: str, cache_dir: str | None) -> Any:
+    """Instantiate the runtime adapter class ``module:attribute`` (pytest-pto's contract) in
+    this process; ``cache_dir`` is set on it. Imported by name: libpto does not depend on
+    pytest_pto, the caller names the class."""
+    import importlib
+
+    module, _, attr = spec.partition(":")
+    if not module or not attr:
+        raise ValueError(f"runtime adapter {spec!r}: must be 'module:attribute'")
+    target: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        target = getattr(target, part)
+    adapter = target()
+    adapter.cache_dir = Path(cache_dir) if cache_dir else None
+    return adapter
 
 
 def _call_hook(spec: str, chip: Chip) -> None:
@@ -108,11 +175,20 @@ def python_stacks() -> str:
 
 
 class _Worker:
-    def __init__(self, spec: dict[str, Any], mbox: Mailbox) -> None:
+    def __init__(self, spec: dict[str, Any], mbox: Mailbox, adapter: Any = None) -> None:
         self.spec = spec
         self.mbox = mbox
         self.rank: int = spec["rank"]
-        self.chip = Chip(spec["rank"], spec["size"], spec["device_id"], os.environ)
+        self.adapter = adapter
+        self.chip = Chip(
+            spec["rank"],
+            spec["size"],
+            spec["device_id"],
+            os.environ,
+            device_ids=tuple(spec.get("device_ids") or (spec["device_id"],)),
+            local_device_id=spec.get("local_device_id"),
+            round_dir=spec.get("round_dir"),
+        )
         self.stop = threading.Event()
 
     # -- watcher thread -----------------------------------------------------------------------
@@ -130,10 +206,10 @@ class _Worker:
                 os.kill(os.getpid(), signal.SIGKILL)  # nothing may outlive the world's owner
 
     def answer_control(self) -> None:
-        text = (
-            f"--- rank {self.rank} (pid {os.getpid()}) Python threads ---\n{python_stacks()}"
-            f"--- rank {self.rank} runtime state ---\n{self.chip.dump_state()}\n"
-        )
+        text = f"--- rank {self.rank} (pid {os.getpid()}) Python threads ---\n{python_stacks()}"
+        state = self.chip.dump_state()
+        if state is not None:
+            text += f"--- rank {self.rank} runtime state ---\n{state}\n"
         print(text, file=sys.stderr, flush=True)
         data = text.encode("utf-8", "replace")[: self.mbox.capacity]
         self.mbox.write(self.rank, Channel.CONTROL, data)
@@ -144,6 +220,10 @@ class _Worker:
         threading.Thread(target=self.watch, name="pto-watcher", daemon=True).start()
         self.mbox.stamp(self.rank, Stamp.INIT_START)
         try:
+            runtime = self.spec.get("runtime")
+            if runtime and self.adapter is None:  # not preloaded by the zygote: load it here
+                self.adapter = load_adapter(runtime, self.spec.get("cache_dir"))
+            self.chip.adapter = self.adapter
             self.chip.init()
         except BaseException as exc:
             traceback.print_exc()
@@ -162,7 +242,10 @@ class _Worker:
                 break
             if state == State.TASK_READY:
                 self.run_task()
-        self.shutdown()
+        failure = self.shutdown()
+        if failure is not None:  # the owner reads it from the INIT channel after our exit
+            self.mbox.write(self.rank, Channel.INIT, encode_failure(failure, self.mbox.capacity))
+            return EXIT_CLOSE_FAILED
         return 0
 
     def run_task(self) -> None:
@@ -189,12 +272,17 @@ class _Worker:
         # a SHUTDOWN posted while the op ran must survive: it is what ends the serve loop
         self.mbox.cas(self.rank, State.TASK_READY, State.TASK_DONE)
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> BaseException | None:
+        """Close the chip on this (the main) thread, the one that ran init and the ops; the
+        close error, if any, is returned (and printed to the rank's log)."""
         self.stop.set()
         try:
             self.chip.close()
-        except Exception:
+        except Exception as exc:
+            print(f"rank {self.rank}: close failed:", file=sys.stderr)
             traceback.print_exc()
+            return exc
+        return None
 
 
 def _redirect_output(path: str) -> None:
@@ -210,8 +298,9 @@ def _redirect_output(path: str) -> None:
             reconfigure(line_buffering=True)
 
 
-def worker_main(spec: dict[str, Any]) -> int:
-    """Run one chip worker to completion; the return value is its exit code."""
+def worker_main(spec: dict[str, Any], adapter: Any = None) -> int:
+    """Run one chip worker to completion; the return value is its exit code. ``adapter`` is
+    the runtime adapter the zygote preloaded (else ``spec["runtime"]`` is loaded here)."""
     rank, size = spec["rank"], spec["size"]
     set_proctitle(f"pto-chip rank={rank}/{size} world={spec['world']} owner={spec['owner']}")
     _redirect_output(spec["log"])
@@ -226,7 +315,7 @@ def worker_main(spec: dict[str, Any]) -> int:
     faulthandler.enable(file=sys.stderr, all_threads=True)
     faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
     try:
-        return _Worker(spec, mbox).serve()
+        return _Worker(spec, mbox, adapter).serve()
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -151,6 +151,8 @@ class Failure:
     text: str
     traceback: str
     error: BaseException | None = None
+    qualname: str = ""  # module-qualified type name, e.g. "builtins.RuntimeError"
+    code: int | None = None  # the exception's integer ``code`` attribute, if it had one
 
     @property
     def pto(self) -> PtoError | None:
@@ -164,7 +166,7 @@ def encode_failure(exc: BaseException, limit: int) -> bytes:
         text = str(exc)
     except Exception as err:  # a broken __str__ must not turn the op's failure into a crash
         text = f"<str() of the exception failed: {type(err).__name__}: {err}>"
-    failure = Failure(type(exc).__name__, text, tb, exc)
+    failure = Failure(type(exc).__name__, text, tb, exc, _qualname(type(exc)), _int_code(exc))
     try:
         data = pickle.dumps(("err", failure), PROTOCOL)
         pickle.loads(data)  # an exception that pickles but does not rebuild is sent as text
@@ -172,9 +174,31 @@ def encode_failure(exc: BaseException, limit: int) -> bytes:
         failure.error = None
         data = pickle.dumps(("err", failure), PROTOCOL)
     if len(data) > limit:
-        failure = Failure(failure.type_name, failure.text[:2000], tb[-(limit // 4) :], None)
+        failure = Failure(
+            failure.type_name,
+            failure.text[:2000],
+            tb[-(limit // 4) :],
+            None,
+            failure.qualname,
+            failure.code,
+        )
         data = pickle.dumps(("err", failure), PROTOCOL)
     return data
+
+
+def _qualname(cls: type) -> str:
+    module = getattr(cls, "__module__", None) or "builtins"
+    return f"{module}.{getattr(cls, '__qualname__', cls.__name__)}"
+
+
+def _int_code(exc: BaseException) -> int | None:
+    """The exception's ``code`` attribute when it is an int (runtimes' bindings often carry
+    one; it survives even when the exception itself does not pickle)."""
+    try:
+        code = getattr(exc, "code", None)
+    except Exception:  # a property of user code may raise anything
+        return None
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
 
 
 def encode_result(value: Any, op_label: str, limit: int) -> bytes:

@@ -34,6 +34,7 @@ import signal
 import socket
 import struct
 import sys
+import threading
 import time
 import traceback
 from typing import Any
@@ -92,6 +93,7 @@ class _Server:
         self.tainted = ""
         self.culprit = ""  # the preloaded module that started a thread
         self.preloaded: set[str] = set()
+        self.adapters: dict[str, Any] = {}  # runtime adapter spec -> its preloaded instance
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.sel = selectors.DefaultSelector()
 
@@ -153,12 +155,51 @@ class _Server:
         gc.collect()
         gc.freeze()  # forked workers then do not dirty the zygote's heap pages on first gc
 
+    def preload_adapter(self, spec: str, cache_dir: str | None) -> str:
+        """Instantiate the runtime adapter ``spec`` and run its ``preload`` (once per
+        session): heavy imports are then paid once, not once per rank per round. It must not
+        leave a thread behind (Python's or a C library's), since forking a threaded process
+        can hang the child. Returns "" or the reason the adapter cannot be used."""
+        if spec in self.adapters:
+            return ""
+        from libpto._worker import load_adapter
+
+        try:
+            adapter = load_adapter(spec, cache_dir)
+            adapter.preload()
+        except BaseException as exc:
+            traceback.print_exc()
+            return f"runtime adapter {spec}: preload failed: {type(exc).__name__}: {exc}"
+        threads = threading.active_count()
+        tasks = _thread_count()
+        if threads > 1 or tasks > 1:
+            self.tainted = f"runtime adapter {spec}: preload() started a thread"
+            self.culprit = ""
+            return (
+                f"runtime adapter {spec}: preload() left {max(threads, tasks) - 1} thread(s) "
+                "running in the forking process (threading.active_count()="
+                f"{threads}, /proc/self/task: {tasks}); a fork of a threaded process can hang. "
+                "preload() may import and load, but must not start threads"
+            )
+        self.adapters[spec] = adapter
+        gc.collect()
+        gc.freeze()
+        return ""
+
     def spawn(self, msg: dict[str, Any]) -> dict[str, Any]:
         _merge_path(msg.get("sys_path", []))  # workers import the owner's modules
         if msg.get("preload"):
             self.preload(msg["preload"])
         if self.tainted:
             return {"tainted": self.tainted, "module": self.culprit}
+        runtime = msg.get("runtime")
+        if runtime:
+            problem = self.preload_adapter(runtime, msg.get("cache_dir"))
+            if problem:
+                reply = {"adapter_error": problem}
+                if self.tainted:
+                    reply["tainted"] = self.tainted
+                return reply
         from libpto._mailbox import Mailbox, Stamp
 
         name = msg["mbox"]
@@ -171,12 +212,12 @@ class _Server:
         pids = []
         for spec in msg["ranks"]:
             mbox.stamp(spec["rank"], Stamp.SPAWN, msg["t_spawn"])
-            pid = self._fork(spec)
+            pid = self._fork(spec, self.adapters.get(runtime) if runtime else None)
             self.live[pid] = (name, spec["rank"])
             pids.append(pid)
         return {"pids": pids}
 
-    def _fork(self, spec: dict[str, Any]) -> int:
+    def _fork(self, spec: dict[str, Any], adapter: Any = None) -> int:
         zygote = os.getpid()
         pid = os.fork()
         if pid == 0:  # the chip worker
@@ -185,7 +226,7 @@ class _Server:
                 self._become_worker(zygote)
                 from libpto._worker import worker_main
 
-                code = worker_main(spec)
+                code = worker_main(spec, adapter)
             except BaseException:
                 traceback.print_exc()
             finally:

@@ -23,10 +23,12 @@ __all__ = [
     "OrchestratorError",
     "PeerDead",
     "PtoError",
+    "RankCloseFailed",
     "RankCrashed",
     "RankError",
     "RankHang",
     "RankOpFailed",
+    "RuntimeAdapterError",
     "RuntimeStateError",
     "SchedulerError",
     "SchedulerTimeout",
@@ -114,6 +116,12 @@ class RuntimeStateError(PtoError):
     """The call is not allowed in the object's current state (closed runtime, run in flight)."""
 
 
+class RuntimeAdapterError(PtoError):
+    """The runtime adapter of a world (``WorldConfig.runtime``) cannot be used in the forking
+    process: it does not load, its ``preload`` raised, or ``preload`` started a thread.
+    ``runtime`` names it."""
+
+
 class SystemCallError(PtoError, OSError):
     """An OS call inside the runtime failed."""
 
@@ -165,6 +173,10 @@ class RankCrashed(RankError):
 
 class RankHang(RankError):
     """A round exceeded its deadline; ``stacks`` maps every rank to its stack dump."""
+
+
+class RankCloseFailed(RankError):
+    """A rank's runtime failed to close after the round's ops (``phase`` is ``close``)."""
 
 
 class RankOpFailed(RankError):

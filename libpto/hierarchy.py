@@ -25,6 +25,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -40,7 +41,7 @@ from libpto import _procs
 from libpto._checks import env_problems, seconds_problem, text_problem
 from libpto._comm import CommWindow, new_name
 from libpto._mailbox import DEFAULT_PAYLOAD_BYTES, Channel, Mailbox, Stamp, State, now_ns
-from libpto._worker import INIT_HOOK_ENV, Chip
+from libpto._worker import EXIT_CLOSE_FAILED, INIT_HOOK_ENV, Chip
 from libpto._worker_frames import Failure, OpRef, decode_result, encode_task
 from libpto.errors import (
     CommTimeout,
@@ -50,6 +51,7 @@ from libpto.errors import (
     InvalidArgument,
     PeerDead,
     PtoError,
+    RankCloseFailed,
     RankCrashed,
     RankHang,
     RankOpFailed,
@@ -66,6 +68,10 @@ __all__ = [
 ]
 
 PAYLOAD_ENV = "PTO_MBOX_PAYLOAD_BYTES"
+#: Platform labels a world accepts (pytest-pto's platforms). libpto's own runtime is simulated
+#: whatever the label; the device binding of each rank is ``WorldConfig.device_env``.
+PLATFORMS = ("sim", "ascend", "cuda")
+_ADAPTER_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 DEFAULT_LOGS_RE = r"pto-logs-(\d+)-[a-z0-9_]{8}"  # tempfile.mkdtemp(prefix=f"pto-logs-{pid}-")
 SHUTDOWN_GRACE = 2.0  # seconds a rank gets to leave after SHUTDOWN before it is killed
 STARTUP_GRACE = 0.5  # the same, when a failed start rolls back (a rank stuck in init won't leave)
@@ -80,7 +86,18 @@ start_zygote = _procs.start_zygote
 
 @dataclass(frozen=True)
 class WorldConfig:
-    """How to start a world of chip workers (one rank per device)."""
+    """How to start a world of chip workers (one rank per ``devices_per_rank`` devices).
+
+    ``runtime`` names a runtime adapter class (``module:attribute``, pytest-pto's
+    ``RuntimeAdapter`` contract) that each rank instantiates to bring its runtime up and down;
+    None (the default) is libpto's own runtime, bound to the comm window. ``cache_dir`` is set
+    on the adapter. ``round_dir`` is a directory common to every rank (``chip.round_dir``,
+    ``PTO_ROUND_DIR``). ``device_env`` is each rank's device binding (e.g.
+    ``{0: {"CUDA_VISIBLE_DEVICES": "2"}}``); None binds with ``ASCEND_RT_VISIBLE_DEVICES`` as
+    libpto always did. ``local_device_ids`` is the id each rank's runtime opens after that
+    binding (default: its first physical device). ``platform`` is one of :data:`PLATFORMS`, a
+    label: libpto's runtime is simulated whatever it says.
+    """
 
     devices: tuple[int, ...]
     env: Mapping[str, str] = field(default_factory=dict)
@@ -91,6 +108,12 @@ class WorldConfig:
     log_dir: Path | None = None
     platform: str = "sim"
     name: str = ""
+    devices_per_rank: int = 1
+    runtime: str | None = None
+    cache_dir: Path | None = None
+    round_dir: Path | None = None
+    device_env: Mapping[int, Mapping[str, str]] | None = None
+    local_device_ids: Mapping[int, int] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.devices, (str, bytes)) or not isinstance(self.devices, Iterable):
@@ -106,17 +129,36 @@ class WorldConfig:
         if len(set(devices)) != len(devices):
             raise InvalidArgument(f"WorldConfig.devices: {devices} names a device twice")
         object.__setattr__(self, "devices", devices)
-        _check_env("WorldConfig.env", self.env)
-        if not isinstance(self.rank_env, Mapping):
+        k = self.devices_per_rank
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1 or len(devices) % k:
             raise InvalidArgument(
-                f"WorldConfig.rank_env={self.rank_env!r}: must be a mapping rank -> env"
+                f"WorldConfig.devices_per_rank={k!r}: must be an int >= 1 that divides the "
+                f"{len(devices)} devices"
             )
-        for rank, env in self.rank_env.items():
-            if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < len(devices):
+        size = len(devices) // k
+        _check_env("WorldConfig.env", self.env)
+        for label, per_rank in (("rank_env", self.rank_env), ("device_env", self.device_env)):
+            if per_rank is None and label == "device_env":
+                continue
+            if not isinstance(per_rank, Mapping):
                 raise InvalidArgument(
-                    f"WorldConfig.rank_env: rank {rank!r} is not in [0, {len(devices)})"
+                    f"WorldConfig.{label}={per_rank!r}: must be a mapping rank -> env"
                 )
-            _check_env(f"WorldConfig.rank_env[{rank}]", env)
+            for rank, env in per_rank.items():
+                if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < size:
+                    raise InvalidArgument(
+                        f"WorldConfig.{label}: rank {rank!r} is not in [0, {size})"
+                    )
+                _check_env(f"WorldConfig.{label}[{rank}]", env)
+        for rank, local in (self.local_device_ids or {}).items():
+            if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < size:
+                raise InvalidArgument(
+                    f"WorldConfig.local_device_ids: rank {rank!r} is not in [0, {size})"
+                )
+            if isinstance(local, bool) or not isinstance(local, int) or local < 0:
+                raise InvalidArgument(
+                    f"WorldConfig.local_device_ids[{rank}]={local!r}: must be an int >= 0"
+                )
         problem = seconds_problem(self.init_timeout)
         if problem is not None:
             raise InvalidArgument(f"WorldConfig.init_timeout={self.init_timeout!r}: {problem}")
@@ -130,23 +172,41 @@ class WorldConfig:
             raise InvalidArgument(
                 f"WorldConfig.init_barrier={self.init_barrier!r}: must be True or False"
             )
-        if self.log_dir is not None and (
-            not isinstance(self.log_dir, (str, os.PathLike)) or text_problem(str(self.log_dir))
+        for label, path in (
+            ("log_dir", self.log_dir),
+            ("cache_dir", self.cache_dir),
+            ("round_dir", self.round_dir),
         ):
-            raise InvalidArgument(
-                f"WorldConfig.log_dir={self.log_dir!r}: must be a path (str or Path) without "
-                "NUL, or None"
-            )
+            if path is not None and (
+                not isinstance(path, (str, os.PathLike)) or text_problem(str(path))
+            ):
+                raise InvalidArgument(
+                    f"WorldConfig.{label}={path!r}: must be a path (str or Path) without "
+                    "NUL, or None"
+                )
         if not isinstance(self.name, str) or text_problem(self.name):
             raise InvalidArgument(f"WorldConfig.name={self.name!r}: must be text without NUL")
-        if self.platform != "sim":
+        if self.platform not in PLATFORMS:
             raise InvalidArgument(
-                f"WorldConfig.platform={self.platform!r}: unknown platform (known: 'sim')"
+                f"WorldConfig.platform={self.platform!r}: unknown platform (known: "
+                f"{', '.join(map(repr, PLATFORMS))})"
+            )
+        if self.runtime is not None and (
+            not isinstance(self.runtime, str) or not _ADAPTER_SPEC.match(self.runtime)
+        ):
+            raise InvalidArgument(
+                f"WorldConfig.runtime={self.runtime!r}: must be 'module:attribute' of a runtime "
+                "adapter class, or None for libpto's own runtime"
             )
 
     @property
     def size(self) -> int:
-        return len(self.devices)
+        return len(self.devices) // self.devices_per_rank
+
+    def rank_devices(self, rank: int) -> tuple[int, ...]:
+        """The devices of ``rank``: ``devices[rank*K:(rank+1)*K]`` with K devices per rank."""
+        k = self.devices_per_rank
+        return self.devices[rank * k : (rank + 1) * k]
 
 
 def _check_env(source: str, env: Mapping[str, str]) -> None:
@@ -221,6 +281,7 @@ class World:
         self._open_spans: list[tuple[str, int, int, int]] = []
         self._teardown: dict[int, tuple[int, int]] = {}
         self._runs = 0
+        self.close_failures: dict[int, Failure] = {}  # rank -> its runtime's close error
         self._t_start = 0.0
         self._finalizer: weakref.finalize[Any, Any] | None = None
 
@@ -261,22 +322,43 @@ class World:
         base.update(cfg.env)
         label = cfg.name or self._mbox_name
         specs = []
-        for rank, device in enumerate(self.devices):
+        for rank in range(self.size):
+            ids = cfg.rank_devices(rank)
+            device = ids[0]
+            local = (cfg.local_device_ids or {}).get(rank, device)
             env = dict(base)
+            if cfg.device_env is None:  # libpto's own binding, as it always was
+                env["ASCEND_RT_VISIBLE_DEVICES"] = ",".join(map(str, ids))
+            else:
+                env.update(cfg.device_env.get(rank, {}))
             env.update(cfg.rank_env.get(rank, {}))
             env.update(
                 PTO_RANK=str(rank),
                 PTO_WORLD_SIZE=str(self.size),
                 PTO_DEVICE_ID=str(device),
-                ASCEND_RT_VISIBLE_DEVICES=str(device),
+                PTO_DEVICE_IDS=",".join(map(str, ids)),
+                PTO_LOCAL_DEVICE_ID=str(local),
                 PTO_COMM_NAME=self._comm_name,
+                # the conventional names (torch.distributed, HCCL) of the same facts
+                RANK=str(rank),
+                WORLD_SIZE=str(self.size),
+                LOCAL_RANK=str(rank),
+                RANK_ID=str(rank),
+                RANK_SIZE=str(self.size),
             )
+            if cfg.round_dir is not None:
+                env["PTO_ROUND_DIR"] = str(cfg.round_dir)
             self.logs[rank] = log_dir / f"rank{rank}.log"
             specs.append(
                 {
                     "rank": rank,
                     "size": self.size,
                     "device_id": device,
+                    "device_ids": list(ids),
+                    "local_device_id": local,
+                    "round_dir": str(cfg.round_dir) if cfg.round_dir is not None else None,
+                    "runtime": cfg.runtime,
+                    "cache_dir": str(cfg.cache_dir) if cfg.cache_dir is not None else None,
                     "mbox": self._mbox_name,
                     "owner": os.getpid(),
                     "env": env,
@@ -310,7 +392,15 @@ class World:
         """The zygote's spawn, within what is left of the startup deadline."""
         left = max(self._t_start + self.config.init_timeout - time.monotonic(), 0.001)
         try:
-            return zygote.spawn(self._mbox_name, specs, segments, t, timeout=left)
+            return zygote.spawn(
+                self._mbox_name,
+                specs,
+                segments,
+                t,
+                timeout=left,
+                runtime=self.config.runtime,
+                cache_dir=str(self.config.cache_dir) if self.config.cache_dir else None,
+            )
         except TimeoutError as exc:
             missing = list(range(self.size))
             word = "rank" if self.size == 1 else "ranks"
@@ -366,6 +456,9 @@ class World:
                 rank=rank,
                 error=failure.error,
                 traceback=failure.traceback,
+                exc_type=failure.qualname,
+                exc_code=failure.code,
+                exc_message=failure.text,
                 log=str(self.logs.get(rank, "")),
                 **details,
             )
@@ -545,6 +638,9 @@ class World:
             error=pto,
             traceback=failure.traceback,
             exception_type=failure.type_name,
+            exc_type=failure.qualname,
+            exc_code=failure.code,
+            exc_message=failure.text,
             **{**_error_details(pto), **common},
         )
 
@@ -692,8 +788,48 @@ class World:
 
     # -- close ------------------------------------------------------------------------------------
     def close(self) -> None:
-        """Graceful SHUTDOWN, kill after a grace, reap every rank, unlink the segments."""
+        """Graceful SHUTDOWN, kill after a grace, reap every rank, unlink the segments.
+
+        Raises :class:`RankCloseFailed` (after all of that) when a rank's runtime failed to
+        close; a world that already failed (closed by ``run`` or ``start``) raises nothing."""
+        first = not self._closed
         self._close()
+        if first and self.close_failures:
+            raise self._close_error()
+
+    def _close_error(self) -> RankCloseFailed:
+        rank = min(self.close_failures)
+        failure = self.close_failures[rank]
+        others = sorted(set(self.close_failures) - {rank})
+        also = f" (ranks {', '.join(map(str, others))} too)" if others else ""
+        return RankCloseFailed(
+            f"rank {rank}: closing its runtime failed{also}: {failure.type_name}: "
+            f"{failure.text}\n{failure.traceback}",
+            code=failure.pto.code if failure.pto else 0,
+            name=failure.pto.name if failure.pto else failure.type_name,
+            rank=rank,
+            phase="close",
+            error=failure.error,
+            traceback=failure.traceback,
+            exception_type=failure.type_name,
+            exc_type=failure.qualname,
+            exc_code=failure.code,
+            exc_message=failure.text,
+            other_failures={r: "close" for r in others},
+            log=str(self.logs.get(rank, "")),
+        )
+
+    def _read_close_failures(self, mbox: Mailbox) -> None:
+        """Ranks that exited with EXIT_CLOSE_FAILED left their error in the INIT channel."""
+        for rank in range(self.size):
+            status = mbox.exit_status(rank)
+            if status is None or not os.WIFEXITED(status):
+                continue
+            if os.WEXITSTATUS(status) != EXIT_CLOSE_FAILED:
+                continue
+            ok, failure = decode_result(mbox.read(rank, Channel.INIT))
+            if not ok and isinstance(failure, Failure):
+                self.close_failures[rank] = failure
 
     def _close(self, kill: list[int] | None = None, grace: float = SHUTDOWN_GRACE) -> None:
         with self._close_lock:
@@ -713,6 +849,8 @@ class World:
             raise
         finally:
             if mbox is not None and not mbox.closed:
+                with contextlib.suppress(Exception):  # a courtesy: cleanup must go on
+                    self._read_close_failures(mbox)
                 self._snapshot(teardown_ns=t_close)
                 for rank in range(self.size):
                     self._teardown[rank] = (t_close, self._stamps[rank][Stamp.EXIT] or now_ns())

@@ -63,6 +63,10 @@ class RankFailure:
     signal: int | None = None
     log: str = ""
     device_ids: tuple[int, ...] = ()
+    nodeid: str = ""  # the round's test id
+    #: the exception object itself when it crossed the process boundary intact (it may not:
+    #: an exception that does not pickle arrives as ``exc_type`` and ``message`` only)
+    error: BaseException | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

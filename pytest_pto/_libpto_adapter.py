@@ -1,0 +1,58 @@
+"""The built-in ``libpto`` runtime adapter: today's behaviour expressed through the contract.
+
+``init`` creates libpto's simulated runtime bound to the round's comm window (the chip's own
+default when libpto runs without the plugin), ``close`` closes it, and ``classify`` turns the
+libpto error family into its outcome classes: ``SchedulerError`` -> ``sched_error_code=N``,
+``OrchestratorError`` -> ``orch_error_code=N``, ``StreamSyncTimeout`` -> ``stream_sync_timeout``.
+Those classes read the exception's structured facts (type and ``code``), never message text.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from libpto import errors as _e
+from libpto._worker import open_libpto_runtime
+from pytest_pto._adapter import Classified, RankFailure, RuntimeAdapter
+
+__all__ = ["LibptoAdapter", "classify_libpto_error"]
+
+STREAM_SYNC_TIMEOUT = "stream_sync_timeout"
+
+
+def classify_libpto_error(err: BaseException | None) -> Classified | None:
+    """The outcome class of a libpto error (None: not a coded libpto error)."""
+    if not isinstance(err, _e.PtoError):
+        return None
+    if isinstance(err, _e.StreamSyncTimeout):
+        return Classified(STREAM_SYNC_TIMEOUT)
+    code = err.code
+    if not code:
+        code = err.details.get("error_code") or 0
+    if isinstance(err, _e.SchedulerError) or (isinstance(code, int) and code >= 100):
+        return Classified(f"sched_error_code={int(code)}", _e.error_name(int(code)))
+    if isinstance(err, _e.OrchestratorError) or (isinstance(code, int) and 0 < code < 100):
+        return Classified(f"orch_error_code={int(code)}", _e.error_name(int(code)))
+    return None
+
+
+class LibptoAdapter(RuntimeAdapter):
+    """libpto's simulated device runtime (the default ``--pto-runtime``)."""
+
+    #: The device error codes after which an Ascend device is not to be trusted.
+    poison_codes: ClassVar[frozenset[int]] = frozenset(
+        {207001, 507000, 507015, 507018, 507046, 507899}
+    )
+
+    def init(self, chip: Any) -> object:
+        return open_libpto_runtime(chip)
+
+    def close(self, chip: Any, runtime: object) -> None:
+        close = getattr(runtime, "close", None)
+        if close is not None:
+            close()
+
+    def classify(self, failure: RankFailure) -> Classified | None:
+        if failure.phase != "op" or failure.kind != "exception":
+            return None  # init errors stay init_failed, crashes rank_crashed, as before
+        return classify_libpto_error(failure.error)
