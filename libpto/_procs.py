@@ -161,6 +161,7 @@ class Zygote:
         segments: Iterable[str],
         t_spawn: int,
         timeout: float | None = None,
+        *,
         runtime: str | None = None,
         cache_dir: str | None = None,
     ) -> list[int] | None:

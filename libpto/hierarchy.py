@@ -792,6 +792,10 @@ class World:
 
         Raises :class:`RankCloseFailed` (after all of that) when a rank's runtime failed to
         close; a world that already failed (closed by ``run`` or ``start``) raises nothing."""
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """What :meth:`close` does (close is this, for ``with`` blocks and finalizers)."""
         first = not self._closed
         self._close()
         if first and self.close_failures:
@@ -926,6 +930,11 @@ class World:
         if self._mbox is None or self._mbox.closed:
             raise RuntimeStateError("World: not started or already closed")
         return self._mbox
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        """The rank processes' pids, in rank order (they may have exited)."""
+        return tuple(self._pids)
 
     @property
     def closed(self) -> bool:

@@ -6,6 +6,7 @@ what tests, conftest files and other tools use directly.
 
 from __future__ import annotations
 
+from pytest_pto._adapter import Classified, RankFailure, RoundInfo, RuntimeAdapter, TestInfo
 from pytest_pto._junit_props import PROPERTY_NAMES
 from pytest_pto._rounds import RoundPlan, derive_seed
 from pytest_pto._settings import LATCH_POLICIES, Settings
@@ -18,15 +19,20 @@ __all__ = [
     "FIXED_OUTCOMES",
     "LATCH_POLICIES",
     "PROPERTY_NAMES",
+    "Classified",
     "DevicePool",
     "DeviceUnavailable",
     "Holder",
     "Lease",
     "PtoWorld",
+    "RankFailure",
     "RoundHang",
+    "RoundInfo",
     "RoundOutcome",
     "RoundPlan",
+    "RuntimeAdapter",
     "Settings",
+    "TestInfo",
     "Variant",
     "VariantError",
     "choose_group",

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from libpto import errors as _e
-from libpto._worker import open_libpto_runtime
 from pytest_pto._adapter import Classified, RankFailure, RuntimeAdapter
 
 __all__ = ["LibptoAdapter", "classify_libpto_error"]
@@ -44,7 +43,14 @@ class LibptoAdapter(RuntimeAdapter):
         {207001, 507000, 507015, 507018, 507046, 507899}
     )
 
+    def preload(self) -> None:
+        import libpto.runtime  # the C extension and the Runtime class, once in the zygote
+
+        _ = libpto.runtime
+
     def init(self, chip: Any) -> object:
+        from libpto._worker import open_libpto_runtime
+
         return open_libpto_runtime(chip)
 
     def close(self, chip: Any, runtime: object) -> None:

@@ -34,6 +34,15 @@ class Platform(Protocol):
         """Every device id of this machine that tests may lease, ascending."""
         ...
 
+    def binding_env(self, device_ids: tuple[int, ...]) -> dict[str, str]:
+        """The environment that binds a rank's worker to ``device_ids`` (its visibility
+        variable), or {} when the platform binds nothing."""
+        ...
+
+    def local_device_id(self, device_ids: tuple[int, ...]) -> int:
+        """The id the rank's runtime opens for its first device once bound."""
+        ...
+
 
 class SimPlatform:
     """libpto's built-in thread simulation: 8 devices, ids 0-7 (``PTO_SIM_DEVICES`` overrides)."""
@@ -51,6 +60,15 @@ class SimPlatform:
                 f"PTO_SIM_DEVICES={count}: must be an integer >= 1 and <= {MAX_DEVICE_ID + 1}"
             )
         return tuple(range(n))
+
+    def binding_env(self, device_ids: tuple[int, ...]) -> dict[str, str]:
+        """Nothing: simulated devices keep their physical ids (libpto's runtime and a
+        vendor's simulator open ``chip.device_id`` itself), so no visibility variable renumbers
+        them behind a runtime's back."""
+        return {}
+
+    def local_device_id(self, device_ids: tuple[int, ...]) -> int:
+        return device_ids[0]
 
 
 class AscendPlatform:
@@ -78,6 +96,13 @@ class AscendPlatform:
         except (OSError, subprocess.SubprocessError):
             return ()
         return tuple(sorted({int(m) for m in re.findall(r"NPU ID\s*:\s*(\d+)", out)}))
+
+    def binding_env(self, device_ids: tuple[int, ...]) -> dict[str, str]:
+        """``ASCEND_RT_VISIBLE_DEVICES=<ids>``: the rank's runtime sees its devices as 0..K-1."""
+        return {"ASCEND_RT_VISIBLE_DEVICES": ",".join(map(str, device_ids))}
+
+    def local_device_id(self, device_ids: tuple[int, ...]) -> int:
+        return 0
 
 
 _PLATFORMS: dict[str, type[SimPlatform] | type[AscendPlatform]] = {

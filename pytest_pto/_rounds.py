@@ -47,6 +47,8 @@ MARKER_KEYS = {
     "rank_env": "mapping rank -> {NAME: value}",
     "init_timeout": "seconds > 0 (at most 1e6)",
     "round_timeout": "seconds > 0 (at most 1e6)",
+    "runtime": "runtime name, as --pto-runtime (libpto, torch, an entry point, module:attribute)",
+    "devices_per_rank": "int >= 1: devices each rank drives (chip.device_ids)",
 }
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -63,6 +65,8 @@ class MarkerSpec:
     rank_env: Mapping[int, Mapping[str, str]] = field(default_factory=dict)
     init_timeout: float | None = None
     round_timeout: float | None = None
+    runtime: str | None = None
+    devices_per_rank: int | None = None
 
 
 def _env(where: str, value: Any) -> dict[str, str]:
@@ -120,9 +124,29 @@ def marker_spec(node: pytest.Item | Any) -> MarkerSpec | None:
             elif key == "ranks":
                 merged["ranks"] = _ranks(f"{where}(ranks={value!r})", value)
                 merged["ranks_list"] = not isinstance(value, int)
+            elif key == "runtime":
+                merged["runtime"] = _runtime(f"{where}(runtime={value!r})", value)
+            elif key == "devices_per_rank":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise MarkerError(
+                        f"{where}(devices_per_rank={value!r}): must be an integer >= 1"
+                    )
+                merged["devices_per_rank"] = value
             else:
                 merged[key] = _seconds(f"{where}({key}=...)", value)
     return MarkerSpec(env=env, rank_env=rank_env, **merged)
+
+
+def _runtime(where: str, value: Any) -> str:
+    """The runtime name, checked now: an unknown one is this test's collection error."""
+    from pytest_pto._registry import RuntimeResolveError, resolve_runtime
+
+    if not isinstance(value, str):
+        raise MarkerError(f"{where}: runtime must be a name (str)")
+    try:
+        return resolve_runtime(value).name
+    except RuntimeResolveError as exc:
+        raise MarkerError(f"{where}: {exc}") from None
 
 
 def _ranks(where: str, value: Any) -> tuple[int, ...]:
@@ -159,10 +183,13 @@ def parametrize(
             counts.append(v.ranks)
     if not counts:
         counts.append(settings.ranks)
+    per_rank = spec.devices_per_rank if spec is not None and spec.devices_per_rank else 1
     for n in counts:
-        if n > ndev:
+        if n * per_rank > ndev:
+            need = f"ranks={n}" if per_rank == 1 else f"ranks={n} x devices_per_rank={per_rank}"
             raise pytest.Collector.CollectError(
-                f"pytest-pto: {where}: ranks={n}: more ranks than devices ({ndev}: "
+                f"pytest-pto: {where}: {need}: more "
+                f"{'ranks' if per_rank == 1 else 'devices'} than devices ({ndev}: "
                 f"{','.join(map(str, settings.devices))})"
             )
     _check_rank_env(where, spec, settings, variants)
@@ -258,6 +285,8 @@ class RoundPlan:
     seed: int
     log_dir: Path | None
     platform: str
+    runtime: str = "libpto"
+    devices_per_rank: int = 1
 
 
 def plan_for(item: pytest.Item, settings: Settings, variants: Mapping[str, Variant]) -> RoundPlan:
@@ -272,9 +301,12 @@ def plan_for(item: pytest.Item, settings: Settings, variants: Mapping[str, Varia
         ranks = spec.ranks[0]
     if RANKS_PARAM in params:
         ranks = int(params[RANKS_PARAM])
-    if ranks > len(settings.devices):  # only a marker added after collection gets here
+    per_rank = spec.devices_per_rank if spec is not None and spec.devices_per_rank else 1
+    if ranks * per_rank > len(settings.devices):  # only a marker added after collection
         raise MarkerError(
-            f"{item.nodeid}: @pytest.mark.pto: ranks={ranks}: more ranks than devices "
+            f"{item.nodeid}: @pytest.mark.pto: ranks={ranks}"
+            + (f" x devices_per_rank={per_rank}" if per_rank > 1 else "")
+            + f": more {'ranks' if per_rank == 1 else 'devices'} than devices "
             f"({len(settings.devices)})"
         )
     env: dict[str, str] = dict(settings.env)
@@ -321,4 +353,6 @@ def plan_for(item: pytest.Item, settings: Settings, variants: Mapping[str, Varia
         seed=seed,
         log_dir=settings.log_dir,
         platform=settings.platform,
+        runtime=spec.runtime if spec is not None and spec.runtime else settings.runtime,
+        devices_per_rank=per_rank,
     )

@@ -119,6 +119,15 @@ def _platform(text: str) -> str:
     return word
 
 
+def _runtime_name(text: str) -> str:
+    """Only the word here: whether it resolves (imports) is checked by :func:`resolve`, which
+    knows the rootdir."""
+    word = text.strip()
+    if not word:
+        raise _BadValue("must name a runtime")
+    return word
+
+
 def _path(text: str) -> Path:
     if not text.strip():
         raise _BadValue("must be a non-empty path")
@@ -273,6 +282,18 @@ OPTIONS: tuple[Option, ...] = (
         "sim",
         _platform,
         "runtime platform: 'sim' (default, built in, 8 devices) or 'ascend' (real NPUs)",
+        "NAME",
+    ),
+    Option(
+        "runtime",
+        "--pto-runtime",
+        "pto_runtime",
+        "PTO_RUNTIME",
+        "libpto",
+        _runtime_name,
+        "runtime the chip workers drive: libpto (default, built in), torch (torch.distributed, "
+        "extra pytest-pto[torch]), a name registered in the entry-point group "
+        "pytest_pto.runtimes, or module:attribute of a pytest_pto.RuntimeAdapter subclass",
         "NAME",
     ),
     Option(
@@ -467,6 +488,7 @@ class Settings:
     ranks: int = 2
     rounds: int = 1
     platform: str = "sim"
+    runtime: str = "libpto"
     devices: tuple[int, ...] = ()
     lock_dir: Path = field(default_factory=default_lock_dir)
     lock_timeout: float = 300.0
@@ -527,6 +549,7 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
             values[opt.dest] = opt.default
     if values["lock_dir"] is None:
         values["lock_dir"] = default_lock_dir()
+    _check_runtime(config, values["runtime"], sources.get("runtime"))
     values["devices"] = _check_devices(values, sources)
     if values["ranks"] > len(values["devices"]):
         raise pytest.UsageError(
@@ -536,6 +559,18 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
             "more --pto-devices"
         )
     return Settings(**values, sources=sources)
+
+
+def _check_runtime(config: pytest.Config, name: str, source: str | None) -> None:
+    """The session's runtime must resolve now: one usage error, not one failure per rank."""
+    from pytest_pto._registry import RuntimeResolveError, resolve_runtime
+
+    rootdir = getattr(config, "rootpath", None)
+    try:
+        resolve_runtime(name, rootdir)
+    except RuntimeResolveError as exc:
+        where = source or f"--pto-runtime (default {name})"
+        raise pytest.UsageError(f"pytest-pto: {where}: {exc}") from None
 
 
 def _check_devices(values: dict[str, Any], sources: dict[str, str]) -> tuple[int, ...]:

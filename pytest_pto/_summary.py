@@ -58,7 +58,10 @@ class SummaryCollector:
         raw = props.get("pto.outcome")
         if raw is None or not raw.strip():
             return None
-        outcome = parse_outcome(raw)
+        try:
+            outcome = parse_outcome(raw)
+        except ValueError:  # not ours (a conftest's own property): nothing to count
+            return None
         self._seen.add(report.nodeid)
         variant = props.get("pto.variant")
         test, rnd = base_test_id(report.nodeid, variant)

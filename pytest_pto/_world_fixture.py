@@ -1,5 +1,9 @@
 """The ``pto_world`` fixture's object: one round's device lease and chip-worker World.
 
+The round's runtime adapter (:class:`RoundRuntime`) is consulted here: ``prepare`` once per
+test before its first round, ``worker_env`` for each rank's environment, ``after_round`` once
+the World is closed (a killed round too). The chip workers run its ``init``/``close``.
+
 Starting is lazy (first use of ``devices``/``run``/``world``) and otherwise forced at the start
 of the test call, so lock wait and init are failures *of the round* (call phase) and are timed
 apart: ``lock_wait_ms`` (waiting for devices) and ``init_ms``/``init_skew_ms`` (the World).
@@ -16,10 +20,13 @@ import os
 import re
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -27,31 +34,71 @@ from typing import Any
 import pytest
 
 from libpto._checks import seconds_problem
-from libpto.errors import InvalidArgument, PtoError
+from libpto.errors import InvalidArgument, PtoError, RuntimeAdapterError
+from pytest_pto._adapter import RoundInfo, RuntimeAdapter
+from pytest_pto._platforms import get_platform
 from pytest_pto._rounds import RoundPlan
 from pytest_pto.devices import DevicePool, DeviceUnavailable, Lease
 from pytest_pto.outcomes import RoundHang
 
-__all__ = ["PtoWorld"]
+__all__ = ["PtoWorld", "RoundRuntime", "session_temp_dir"]
 
 _WATCHDOG_GRACE_S = 1.0
+MASTER_ADDR = "127.0.0.1"
 
 
-_swept = False
+_swept: set[str] = set()
+
+
+def session_temp_dir(kind: str) -> Path:
+    """A temporary directory ``pto-<kind>-<pid>-XXXXXXXX``, named after this process so that
+    a later session removes it if this one is killed before its cleanup (the first call of
+    each kind sweeps those of dead owners)."""
+    tmp = Path(tempfile.gettempdir())
+    if kind not in _swept:
+        from libpto._procs import sweep_dead_owner_files
+
+        _swept.add(kind)
+        sweep_dead_owner_files(tmp, rf"pto-{kind}-(\d+)-[a-z0-9_]{{8}}")
+    return Path(tempfile.mkdtemp(prefix=f"pto-{kind}-{os.getpid()}-", dir=tmp))
 
 
 def _round_log_dir() -> Path:
-    """A temporary log dir for one round, named after this process so that the next session
-    removes it if this one is killed before its teardown (the first call sweeps them)."""
-    global _swept
-    tmp = Path(tempfile.gettempdir())
-    if not _swept:
-        from libpto._procs import sweep_dead_owner_files
-        from libpto.hierarchy import DEFAULT_LOGS_RE
+    return session_temp_dir("logs")
 
-        _swept = True
-        sweep_dead_owner_files(tmp, DEFAULT_LOGS_RE)
-    return Path(tempfile.mkdtemp(prefix=f"pto-logs-{os.getpid()}-", dir=tmp))
+
+_recent_ports: deque[int] = deque(maxlen=64)
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 for the round's ``MASTER_PORT``, not one of the last
+    rounds' (the kernel may hand a just-closed port out again; a rank of the previous round
+    may still hold it in TIME_WAIT)."""
+    for _ in range(32):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((MASTER_ADDR, 0))
+            port = int(s.getsockname()[1])
+        if port not in _recent_ports:
+            break
+    _recent_ports.append(port)
+    return port
+
+
+@dataclass
+class RoundRuntime:
+    """The runtime adapter of a round: its name (``--pto-runtime``/marker), the
+    ``module:attribute`` the workers import, the session's instance and cache dir, and
+    ``prepare`` (the session's once-per-test call of the adapter's ``prepare``)."""
+
+    name: str
+    spec: str
+    adapter: RuntimeAdapter
+    cache_dir: Path | None
+    prepare: Callable[[], None]
+
+    @property
+    def label(self) -> str:
+        return f"runtime adapter {self.name!r} ({self.spec})"
 
 
 def _safe(nodeid: str) -> str:
@@ -61,9 +108,21 @@ def _safe(nodeid: str) -> str:
 class PtoWorld:
     """What a test sees as ``pto_world``: ``size``, ``devices``, ``round``, ``run(op, ...)``."""
 
-    def __init__(self, item: pytest.Item, plan: RoundPlan, pool: DevicePool, lock_timeout: float):
+    def __init__(
+        self,
+        item: pytest.Item,
+        plan: RoundPlan,
+        pool: DevicePool,
+        lock_timeout: float,
+        runtime: RoundRuntime | None = None,
+    ):
         self._item = item
         self.plan = plan
+        self.runtime = runtime
+        self.round_dir: Path | None = None
+        self.rank_devices: dict[int, tuple[int, ...]] = {}
+        self.outcome: str | None = None  # the round's class, set when it is classified
+        self._pids: tuple[int, ...] = ()
         self._pool = pool
         self._lock_timeout = lock_timeout
         self.lease: Lease | None = None
@@ -207,21 +266,16 @@ class PtoWorld:
         self.started = True
         hook = self._item.config.hook
         try:
-            self.lease = self._pool.lease(self.plan.ranks, self.plan.nodeid, self._lock_timeout)
+            if self.runtime is not None:
+                self.runtime.prepare()
+            per_rank = self.plan.devices_per_rank
+            self.lease = self._pool.lease(
+                self.plan.ranks * per_rank, self.plan.nodeid, self._lock_timeout
+            )
             hook.pytest_pto_lease_acquired(item=self._item, lease=self.lease)
             from libpto.hierarchy import World, WorldConfig
 
-            config = WorldConfig(
-                devices=self.lease.devices,
-                env=dict(self.plan.env),
-                rank_env={r: dict(e) for r, e in self.plan.rank_env.items()},
-                init_barrier=self.plan.init_barrier,
-                init_timeout=self.plan.init_timeout,
-                round_timeout=self.plan.round_timeout,
-                log_dir=self.log_dir,
-                platform=self.plan.platform,
-                name=self.plan.nodeid,
-            )
+            config = self._world_config(WorldConfig, self.lease.devices)
             replaced = hook.pytest_pto_world_config(item=self._item, config=config)
             if replaced is not None:
                 if tuple(replaced.devices) != self.lease.devices:
@@ -230,7 +284,16 @@ class PtoWorld:
                         f"{self.lease.devices}, got {replaced.devices}"
                     )
                 config = replaced
-            self._world = World.start(config)
+            try:
+                self._world = World.start(config)
+            except RuntimeAdapterError as exc:
+                self.start_error = exc
+                label = self.runtime.label if self.runtime is not None else "runtime adapter"
+                pytest.exit(
+                    f"pytest-pto: {label} cannot be used: {exc}",
+                    returncode=pytest.ExitCode.USAGE_ERROR,
+                )
+            self._pids = tuple(self._world.pids)
             self.ready_at = time.monotonic()
             hook.pytest_pto_round_started(item=self._item, world=self._world)
         except BaseException as exc:
@@ -242,6 +305,47 @@ class PtoWorld:
                 __tracebackhide__ = True
                 raise exc.with_traceback(None) from exc.__cause__
             raise
+
+    def _world_config(self, world_config: Any, devices: tuple[int, ...]) -> Any:
+        """This round's WorldConfig: the plan, the adapter, the platform's device binding and
+        the conventional environment of distributed jobs (DESIGN: worker environment)."""
+        plan = self.plan
+        per_rank = plan.devices_per_rank
+        size = plan.ranks
+        self.rank_devices = {r: devices[r * per_rank : (r + 1) * per_rank] for r in range(size)}
+        platform = get_platform(plan.platform)
+        self.round_dir = session_temp_dir("round")
+        env = {"MASTER_ADDR": MASTER_ADDR, "MASTER_PORT": str(free_port())}
+        env.update(plan.env)
+        rank_env: dict[int, dict[str, str]] = {}
+        runtime = self.runtime
+        for rank, ids in self.rank_devices.items():
+            extra: Mapping[str, str] = {}
+            if runtime is not None:
+                extra = runtime.adapter.worker_env(rank, size, ids[0]) or {}
+                _check_worker_env(runtime.label, rank, extra)
+            merged = {**extra, **plan.rank_env.get(rank, {})}
+            if merged:
+                rank_env[rank] = merged
+        return world_config(
+            devices=devices,
+            env=env,
+            rank_env=rank_env,
+            init_barrier=plan.init_barrier,
+            init_timeout=plan.init_timeout,
+            round_timeout=plan.round_timeout,
+            log_dir=self.log_dir,
+            platform=plan.platform,
+            name=plan.nodeid,
+            devices_per_rank=per_rank,
+            runtime=runtime.spec if runtime is not None else None,
+            cache_dir=runtime.cache_dir if runtime is not None else None,
+            round_dir=self.round_dir,
+            device_env={r: platform.binding_env(ids) for r, ids in self.rank_devices.items()},
+            local_device_ids={
+                r: platform.local_device_id(ids) for r, ids in self.rank_devices.items()
+            },
+        )
 
     # -- watchdog for the test body outside run() ----------------------------------------------
     def arm_watchdog(self) -> None:
@@ -290,8 +394,15 @@ class PtoWorld:
                 out[path.name] = text
         return out
 
+    def finish(self) -> None:
+        """Close the World at the end of a test body that passed, so that a rank whose
+        runtime fails to close fails this round (phase ``close``) instead of its teardown."""
+        if self._world is not None and not self._world.closed:
+            self._world.shutdown()
+
     def close(self) -> None:
-        """Stop the chip workers, release the devices, drop temporary logs (idempotent)."""
+        """Stop the chip workers, tell the adapter the round is over, remove the round dir,
+        release the devices, drop temporary logs (idempotent)."""
         if self._closed:
             return
         self._closed = True
@@ -303,15 +414,45 @@ class PtoWorld:
                     self._world.close()
                 except Exception as exc:  # keep going: the devices must still be released
                     errors.append(f"World.close failed: {exc!r}")
-        finally:  # even when interrupted (a second Ctrl-C): close() will not come again
-            if self.lease is not None:
+            if self.runtime is not None and self.round_dir is not None:
                 try:
-                    self._item.config.hook.pytest_pto_lease_released(
-                        item=self._item, lease=self.lease
-                    )
-                finally:
-                    self.lease.release()
-            if self._own_log_dir:
-                shutil.rmtree(self.log_dir, ignore_errors=True)
+                    self.runtime.adapter.after_round(self._round_info())
+                except Exception as exc:
+                    errors.append(f"{self.runtime.label}: after_round raised {exc!r}")
+        finally:  # even when interrupted (a second Ctrl-C): close() will not come again
+            try:
+                if self.round_dir is not None:
+                    shutil.rmtree(self.round_dir, ignore_errors=True)
+                if self.lease is not None:
+                    try:
+                        self._item.config.hook.pytest_pto_lease_released(
+                            item=self._item, lease=self.lease
+                        )
+                    finally:
+                        self.lease.release()
+            finally:
+                if self._own_log_dir:
+                    shutil.rmtree(self.log_dir, ignore_errors=True)
         if errors:
             raise RuntimeError("; ".join(errors))
+
+    def _round_info(self) -> RoundInfo:
+        return RoundInfo(
+            nodeid=self.plan.nodeid,
+            round=self.plan.round,
+            devices=self.lease.devices if self.lease is not None else (),
+            pids=self._pids,
+            round_dir=self.round_dir,
+            outcome=self.outcome or "failed",
+            platform=self.plan.platform,
+        )
+
+
+def _check_worker_env(label: str, rank: int, env: Any) -> None:
+    if not isinstance(env, Mapping) or not all(
+        isinstance(k, str) and k and "=" not in k and isinstance(v, str) for k, v in env.items()
+    ):
+        raise TypeError(
+            f"{label}: worker_env(rank={rank}, ...) returned {env!r}: must be a dict of "
+            "environment variable names to str values"
+        )

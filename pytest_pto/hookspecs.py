@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from pytest_pto._adapter import Classified, RankFailure
     from pytest_pto.devices import DevicePool, Lease
     from pytest_pto.outcomes import RoundOutcome
 
@@ -67,3 +68,13 @@ def pytest_pto_round_finished(item: pytest.Item, outcome: RoundOutcome) -> None:
 def pytest_pto_round_properties(item: pytest.Item, properties: Sequence[tuple[str, str]]) -> None:
     """The JUnit properties of the round, just before they are attached (read-only view).
     Append your own with ``item.user_properties.append((name, value))``."""
+
+
+@hookspec(firstresult=True)
+def pytest_pto_classify(failure: RankFailure) -> str | Classified | None:
+    """Classify a failed rank before the round's runtime adapter does: return an outcome class
+    (``name`` or ``name=value``, e.g. ``device_error_code=507018``), a
+    ``pytest_pto.Classified(outcome, error_name, detail)``, or None to let the adapter and then
+    the built-in classes decide. ``failure`` is a ``pytest_pto.RankFailure`` (rank, phase, kind,
+    exc_type, message, code, exit_status, signal, log tail, device_ids, nodeid). Called in the
+    process that ran the round."""

@@ -10,6 +10,7 @@ the devices. Session-wide state lives in one registered :class:`PtoSession` obje
 from __future__ import annotations
 
 import shlex
+import shutil
 import signal
 import sys
 import threading
@@ -21,12 +22,14 @@ from typing import Any
 
 import pytest
 
+from pytest_pto._adapter import RuntimeAdapter, TestInfo
 from pytest_pto._junit_props import round_properties
+from pytest_pto._registry import RuntimeRef, RuntimeResolveError, resolve_runtime
 from pytest_pto._rounds import ROUND_PARAM, MarkerError, RoundPlan, parametrize, plan_for
 from pytest_pto._settings import OPTIONS, Settings, add_options, resolve
 from pytest_pto._summary import SummaryCollector, tally_text
 from pytest_pto._variants import Variant
-from pytest_pto._world_fixture import PtoWorld
+from pytest_pto._world_fixture import PtoWorld, RoundRuntime, session_temp_dir
 from pytest_pto.devices import DevicePool, choose_group
 from pytest_pto.outcomes import HANG, RoundOutcome, classify
 
@@ -36,7 +39,8 @@ SESSION_KEY = pytest.StashKey["PtoSession"]()
 ROUND_KEY = pytest.StashKey["_RoundState"]()
 MARKER_HELP = (
     "pto(ranks=N | [N, M], env={NAME: value}, rank_env={rank: {...}}, init_timeout=S, "
-    "round_timeout=S): a distributed test run on N locked devices through the pto_world fixture"
+    "round_timeout=S, runtime=NAME, devices_per_rank=K): a distributed test run on N locked "
+    "devices through the pto_world fixture"
 )
 
 
@@ -180,7 +184,13 @@ def pto_world(request: pytest.FixtureRequest) -> Iterator[PtoWorld]:
     if state is None:  # e.g. requested through getfixturevalue by a non-parametrized test
         state = _RoundState(_plan(item, session))
         item.stash[ROUND_KEY] = state
-    handle = PtoWorld(item, state.plan, session.pool, session.settings.lock_timeout)
+    handle = PtoWorld(
+        item,
+        state.plan,
+        session.pool,
+        session.settings.lock_timeout,
+        session.round_runtime(state.plan, item),
+    )
     state.handle = handle
     session.open_handles.add(handle)
     try:
@@ -271,6 +281,10 @@ class PtoSession:
         self.summary = SummaryCollector()
         self.open_handles: set[PtoWorld] = set()
         self._pool: DevicePool | None = None
+        self._runtimes: dict[str, RuntimeRef] = {}
+        self._adapters: dict[str, RuntimeAdapter] = {}  # by spec: one instance per session
+        self._cache_dir: Path | None = None
+        self._prepared: dict[tuple[str, str], BaseException | None] = {}
         self._old_sigterm: Any = None
 
     def load(self) -> None:
@@ -328,6 +342,55 @@ class PtoSession:
         )
         return tuple(result) if result else None
 
+    # -- runtime adapters ----------------------------------------------------------------------
+    def round_runtime(self, plan: RoundPlan, item: pytest.Item) -> RoundRuntime:
+        """The adapter of ``plan``'s runtime: resolved and instantiated once per session."""
+        ref = self._runtimes.get(plan.runtime)
+        if ref is None:
+            try:
+                ref = resolve_runtime(plan.runtime, self.config.rootpath)
+            except RuntimeResolveError as exc:  # checked at configure/collection already
+                pytest.fail(f"pytest-pto: {plan.nodeid}: {exc}", pytrace=False)
+            self._runtimes[plan.runtime] = ref
+        adapter = self._adapters.get(ref.spec)
+        if adapter is None:
+            adapter = ref.cls()
+            adapter.cache_dir = self.cache_dir
+            self._adapters[ref.spec] = adapter
+        runtime = RoundRuntime(ref.name, ref.spec, adapter, self.cache_dir, lambda: None)
+        runtime.prepare = lambda: self._prepare(plan, item, runtime)
+        return runtime
+
+    @property
+    def cache_dir(self) -> Path:
+        """The session's adapter cache (``RuntimeAdapter.cache_dir``), removed at its end."""
+        if self._cache_dir is None:
+            self._cache_dir = session_temp_dir("cache")
+        return self._cache_dir
+
+    def _prepare(self, plan: RoundPlan, item: pytest.Item, runtime: RoundRuntime) -> None:
+        """The adapter's ``prepare`` once per test (all rounds and variants share it); a
+        failure is re-raised by every later round of the test instead of being retried."""
+        key = (runtime.spec, plan.base_id)
+        if key in self._prepared:
+            error = self._prepared[key]
+            if error is not None:
+                raise error
+            return
+        kwargs: dict[str, Any] = {}
+        for mark in reversed(list(item.iter_markers("pto"))):  # closest wins
+            kwargs.update(mark.kwargs)
+        info = TestInfo(
+            nodeid=plan.base_id, marker_kwargs=kwargs, ranks=plan.ranks, platform=plan.platform
+        )
+        try:
+            runtime.adapter.prepare(info)
+        except Exception as exc:
+            error = RuntimeError(f"{runtime.label}: prepare({plan.base_id}) raised {exc!r}")
+            self._prepared[key] = error
+            raise error from exc
+        self._prepared[key] = None
+
     @property
     def is_worker(self) -> bool:
         return hasattr(self.config, "workerinput")
@@ -374,6 +437,9 @@ class PtoSession:
             except Exception as exc:  # the report is over; say it, do not raise
                 sys.stderr.write(f"pytest-pto: closing {handle!r} failed: {exc!r}\n")
         self.open_handles.clear()
+        if self._cache_dir is not None:
+            shutil.rmtree(self._cache_dir, ignore_errors=True)
+            self._cache_dir = None
         self._restore_sigterm()
 
     # -- collection ----------------------------------------------------------------------------
@@ -438,7 +504,9 @@ class PtoSession:
         handle.start()  # lease + chip workers: a failure here is the round's outcome
         handle.arm_watchdog()
         try:
-            return (yield)
+            result = yield
+            handle.finish()  # the ranks close their runtimes: a failure there is this round's
+            return result
         finally:
             handle.disarm_watchdog()
 
@@ -456,13 +524,15 @@ class PtoSession:
         if not final or state is None:
             return (yield)
         exc = call.excinfo.value if call.excinfo is not None else None
-        outcome = classify(exc)
         handle = state.handle
+        outcome = self._classify(item, exc, handle)
         if outcome.outcome == HANG and not outcome.stacks and handle is not None:
             outcome = RoundOutcome(
                 HANG, outcome.rank, message=outcome.message, stacks=handle.stacks()
             )
         state.outcome = outcome
+        if handle is not None:
+            handle.outcome = outcome.outcome
         props = round_properties(
             state.plan,
             outcome,
@@ -483,6 +553,23 @@ class PtoSession:
             report.pto_events = handle.events()  # type: ignore[attr-defined]
         item.config.hook.pytest_pto_round_finished(item=item, outcome=outcome)
         return report
+
+    def _classify(
+        self, item: pytest.Item, exc: BaseException | None, handle: PtoWorld | None
+    ) -> RoundOutcome:
+        if exc is None:
+            return classify(None)
+        runtime = handle.runtime if handle is not None else None
+        world = handle._world if handle is not None else None
+        return classify(
+            exc,
+            runtime.adapter if runtime is not None else None,
+            hook=item.config.hook.pytest_pto_classify,
+            runtime=runtime.name if runtime is not None else "libpto",
+            nodeid=item.nodeid,
+            rank_devices=handle.rank_devices if handle is not None else None,
+            logs=dict(getattr(world, "logs", {}) or {}) if world is not None else None,
+        )
 
     @staticmethod
     def _rewrite_failure(

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
+from pytest_pto._outcome_grammar import OUTCOME_RULE, int_value, outcome_parts
 from pytest_pto.stats import fisher_exact, wilson_interval
 
 __all__ = [
@@ -76,7 +77,6 @@ OUTCOMES = (
 INFRA_OUTCOMES = frozenset({"device_unavailable"})
 PASSED = "passed"
 JSON_SCHEMA = "pto-report/1"
-_CODE_CLASS = re.compile(r"^(sched|orch)_error_code=(-?\d+)$")
 _ROUND_TOKEN = re.compile(r"(?:^|-)round-(\d+)(?=-|$)")
 
 
@@ -245,15 +245,18 @@ def base_test_id(name: str, variant: str | None) -> tuple[str, int | None]:
 def parse_outcome(raw: str) -> str:
     """A ``pto.outcome`` value as read back (JUnit file or live report) -> its outcome class.
 
-    The one place that reads outcome strings, so a new class family (``name`` or
-    ``name=value``, e.g. an adapter's ``device_error_code=507018``) needs no other reader
-    change: classes are kept verbatim, ordered by :func:`outcome_sort_key` (unknown ones
-    last), and counted as product failures unless listed in :data:`INFRA_OUTCOMES`.
-    Raises ValueError for an empty value.
+    The one place that reads outcome strings, against the one grammar
+    (:mod:`pytest_pto._outcome_grammar`: ``name`` or ``name=value``), so a new class family
+    (an adapter's ``device_error_code=507018``) needs no other reader change: classes are kept
+    verbatim, ordered by :func:`outcome_sort_key` (unknown ones last), and counted as product
+    failures unless listed in :data:`INFRA_OUTCOMES`. Raises ValueError for an empty value or
+    one outside the grammar.
     """
     outcome = raw.strip()
     if not outcome:
         raise ValueError("is empty")
+    if outcome_parts(outcome) is None:
+        raise ValueError(f"{outcome!r} is not an outcome class ({OUTCOME_RULE})")
     return outcome
 
 
@@ -262,15 +265,17 @@ def is_infra(outcome: str) -> bool:
     return outcome in INFRA_OUTCOMES
 
 
-def outcome_sort_key(outcome: str) -> tuple[int, int, str]:
-    """Column order: DESIGN section 4's order, error-code families by code, unknown last."""
-    m = _CODE_CLASS.match(outcome)
-    if m:
-        family = f"{m.group(1)}_error_code=N"
-        return (OUTCOMES.index(family), int(m.group(2)), outcome)
+def outcome_sort_key(outcome: str) -> tuple[int, str, int, str]:
+    """Column order: DESIGN section 4's order, error-code families by code, then the classes
+    of runtime adapters (by name, then value), anything else last."""
+    parsed = outcome_parts(outcome)
+    name, value = parsed if parsed is not None else ("~", None)
+    number = int_value(outcome) or 0
+    if value is not None and f"{name}=N" in OUTCOMES:
+        return (OUTCOMES.index(f"{name}=N"), "", number, outcome)
     if outcome in OUTCOMES:
-        return (OUTCOMES.index(outcome), 0, outcome)
-    return (len(OUTCOMES), 0, outcome)
+        return (OUTCOMES.index(outcome), "", 0, outcome)
+    return (len(OUTCOMES), name, number, outcome)
 
 
 @dataclass
