@@ -98,7 +98,8 @@ class RoundRuntime:
 
     @property
     def label(self) -> str:
-        return f"runtime adapter {self.name!r} ({self.spec})"
+        named = f" ({self.spec})" if self.spec != self.name else ""
+        return f"runtime adapter {self.name!r}{named}"
 
 
 def _safe(nodeid: str) -> str:
@@ -288,11 +289,10 @@ class PtoWorld:
                 self._world = World.start(config)
             except RuntimeAdapterError as exc:
                 self.start_error = exc
-                label = self.runtime.label if self.runtime is not None else "runtime adapter"
-                pytest.exit(
-                    f"pytest-pto: {label} cannot be used: {exc}",
-                    returncode=pytest.ExitCode.USAGE_ERROR,
-                )
+                named = ""
+                if self.runtime is not None and self.runtime.name != self.runtime.spec:
+                    named = f" (runtime {self.runtime.name!r})"
+                pytest.exit(f"pytest-pto: {exc}{named}", returncode=pytest.ExitCode.USAGE_ERROR)
             self._pids = tuple(self._world.pids)
             self.ready_at = time.monotonic()
             hook.pytest_pto_round_started(item=self._item, world=self._world)

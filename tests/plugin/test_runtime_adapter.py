@@ -22,7 +22,7 @@ import pytest
 from tests import leaks
 from tests.plugin.conftest import junit_cases
 
-ADAPTER = '''
+ADAPTER = """
 import json
 import os
 import threading
@@ -88,7 +88,7 @@ class MyAdapter(RuntimeAdapter):
         if failure.kind == "timeout":
             return "collective_timeout"
         return None
-'''
+"""
 
 CONFTEST = """
 def pytest_pto_classify(failure):
@@ -97,7 +97,7 @@ def pytest_pto_classify(failure):
     return None
 """
 
-TESTS = '''
+TESTS = """
 import os
 import sys
 import threading
@@ -211,7 +211,7 @@ def test_pairs(pto_world):
 
 def runtime_type(chip):
     return type(chip.runtime).__name__
-'''
+"""
 
 
 def _events(path: Path) -> list[dict[str, Any]]:
@@ -314,8 +314,8 @@ def test_an_adapter_of_our_own_drives_every_round(contract_session: dict[str, An
         for rank, r in enumerate(results):
             env = r["env"]
             dev = data["devices"][rank]
-            assert env["PTO_RANK"] == env["RANK"] == env["RANK_ID"] == env["LOCAL_RANK"] == str(
-                rank
+            assert (
+                env["PTO_RANK"] == env["RANK"] == env["RANK_ID"] == env["LOCAL_RANK"] == str(rank)
             )
             assert env["PTO_WORLD_SIZE"] == env["WORLD_SIZE"] == env["RANK_SIZE"] == "2"
             assert env["PTO_DEVICE_ID"] == str(dev) and r["device_ids"] == [dev]
@@ -432,7 +432,7 @@ def test_devices_per_rank_leases_disjoint_groups(contract_session: dict[str, Any
     assert len(devices) == 4 == len(set(devices))
     groups = [r["device_ids"] for r in data["results"]]
     assert groups == [devices[0:2], devices[2:4]]
-    for r, group in zip(data["results"], groups):
+    for r, group in zip(data["results"], groups, strict=True):
         assert r["env"]["PTO_DEVICE_ID"] == str(group[0]) and r["local"] == group[0]
     assert data["libpto"] == ["Runtime", "Runtime"]  # the default runtime is still libpto's
     assert _props(s, "test_pairs")["pto.devices"] == ",".join(map(str, devices))
@@ -460,11 +460,9 @@ def test_preload_that_starts_a_thread_stops_the_session(ptester: pytest.Pytester
     result = ptester.runpytest_subprocess("--pto-runtime=threaded:Threaded", timeout=120)
     out = result.stdout.str() + result.stderr.str()
     assert result.ret == pytest.ExitCode.USAGE_ERROR, out
-    assert "runtime adapter 'threaded:Threaded'" in out and "thread" in out
+    assert "pytest-pto: runtime adapter threaded:Threaded: preload() left 1 thread" in out
     assert "must not start threads" in out
-    assert "test_two" not in result.stdout.str().split("short test summary")[-1] or (
-        "1 passed" not in out
-    )
+    assert " passed" not in out  # the session stopped at its first round
 
 
 def test_unknown_runtime_names_are_usage_and_collection_errors(
