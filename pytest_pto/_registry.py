@@ -30,6 +30,7 @@ __all__ = [
     "known_runtimes",
     "load_spec",
     "resolve_runtime",
+    "use_rootdir",
 ]
 
 DEFAULT_RUNTIME = "libpto"
@@ -39,6 +40,14 @@ BUILTIN_RUNTIMES = {
     "torch": "pytest_pto._torch_adapter:TorchAdapter",
 }
 _SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_rootdir: Path | None = None
+
+
+def use_rootdir(rootdir: Path | None) -> None:
+    """The session's rootdir: where ``module:attribute`` names are also looked for (set at
+    configure, so markers and variants files resolve like ``--pto-runtime``)."""
+    global _rootdir
+    _rootdir = rootdir
 
 
 class RuntimeResolveError(ValueError):
@@ -61,6 +70,13 @@ def _entry_points() -> dict[str, str]:
     except Exception:  # a broken installed distribution must not break every session
         return {}
     return {ep.name: ep.value for ep in eps}
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken or blocked installation counts as absent
+        return False
 
 
 def known_runtimes() -> list[str]:
@@ -96,7 +112,7 @@ def resolve_runtime(name: str, rootdir: Path | None = None) -> RuntimeRef:
         raise RuntimeResolveError(f"empty runtime name; {_known_text()}")
     if name in BUILTIN_RUNTIMES:
         spec = BUILTIN_RUNTIMES[name]
-        if name == "torch" and importlib.util.find_spec("torch") is None:
+        if name == "torch" and not _installed("torch"):
             raise RuntimeResolveError(
                 "runtime 'torch' needs PyTorch, which is not installed here; install the extra: "
                 "pip install 'pytest-pto[torch]'"
@@ -115,7 +131,7 @@ def resolve_runtime(name: str, rootdir: Path | None = None) -> RuntimeRef:
     else:
         raise RuntimeResolveError(f"unknown runtime {name!r}; {_known_text()}")
     try:
-        cls = _load(spec, rootdir)
+        cls = _load(spec, rootdir if rootdir is not None else _rootdir)
     except Exception as exc:
         raise RuntimeResolveError(
             f"runtime {name!r} ({spec}): cannot load the adapter: {type(exc).__name__}: {exc}"

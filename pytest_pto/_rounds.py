@@ -353,6 +353,10 @@ def plan_for(item: pytest.Item, settings: Settings, variants: Mapping[str, Varia
         seed=seed,
         log_dir=settings.log_dir,
         platform=settings.platform,
-        runtime=spec.runtime if spec is not None and spec.runtime else settings.runtime,
+        runtime=(
+            spec.runtime
+            if spec is not None and spec.runtime
+            else (variant.runtime if variant is not None and variant.runtime else settings.runtime)
+        ),
         devices_per_rank=per_rank,
     )

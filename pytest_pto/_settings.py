@@ -563,9 +563,10 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
 
 def _check_runtime(config: pytest.Config, name: str, source: str | None) -> None:
     """The session's runtime must resolve now: one usage error, not one failure per rank."""
-    from pytest_pto._registry import RuntimeResolveError, resolve_runtime
+    from pytest_pto._registry import RuntimeResolveError, resolve_runtime, use_rootdir
 
     rootdir = getattr(config, "rootpath", None)
+    use_rootdir(rootdir)
     try:
         resolve_runtime(name, rootdir)
     except RuntimeResolveError as exc:

@@ -12,6 +12,7 @@ File shape (the schema is :data:`VARIANT_KEYS`; any other key is an error)::
       init_barrier: true
       ranks: 2                      # optional: pins the rank count like the marker would
       rank_env: {1: {PTO_SIM_INIT_DELAY_MS: "500"}}   # optional, per rank
+      runtime: libpto               # optional: the runtime adapter, as --pto-runtime
 
 A variant overlays the session settings for its items; a test's own ``@pytest.mark.pto``
 marker overlays the variant (the test knows what it needs). A variant's ``rank_env`` applies to
@@ -42,6 +43,7 @@ VARIANT_KEYS = {
     "latch_policy": f"one of {', '.join(LATCH_POLICIES)}",
     "init_barrier": "true/false (or on/off)",
     "ranks": "integer >= 1",
+    "runtime": "runtime name, as --pto-runtime (libpto, torch, an entry point, module:attribute)",
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -92,6 +94,7 @@ class Variant:
     latch_policy: str | None = None
     init_barrier: bool | None = None
     ranks: int | None = None
+    runtime: str | None = None
 
 
 def _env(where: str, value: Any) -> dict[str, str]:
@@ -166,6 +169,16 @@ def _variant(path: Path, name: Any, body: Any) -> Variant:
                 f"{where}: key 'rank_env': rank {beyond[0]} does not exist with ranks: {val} "
                 f"(ranks are 0..{val - 1})"
             )
+    if "runtime" in body:
+        from pytest_pto._registry import RuntimeResolveError, resolve_runtime
+
+        val = body["runtime"]
+        if not isinstance(val, str):
+            raise VariantError(f"{where}: key 'runtime': {val!r} must be a runtime name")
+        try:
+            kw["runtime"] = resolve_runtime(val).name
+        except RuntimeResolveError as exc:
+            raise VariantError(f"{where}: key 'runtime': {exc}") from None
     return Variant(**kw)
 
 

@@ -49,9 +49,13 @@ class MyAdapter(RuntimeAdapter):
     def prepare(self, test):
         note(event="prepare", nodeid=test.nodeid, ranks=test.ranks, platform=test.platform,
              kwargs=sorted(test.marker_kwargs), pid=os.getpid())
+        if test.marker_kwargs.get("env", {}).get("MYRT_PREPARE_FAIL"):
+            raise RuntimeError("kernel compile failed")
         (self.cache_dir / "kernel.bin").write_text(test.nodeid)
 
     def worker_env(self, rank, size, device_id):
+        if "test_bad_env" in os.environ.get("PYTEST_CURRENT_TEST", ""):
+            return {"MYRT_WHO": 3}
         return {"MYRT_WHO": f"{rank}/{size}@{device_id}"}
 
     def init(self, chip):
@@ -197,6 +201,16 @@ def pair(chip):
         "device_ids": list(chip.device_ids),
         "local": chip.local_device_id,
     }
+
+
+@pytest.mark.pto(runtime="myrt:MyAdapter", env={"MYRT_PREPARE_FAIL": "1"})
+def test_prepare_fails(pto_world):
+    pto_world.run(ok)
+
+
+@MY
+def test_bad_env(pto_world):
+    pto_world.run(ok)
 
 
 @pytest.mark.pto(ranks=2, devices_per_rank=2)
@@ -403,6 +417,24 @@ def test_classification_reaches_junit_and_the_headline(contract_session: dict[st
     assert (p["pto.outcome"], p["pto.failed_rank"]) == ("init_failed", "1")
     assert "rtInit failed with code -9" in _failure(s, "test_init_fails")
 
+    # prepare raising: every round of the test fails, prepare is not retried
+    prepares = [
+        e for e in s["events"] if e["event"] == "prepare" and "test_prepare_fails" in e["nodeid"]
+    ]
+    assert len(prepares) == 1
+    for rnd in (1, 2):
+        assert _props(s, "test_prepare_fails", rnd)["pto.outcome"] == "failed"
+        head = _failure(s, "test_prepare_fails", rnd)
+        assert (
+            "runtime adapter 'myrt:MyAdapter': prepare(test_contract.py::test_prepare_fails)"
+            in (head)
+            and "kernel compile failed" in head
+        ), head
+
+    # worker_env returning a non-str value: the round fails naming the adapter
+    head = _failure(s, "test_bad_env")
+    assert "runtime adapter 'myrt:MyAdapter': worker_env(rank=0, ...) returned" in head, head
+
     # close raising: reported with phase close, in the round (not its teardown)
     close = [e for e in ev if "test_close_fails" in e["nodeid"]]
     assert close and close[0]["phase"] == "close" and close[0]["rank"] == 0
@@ -548,3 +580,50 @@ def test_npu(pto_world):
     result = ptester.runpytest_subprocess("--pto-platform=ascend")
     assert result.ret == 0, result.stdout.str() + result.stderr.str()
     result.assert_outcomes(passed=1)
+
+
+def test_registry_names_the_torch_extra_when_torch_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without PyTorch, ``torch`` is a usage error that names the extra to install. The
+    absence is made real for this process with an import blocker on ``sys.meta_path`` (the
+    mechanism that decides what is importable), since CI installs torch."""
+    from pytest_pto._registry import RuntimeResolveError, resolve_runtime
+
+    class BlockTorch:
+        @staticmethod
+        def find_spec(name: str, path: object = None, target: object = None) -> None:
+            if name == "torch" or name.startswith("torch."):
+                raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)")
+
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [BlockTorch(), *sys.meta_path])
+    with pytest.raises(RuntimeResolveError, match=r"pip install 'pytest-pto\[torch\]'"):
+        resolve_runtime("torch")
+
+
+def test_registry_rejects_what_is_not_an_adapter() -> None:
+    from pytest_pto._registry import RuntimeResolveError, known_runtimes, resolve_runtime
+
+    assert known_runtimes()[:2] == ["libpto", "torch"]
+    ref = resolve_runtime("libpto")
+    assert ref.spec == "pytest_pto._libpto_adapter:LibptoAdapter"
+    with pytest.raises(RuntimeResolveError, match=r"not a subclass of pytest_pto\.RuntimeAdapter"):
+        resolve_runtime("os:getcwd")
+    with pytest.raises(RuntimeResolveError, match="has no attribute 'Nope'"):
+        resolve_runtime("pytest_pto:Nope")
+    with pytest.raises(RuntimeResolveError, match="not module:attribute"):
+        resolve_runtime("a b:c")
+
+
+def test_a_variant_may_choose_the_runtime(tmp_path: Path) -> None:
+    from pytest_pto._variants import VariantError, load_variants
+
+    good = tmp_path / "good.yaml"
+    good.write_text("a:\n  runtime: libpto\nb: {}\n")
+    variants = load_variants(good)
+    assert variants["a"].runtime == "libpto" and variants["b"].runtime is None
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a:\n  runtime: nosuch\n")
+    with pytest.raises(VariantError, match=r"variant 'a': key 'runtime': unknown runtime"):
+        load_variants(bad)
