@@ -327,11 +327,11 @@ class World:
             device = ids[0]
             local = (cfg.local_device_ids or {}).get(rank, device)
             env = dict(base)
+            env.update(cfg.rank_env.get(rank, {}))
             if cfg.device_env is None:  # libpto's own binding, as it always was
                 env["ASCEND_RT_VISIBLE_DEVICES"] = ",".join(map(str, ids))
             else:
                 env.update(cfg.device_env.get(rank, {}))
-            env.update(cfg.rank_env.get(rank, {}))
             env.update(
                 PTO_RANK=str(rank),
                 PTO_WORLD_SIZE=str(self.size),
