@@ -97,6 +97,17 @@ class RoundRuntime:
     prepare: Callable[[], None]
 
     @property
+    def worker_spec(self) -> str | None:
+        """What the chip workers load: the adapter's ``module:attribute``, or None for the
+        built-in ``libpto`` adapter itself, whose ``init``/``close`` are libpto's own chip
+        default (:func:`libpto._worker.open_libpto_runtime`, ``Runtime.close``): the workers
+        then need not import pytest and the plugin, which keeps the default path as fast as
+        it was. A subclass of it is loaded like any adapter."""
+        from pytest_pto._libpto_adapter import LibptoAdapter
+
+        return None if type(self.adapter) is LibptoAdapter else self.spec
+
+    @property
     def label(self) -> str:
         named = f" ({self.spec})" if self.spec != self.name else ""
         return f"runtime adapter {self.name!r}{named}"
@@ -338,7 +349,7 @@ class PtoWorld:
             platform=plan.platform,
             name=plan.nodeid,
             devices_per_rank=per_rank,
-            runtime=runtime.spec if runtime is not None else None,
+            runtime=runtime.worker_spec if runtime is not None else None,
             cache_dir=runtime.cache_dir if runtime is not None else None,
             round_dir=self.round_dir,
             device_env={r: platform.binding_env(ids) for r, ids in self.rank_devices.items()},

@@ -49,7 +49,8 @@ def pytest_pto_lease_released(item: pytest.Item, lease: Lease) -> None:
 def pytest_pto_world_config(item: pytest.Item, config: Any) -> Any:
     """Return a replacement ``libpto.WorldConfig`` for this round (e.g. with extra ``rank_env``),
     or None to keep ``config``. Use ``dataclasses.replace``; ``devices`` must stay the leased
-    ones."""
+    ones. ``config`` already carries the round's runtime adapter (``runtime``, ``cache_dir``),
+    ``round_dir``, ``devices_per_rank`` and the platform's ``device_env``."""
 
 
 @hookspec

@@ -48,7 +48,8 @@ Merge JUnit XML files written by pytest-pto runs (pytest --junitxml; any number 
 xdist sessions and CI jobs) and print one table per test and variant: rounds, pass,
 failing rounds, one column per outcome class that occurred (failed, sched_error_code=N,
 orch_error_code=N, stream_sync_timeout, init_failed, init_timeout, rank_crashed, hang,
-device_unavailable), the pass rate with its Wilson score interval, the failing ranks per
+device_unavailable, and a runtime adapter's name or name=value classes such as
+device_error_code=507018), the pass rate with its Wilson score interval, the failing ranks per
 class and the largest init skew (">=" when it is a lower bound of a failing round).
 Infrastructure outcomes (device_unavailable, marked "(infra)") are not product failures:
 they are left out of "failing rounds", the pass rate and the comparisons.
