@@ -11,6 +11,7 @@ in every rank of every round.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import re
@@ -64,7 +65,10 @@ class RuntimeRef:
     cls: type[RuntimeAdapter]
 
 
+@functools.lru_cache(maxsize=1)
 def _entry_points() -> dict[str, str]:
+    """Once per process: scanning the installed distributions takes tens of milliseconds, and
+    every marker naming a runtime asks."""
     try:
         eps = metadata.entry_points(group=ENTRY_POINT_GROUP)
     except Exception:  # a broken installed distribution must not break every session
