@@ -301,6 +301,7 @@ def contract_session(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]
         "events": _events(log),
         "results": results,
         "logs": logs,
+        "junit": project / "out.xml",
     }
 
 
@@ -475,6 +476,21 @@ def test_classification_reaches_junit_and_the_headline(contract_session: dict[st
     p = _props(s, "test_close_fails")
     assert (p["pto.outcome"], p["pto.failed_rank"]) == ("runtime_close_failed", "0")
     assert "closing its runtime failed" in _failure(s, "test_close_fails")
+
+
+def test_adapter_classes_reach_pto_report(
+    contract_session: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_pto.report_cli import EXIT_OK, main
+
+    assert main(["--format", "json", str(contract_session["junit"])]) == EXIT_OK
+    rows = {r["test"].rsplit("::", 1)[1]: r for r in json.loads(capsys.readouterr().out)["rows"]}
+    assert rows["test_coded"]["outcomes"] == {"device_error_code=507018": 2}
+    assert rows["test_stall"]["outcomes"] == {"collective_timeout": 2}
+    assert rows["test_hooked"]["outcomes"] == {"hook_class=7": 2}
+    assert main([str(contract_session["junit"])]) == EXIT_OK
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "device_error_code=507018" in header and "collective_timeout" in header
 
 
 def test_a_foreign_runtime_shows_nothing_of_libpto(contract_session: dict[str, Any]) -> None:
