@@ -491,6 +491,15 @@ def test_adapter_classes_reach_pto_report(
     assert main([str(contract_session["junit"])]) == EXIT_OK
     header = capsys.readouterr().out.splitlines()[0]
     assert "device_error_code=507018" in header and "collective_timeout" in header
+    # and GitHub annotations, from the records read back
+    from pytest_pto.github import failure_annotations
+    from pytest_pto.junit_read import read_junit
+
+    records = [r for r in read_junit(contract_session["junit"]).records if "coded" in r.test]
+    lines = failure_annotations(records)
+    assert len(lines) == 2 and all(
+        "title=pto device_error_code=507018%2C rank 1%2C round" in line for line in lines
+    ), lines
 
 
 def test_a_foreign_runtime_shows_nothing_of_libpto(contract_session: dict[str, Any]) -> None:
