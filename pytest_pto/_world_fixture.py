@@ -310,6 +310,8 @@ class PtoWorld:
         except BaseException as exc:
             self.start_error = exc
             self._failed_world = getattr(exc, "pto_world", None)
+            if self._failed_world is not None:  # for after_round: the ranks that were forked
+                self._pids = tuple(getattr(self._failed_world, "pids", ()))
             if isinstance(exc, (PtoError, DeviceUnavailable)):
                 # as for op failures (run): the report shows the classified headline and the
                 # rank's own frames ("pto round" section), not the plugin's start-up path

@@ -384,6 +384,8 @@ def test_an_adapter_of_our_own_drives_every_round(contract_session: dict[str, An
     assert len(stall["devices"]) == 2 and stall["round_dir_exists"]
     assert not Path(stall["round_dir"]).exists()
     assert afters[("test_contract[round-2]", 2)]["outcome"] == "passed"
+    init_failed = afters[("test_init_fails[round-1]", 1)]  # a failed start: its ranks' pids
+    assert init_failed["outcome"] == "init_failed" and len(init_failed["pids"]) == 2
     for name in ("test_contract", "test_coded"):
         assert _props(s, name)["pto.outcome"] in ("passed", "device_error_code=507018")
 
