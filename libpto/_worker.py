@@ -2,8 +2,11 @@
 
 Life of a worker: rename itself (``pto-chip rank=K/N ...``), send its output to its own log
 (fd 1 and 2, so the C runtime's stderr lands there too), take the world's environment, attach
-its mailbox, initialise its chip (a libpto runtime bound to the world's comm window), publish
-INIT_DONE or INIT_FAILED, then serve TASK_READY until SHUTDOWN. A watcher thread answers
+its mailbox, initialise its chip (the comm window, then the runtime: the runtime adapter's
+``init`` when the world names one, else a libpto runtime bound to the window), publish
+INIT_DONE or INIT_FAILED, then serve TASK_READY until SHUTDOWN, and close the runtime on the
+same (main) thread; a close error is left in the INIT channel and the worker exits with
+EXIT_CLOSE_FAILED, so the owner raises it (``RankCloseFailed``). A watcher thread answers
 stack requests (CONTROL_REQUEST) even while the op runs, and kills the worker if the world's
 owner dies.
 """
