@@ -27,8 +27,11 @@ def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     before_procs = leaks.descendants()
     before_shm = leaks.shm_segments()
-    yield
-    procs, shm = leaks.wait_for_no_leaks(before_procs, before_shm)
+    with leaks.TreeWatch() as watch:
+        yield
+    # only our own tree and segments named after its pids: other sessions on this machine
+    # (other CI jobs, other copies of this suite) are never judged, nor cleaned up
+    procs, shm = leaks.wait_for_no_leaks(before_procs, before_shm, seen=watch.seen)
     for pid in procs:  # clean up so one leak does not cascade into every later test
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 9)

@@ -185,3 +185,29 @@ def test_unwritable_github_step_summary_is_a_warning_not_a_crash(
     out = result.stdout.str()
     assert "pytest-pto: GITHUB_STEP_SUMMARY: cannot append the table" in out
     assert "INTERNALERROR" not in out
+
+
+def test_lock_dir_space_form_is_a_usage_error_and_the_equals_form_keeps_ids(
+    ptester: pytest.Pytester,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``--pto-lock-dir DIR`` with an existing DIR outside the project would move pytest's
+    rootdir (DIR is a positional candidate before the plugin's options are known) and change
+    every test id; it is refused with a message that says to use ``=``."""
+    shared = tmp_path_factory.mktemp("shared-locks")  # exists, outside the project
+    err = usage_error(ptester, "--pto-lock-dir", str(shared))
+    assert "--pto-lock-dir DIR on the command line: write it as --pto-lock-dir=DIR" in err
+    assert "Traceback" not in err
+    monkeypatch.setenv("PYTEST_ADDOPTS", f"--pto-lock-dir {shared}")
+    err = usage_error(ptester)
+    assert "--pto-lock-dir DIR on PYTEST_ADDOPTS: write it as --pto-lock-dir=DIR" in err
+    monkeypatch.delenv("PYTEST_ADDOPTS")
+    # the '=' form leaves the rootdir, and so the ids, alone
+    result = ptester.runpytest(f"--pto-lock-dir={shared}", "--co", "-q")
+    assert result.ret == 0, result.stdout.str() + result.stderr.str()
+    assert (
+        "test_lock_dir_space_form_is_a_usage_error_and_the_equals_form_keeps_ids.py::test_one"
+        in (result.stdout.str())
+    )
+    assert f"rootdir: {ptester.path}" in ptester.runpytest(f"--pto-lock-dir={shared}").stdout.str()

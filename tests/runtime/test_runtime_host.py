@@ -16,6 +16,17 @@ import pytest
 import libpto
 
 
+def _wait_until_running(rt: libpto.Runtime, what: str = "run running") -> str:
+    """Poll ``dump_state`` until it shows ``what`` (at most 30 s): a fixed sleep is a race on a
+    loaded CI runner, where the run's threads may start hundreds of ms late."""
+    deadline = time.monotonic() + 30.0
+    while True:
+        text = rt.dump_state()
+        if what in text or time.monotonic() > deadline:
+            return text
+        time.sleep(0.02)
+
+
 def test_stream_sync_timeout_with_hang_kernel_then_reuse() -> None:
     with libpto.Runtime(scheduler_timeout_ms=60000, stream_sync_timeout_ms=300) as rt:
         g = rt.graph()
@@ -63,7 +74,7 @@ def test_close_while_running_is_prompt() -> None:
 
     th = threading.Thread(target=runner)
     th.start()
-    time.sleep(0.3)
+    _wait_until_running(rt)  # not a fixed sleep: a loaded host may start the run late
     t0 = time.monotonic()
     rt.close()
     th.join(10)
@@ -76,8 +87,7 @@ def test_dump_state_names_every_thread_and_the_running_task() -> None:
         g = rt.graph()
         g.hang()
         rt.submit(g)
-        time.sleep(0.3)
-        text = rt.dump_state()
+        text = _wait_until_running(rt, "running task 0 (hang)")
         rt.abort()
         with pytest.raises(libpto.PtoError):
             rt.sync()

@@ -84,11 +84,11 @@ def test_late_notify_no_latch_under_owned_wallclock(comm_pair) -> None:
     w0, w1 = comm_pair
     with libpto.Runtime(
         latch_policy="owned-wallclock",
-        scheduler_timeout_ms=10000,
+        scheduler_timeout_ms=30000,  # the peer answers after 1.5 s: a 20x margin
         max_idle_iterations=1000,
         sched_threads=2,
         cores=2,
-        stream_sync_timeout_ms=30000,
+        stream_sync_timeout_ms=60000,
     ) as rt:
         rt.bind_comm(w0)
         g = rt.graph()
@@ -132,7 +132,7 @@ def test_stall_lines_go_to_stderr_without_latching(comm_pair, capfd) -> None:
         rt.bind_comm(w0)
         g = rt.graph()
         g.wait(0, ">=", 1)
-        notifier = _late_notify(w1, 1.0)
+        notifier = _late_notify(w1, 2.0)  # 10x the 200 ms stall-report period; 10x under budget
         rt.run(g)
         notifier.join()
     err = capfd.readouterr().err
@@ -161,12 +161,18 @@ def test_deadlock_branch_needs_a_budget_without_any_completion() -> None:
     """Seven scheduler threads own no core and re-check the deadlock branch every budget while
     sched0 runs a long chain. Between sched0's completion of task k and its pop of task k + 1
     nothing is RUNNING and k + 1 is ready; the branch used to latch that instant as S3 (or S4
-    when its counters straddled the pop) in most runs. Evidence must cover the whole budget. An
-    S1 by the core's owner is the budget working as specified on a loaded host, so it is
-    tolerated; a deadlock-branch latch is not."""
+    when its counters straddled the pop) in most runs. Evidence must cover the whole budget.
+
+    Margin: the instant the bug latched lasts microseconds; the budget is 50 ms (>= 10^4x). A
+    latch that needs a *whole* budget without progress is the budget working as specified on
+    a loaded host (a 2-CPU CI runner under TSan, ~10x slower, can stall a thread for more than
+    the 5 ms this test used to use): S1 by the core's owner (sched0 descheduled mid-task) and
+    S5 (the orchestrator descheduled before publishing the chain) are tolerated; S3/S4 -- the
+    deadlock-branch false latch this test is about -- are not. A 50 ms budget still gives
+    ~7 threads x (run time / 50 ms) >= 150 checks per run, 6 runs."""
     with libpto.Runtime(
         latch_policy="owned-wallclock",
-        scheduler_timeout_ms=5,
+        scheduler_timeout_ms=50,
         stream_sync_timeout_ms=60000,
         stall_report_ms=600000,
         sched_threads=8,
@@ -180,4 +186,4 @@ def test_deadlock_branch_needs_a_budget_without_any_completion() -> None:
             try:
                 assert rt.run(g).completed == 100_000
             except libpto.SchedulerTimeout as e:
-                assert e.sub_class == "S1" and e.latch_thread == 0, str(e)
+                assert (e.sub_class == "S1" and e.latch_thread == 0) or e.sub_class == "S5", str(e)
