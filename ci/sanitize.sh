@@ -40,8 +40,8 @@ run_tests() { # dir preload envs...
   shift 2
   (cd "$dir" && env PYTHONPATH="$dir" PTO_SANITIZER="$1" "${@:2}" LD_PRELOAD="$preload" \
     "$PY" -c "import libpto, sys; assert libpto.__file__.startswith('$dir'), libpto.__file__" &&
-    env PYTHONPATH="$dir" PTO_SANITIZER="$1" "${@:2}" LD_PRELOAD="$preload" \
-      ${SETARCH:-} "$PY" -m pytest -q -rfE -p no:cacheprovider $TESTS) || status=$?
+    env PYTHONPATH="$dir" PTO_SANITIZER="$1" "${@:2}" \
+      ${SETARCH:-} env LD_PRELOAD="$preload" "$PY" -m pytest -q -rfE -p no:cacheprovider $TESTS) || status=$?
   # reports written while pytest captured fd 2 would otherwise be lost
   if compgen -G "$TMP/report-$1*" >/dev/null; then
     cat "$TMP"/report-"$1"*
@@ -72,7 +72,13 @@ for s in $WHICH; do
     echo "== TSan"
     rc=0
     stage tsan "-fsanitize=thread -O1 -g" "-fsanitize=thread" || rc=$?
-    [[ $rc -ne 0 ]] || SETARCH="setarch $(uname -m) -R" run_tests tsan "$(gcc -print-file-name=libtsan.so)" tsan \
+    # Dynamic TLS: glibc allocates the __thread data of a dlopen'ed module lazily and frees it
+    # (_dl_deallocate_tls) when another thread reuses a finished thread's stack, with no sync
+    # TSan can see -- it reports that free as a race. libpto keeps no __thread data (status.c
+    # uses a pthread key); cffi's _cffi_backend does (its errno save area), so it is preloaded
+    # here: a module loaded at start-up gets static TLS, which glibc never frees this way.
+    CFFI_BACKEND=$("$PY" -c 'import _cffi_backend; print(_cffi_backend.__file__)')
+    [[ $rc -ne 0 ]] || SETARCH="setarch $(uname -m) -R" run_tests tsan "$(gcc -print-file-name=libtsan.so):$CFFI_BACKEND" tsan \
       TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:report_signal_unsafe=0:log_path=$TMP/report-tsan || rc=$?
     record tsan "$rc"
     ;;
