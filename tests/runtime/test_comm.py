@@ -170,8 +170,10 @@ def attach_and_hold(name: str, rank: int, conn: Connection) -> None:
 def wait_forever_then_report(name: str, conn: Connection) -> None:
     """Wait with no deadline in the main thread; Ctrl-C must still get through."""
     with CommWindow.attach(name, 0) as w:
-        conn.send("ready")
         try:
+            # "ready" inside the try: a SIGINT that arrives before the wait starts (a loaded
+            # runner may take longer than the parent's 0.2 s to get there) is caught too
+            conn.send("ready")
             w.wait(0, ">=", 1, timeout_ms=None)
         except KeyboardInterrupt:
             conn.send("interrupted")
