@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -17,6 +18,13 @@ from tests import leaks
 
 def pytest_configure(config: pytest.Config) -> None:
     leaks.become_subreaper()
+    # A CI runner, or a background job of a non-interactive shell (`cmd &`), may start us with
+    # SIGINT *ignored*; an ignored signal stays ignored across exec, so every process our tests
+    # interrupt with SIGINT (Ctrl-C semantics of waits, of pytest sessions, of world owners)
+    # would ignore it and those tests would fail. A caught signal is reset to the default at
+    # exec, so catching it here gives our children a normal Ctrl-C.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

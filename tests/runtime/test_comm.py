@@ -35,7 +35,10 @@ from libpto import (
 )
 
 CTX = mp.get_context("spawn")
-JOIN_S = 20.0
+# Deadline for a spawned rank process to report back: only reached when something hangs. A
+# rank normally reports in ~1 s; under TSan (5-10x slower) with 8 spawned interpreters on a
+# loaded 2-CPU runner, 20 s was seen to run out; 120 s keeps >= 10x over the slowest case.
+JOIN_S = 120.0
 
 
 # ---------------------------------------------------------------------------------- harness
