@@ -122,6 +122,10 @@ def test_escaped_grandchild_dies_after_sigkill_of_owner_and_zygote(tmp_path: Pat
     proc.wait(10)
     assert wait_gone([escapee], limit=5.0) == []
     assert wait_gone([*facts["workers"], facts["zygote"], facts["keeper"]]) == []
+    # the segments of a SIGKILLed owner whose zygote died too: the next run's stale cleanup
+    cleanup_stale()
+    for name in facts["segments"]:
+        assert not Path("/dev/shm", name).exists()
 
 
 @pytest.mark.parametrize("double_fork", [False, True])
