@@ -178,3 +178,66 @@ def wait_for_no_leaks(
         if (not procs and not shm) or time.monotonic() > deadline:
             return procs, shm
         time.sleep(0.05)
+
+
+DEVICE_LOCK_NAME = "device-"  # device-<id>.lock in any lock dir (pytest_pto.devices layout)
+
+
+def _flocked_inodes() -> dict[tuple[int, int, int], set[int]]:
+    """(major, minor, inode) of every file with a FLOCK lock held -> the pids that took it,
+    from ``/proc/locks``."""
+    out: dict[tuple[int, int, int], set[int]] = {}
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:  # pragma: no cover - no procfs
+        return out
+    for line in lines:
+        fields = line.split()
+        if "->" in fields:  # a waiter, not a holder
+            continue
+        if len(fields) < 6 or fields[1] != "FLOCK":
+            continue
+        try:
+            major, minor, inode = fields[5].split(":")
+            key = (int(major, 16), int(minor, 16), int(inode))
+            out.setdefault(key, set()).add(int(fields[4]))
+        except ValueError:
+            continue
+    return out
+
+
+def held_device_locks(pids: set[int] | None = None) -> set[str]:
+    """Device lock files (``device-<id>.lock``, any lock dir) flocked through an open file of
+    one of ``pids`` (default: this process and its descendants).
+
+    Only our own process tree is judged: other sessions on the machine hold their devices
+    legitimately. The truth is the kernel's lock table, matched against the files our processes
+    have open, so a lock held by a leaked grandchild counts as well as one of our own.
+    """
+    pids = {os.getpid(), *descendants()} if pids is None else pids
+    flocked = _flocked_inodes()
+    out: set[str] = set()
+    if not flocked:
+        return out
+    for pid in pids:
+        fd_dir = Path(f"/proc/{pid}/fd")
+        try:
+            fds = list(fd_dir.iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            name = os.path.basename(target)
+            if not (name.startswith(DEVICE_LOCK_NAME) and name.endswith(".lock")):
+                continue
+            try:
+                st = os.stat(fd)
+            except OSError:
+                continue
+            key = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+            if flocked.get(key, set()) & pids:  # taken by one of ours, not a concurrent probe
+                out.add(target)
+    return out
