@@ -120,6 +120,5 @@ def test_owned_wallclock_only_the_owner_attempts() -> None:
 
 
 def test_hold_mask_is_validated() -> None:
-    with libpto.Runtime() as rt:
-        with pytest.raises(libpto.InvalidArgument, match=r"mask=-1 out of range"):
-            rt._test_hold_latch(-1)
+    with libpto.Runtime() as rt, pytest.raises(libpto.InvalidArgument, match=r"mask=-1 out of"):
+        rt._test_hold_latch(-1)
