@@ -54,7 +54,7 @@ def test_lease_is_all_or_none_and_released(tmp_path: Path) -> None:
     a = pool.lease(2, "t::a", timeout=1)
     b = pool.lease(2, "t::b", timeout=1)
     assert (a.devices, b.devices) == ((0, 1), (2, 3))
-    with pytest.raises(DeviceUnavailable) as info:
+    with pytest.raises(DeviceUnavailable, match=r"^device_unavailable: waited") as info:
         pool.lease(1, "t::c", timeout=0.3)
     assert "t::a" in str(info.value) and "t::b" in str(info.value)
     assert sorted(h.device for h in info.value.holders) == [0, 1, 2, 3]

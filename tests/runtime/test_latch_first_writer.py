@@ -60,9 +60,9 @@ def test_first_released_thread_is_the_only_writer(winner: int) -> None:
     assert f"sched{winner} reached PTO_MAX_IDLE_ITERATIONS" in str(err)
 
 
-def test_idle_sibling_wins_and_the_runtime_stays_usable() -> None:
+def test_idle_sibling_wins_over_the_owner() -> None:
     """2 threads, 1 core running a hang: the idle sibling (sched1) released first latches; the
-    owner, released when the run ends, does not overwrite it; the next run is clean."""
+    owner, released when the run ends, does not overwrite it."""
     with libpto.Runtime(
         latch_policy="idle-iterations",
         max_idle_iterations=200,
@@ -79,15 +79,11 @@ def test_idle_sibling_wins_and_the_runtime_stays_usable() -> None:
         with pytest.raises(libpto.SchedulerTimeout, match="sched1 reached") as ei:
             rt.sync()
         rt._test_hold_latch(0)
-        # the runtime is reusable and the hold persists only as set: a clean run completes
-        g2 = rt.graph()
-        g2.noops(50, "chain")
-        assert rt.run(g2).completed == 50
     assert ei.value.latch_thread == 1 and ei.value.latch_attempts == 0b11
 
 
 def test_owned_wallclock_only_the_owner_attempts() -> None:
-    """owned-wallclock, 2 threads, 2 cores, one never-returning wait: only the thread owning
+    """owned-wallclock, 2 threads, 2 cores, one hang task: only the thread owning
     its core may even try to latch. The owner is held after its attempt for 10 budgets, long
     enough for the idle sibling to try many times if it wrongly could; its bit stays clear."""
     budget_ms = 100

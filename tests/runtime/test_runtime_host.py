@@ -33,7 +33,9 @@ def test_stream_sync_timeout_with_hang_kernel_then_reuse() -> None:
         a = g.noop()
         g.hang(deps=[a])
         t0 = time.monotonic()
-        with pytest.raises(libpto.StreamSyncTimeout) as ei:
+        with pytest.raises(
+            libpto.StreamSyncTimeout, match="stream sync timed out after 300 ms"
+        ) as ei:
             rt.run(g)
         assert time.monotonic() - t0 < 10.0  # 300 ms budget, prompt abort
         err = ei.value
@@ -91,7 +93,7 @@ def test_dump_state_names_every_thread_and_the_running_task() -> None:
         rt.submit(g)
         text = _wait_until_running(rt, "running task 0 (hang)")
         rt.abort()
-        with pytest.raises(libpto.PtoError):
+        with pytest.raises(libpto.PtoError, match="the run was aborted"):
             rt.sync()
     assert "orchestrator:" in text and "sched0:" in text and "sched1:" in text
     assert "running task 0 (hang)" in text
@@ -123,18 +125,20 @@ def test_exceptions_pickle_with_details() -> None:
         g = rt.graph()
         ev = g.event()
         g.noop(deps=[ev])
-        with pytest.raises(libpto.SchedulerTimeout) as ei:
+        with pytest.raises(libpto.SchedulerTimeout, match="SCHEDULER_TIMEOUT") as ei:
             rt.run(g)
         with libpto.Runtime(stream_sync_timeout_ms=100, scheduler_timeout_ms=60000) as rt2:
             h = rt2.graph()
             h.hang()
-            with pytest.raises(libpto.StreamSyncTimeout) as ej:
+            with pytest.raises(
+                libpto.StreamSyncTimeout, match="stream sync timed out after 100 ms"
+            ) as ej:
                 rt2.run(h)
         with libpto.Runtime(dep_pool=4) as rt3:
             k = rt3.graph()
             ids = k.noops(5)
             k.noop(deps=list(ids))
-            with pytest.raises(libpto.OrchestratorError) as ek:
+            with pytest.raises(libpto.OrchestratorError, match="DEP_POOL_OVERFLOW") as ek:
                 rt3.run(k)
     for err in (ei.value, ej.value, ek.value):
         copy = pickle.loads(pickle.dumps(err))

@@ -43,7 +43,9 @@ def test_never_notified_wait_latches_s1_by_owner(comm_pair) -> None:
         waiter = g.wait(0, ">=", 1, deps=[first])
         g.noop(deps=[waiter])
         t0 = time.monotonic()
-        with pytest.raises(libpto.SchedulerTimeout) as ei:
+        with pytest.raises(
+            libpto.SchedulerTimeout, match=r"owned-wallclock: sched\d owns RUNNING task"
+        ) as ei:
             rt.run(g)
         elapsed = time.monotonic() - t0
     err = ei.value
@@ -73,7 +75,10 @@ def test_late_notify_false_latch_under_idle_iterations(comm_pair) -> None:
         g.wait(0, ">=", 1)
         notifier = _late_notify(w1, 1.5)
         t0 = time.monotonic()
-        with pytest.raises(libpto.SchedulerTimeout) as ei:
+        with pytest.raises(
+            libpto.SchedulerTimeout,
+            match=r"idle-iterations: sched\d reached PTO_MAX_IDLE_ITERATIONS",
+        ) as ei:
             rt.run(g)
         assert time.monotonic() - t0 < 1.5  # latched before the peer answered: falsely
         notifier.join()
@@ -111,7 +116,7 @@ def test_deadlock_branch_with_nothing_running() -> None:
         blocked = g.noop(deps=[ev])
         g.noops(5, "chain")
         t0 = time.monotonic()
-        with pytest.raises(libpto.SchedulerTimeout) as ei:
+        with pytest.raises(libpto.SchedulerTimeout, match="owned-wallclock deadlock branch") as ei:
             rt.run(g)
         assert time.monotonic() - t0 < 10.0
         err = ei.value
