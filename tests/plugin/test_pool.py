@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -130,16 +129,17 @@ def test_big_request_is_not_starved_by_a_stream_of_small_ones(tmp_path: Path) ->
     assert not list((tmp_path / "locks" / "queue").iterdir())
 
 
-def test_lock_dir_errors_are_clear(tmp_path: Path) -> None:
+def test_lock_dir_errors_are_clear(tmp_path: Path, make_unwritable) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(ValueError, match="cannot create it"):
         DevicePool(range(2), blocker / "locks")
-    if os.getuid() != 0:  # root can write anywhere
-        ro = tmp_path / "ro"
-        ro.mkdir(mode=0o500)
-        with pytest.raises(ValueError, match="not writable"):
-            DevicePool(range(2), ro)
+    with pytest.raises(ValueError, match="cannot create it"):  # queue/ cannot be made in it
+        DevicePool(range(2), make_unwritable(tmp_path / "ro"))
+    # every directory exists but none can take a lock file (as root too: a read-only mount)
+    ro = make_unwritable(tmp_path / "ro2", subdirs=("queue",))
+    with pytest.raises(ValueError, match=r"lock dir .*ro2: not writable by this user"):
+        DevicePool(range(2), ro)
 
 
 # A process that always holds at least one device: it takes its next device before giving the

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
 TRIVIAL = """
@@ -82,11 +85,10 @@ def test_environment_and_ini_errors_name_their_source(
 
 
 def test_output_paths_are_checked_before_any_round(
-    ptester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+    ptester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    make_unwritable: Callable[..., Path],
 ) -> None:
-    import os
-    from pathlib import Path
-
     (ptester.path / "afile").write_text("")
     for args, expected in [
         (["--pto-lock-dir=afile"], "--pto-lock-dir=afile: exists and is not a directory"),
@@ -95,12 +97,8 @@ def test_output_paths_are_checked_before_any_round(
     ]:
         err = usage_error(ptester, *args)
         assert expected in err and "Traceback" not in err, err
-    # unwritable, as a non-root user sees it (the inner session runs in this process)
-    ro = ptester.mkdir("ro")
-    real_access = os.access
-    monkeypatch.setattr(
-        os, "access", lambda p, m: False if Path(p).resolve() == ro else real_access(p, m)
-    )
+    # really unwritable, root included (a read-only mount for root; see make_unwritable)
+    make_unwritable(ptester.path / "ro")
     err = usage_error(ptester, "--pto-lock-dir=ro/locks")
     assert "cannot be created: directory ro is not writable by this user" in err
     monkeypatch.setenv("PTO_LOCK_DIR", "ro")
