@@ -82,7 +82,8 @@ def make_run(
         name: str = "test_incident",
     ) -> Path:
         counter[0] += 1
-        pytester.makepyfile(**{name: INNER_TEST.format(plan=dict(plan), ranks=list(ranks), rank=STAND_IN_FAILED_RANK)})
+        source = INNER_TEST.format(plan=dict(plan), ranks=list(ranks), rank=STAND_IN_FAILED_RANK)
+        pytester.makepyfile(**{name: source})
         junit = pytester.path / f"junit-{counter[0]}.xml"
         args = ["-p", "no:pto", "-p", "no:cacheprovider", f"--junitxml={junit}", f"{name}.py"]
         if family:
