@@ -224,6 +224,9 @@ def main(argv: list[str]) -> int:
                 f"{verdict:17} {m.id:32} {time.monotonic() - t1:6.1f} s  {m.file}: {m.why}",
                 flush=True,
             )
+            failed = [ln for ln in tail.splitlines() if ln.startswith(("FAILED ", "ERROR "))]
+            if code == 1 and failed:  # by which test, and why: a kill for the wrong reason
+                print(f"    {failed[0][:160]}")  # (an import error, say) shows here
             if verdict.startswith(("SURVIVED", "ERROR")):
                 print("    " + "\n    ".join(tail.strip().splitlines()[-8:]))
         elapsed = time.monotonic() - t0
