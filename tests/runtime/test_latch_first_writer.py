@@ -17,6 +17,11 @@ import pytest
 import libpto
 
 ALL3 = 0b111
+# Idle iterations before an idle-iterations thread latches. The owner dispatches the hang task
+# within milliseconds of the submit (under a sanitizer, tens); the idle siblings need this many
+# backed-off iterations (about a second, 50 us sleeps) to reach the latch, so they always
+# classify a RUNNING task (S1 on core 0) -- the 200 of the old test raced the dispatch.
+IDLE_CAP = 20_000
 
 
 def wait_for_attempts(rt: libpto.Runtime, want: int, timeout_s: float = 30.0) -> int:
@@ -37,7 +42,7 @@ def test_first_released_thread_is_the_only_writer(winner: int) -> None:
     writes the header; the other two, released by the end of the run, see it and stop."""
     with libpto.Runtime(
         latch_policy="idle-iterations",
-        max_idle_iterations=200,
+        max_idle_iterations=IDLE_CAP,
         sched_threads=3,
         cores=1,
         stream_sync_timeout_ms=60000,
@@ -57,7 +62,7 @@ def test_first_released_thread_is_the_only_writer(winner: int) -> None:
     assert err.latch_attempts == ALL3  # the others tried and saw the latch
     assert err.code == 100 and err.sub_class == "S1"
     assert err.stuck_task == hung and err.core == 0
-    assert f"sched{winner} reached PTO_MAX_IDLE_ITERATIONS" in str(err)
+    assert f"sched{winner} reached PTO_MAX_IDLE_ITERATIONS=20000" in str(err)
 
 
 def test_idle_sibling_wins_over_the_owner() -> None:
@@ -65,7 +70,7 @@ def test_idle_sibling_wins_over_the_owner() -> None:
     owner, released when the run ends, does not overwrite it."""
     with libpto.Runtime(
         latch_policy="idle-iterations",
-        max_idle_iterations=200,
+        max_idle_iterations=IDLE_CAP,
         sched_threads=2,
         cores=1,
         stream_sync_timeout_ms=60000,

@@ -153,7 +153,7 @@ def test_idle_iterations_latches_even_with_many_threads_idle(comm_pair) -> None:
     have tried, then sched2, which owns no core, is released first and must be the writer."""
     with libpto.Runtime(
         latch_policy="idle-iterations",
-        max_idle_iterations=200,
+        max_idle_iterations=20_000,  # ~1 s of idleness: sched0 dispatches the hang long before
         sched_threads=3,
         cores=1,
         stream_sync_timeout_ms=30000,
