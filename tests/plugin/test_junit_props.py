@@ -34,7 +34,12 @@ def plan(variant: str | None = "latch-fix") -> RoundPlan:
 def test_a_failure_on_rank_0_with_a_code_has_every_property_in_order() -> None:
     outcome = RoundOutcome("sched_error_code=100", 0, 100, "SCHEDULER_TIMEOUT", "rank 0: ...")
     props = round_properties(
-        plan(), outcome, devices=(2, 3, 4, 5), init_skew_ms=1.23456, lock_wait_ms=0.0
+        plan(),
+        outcome,
+        devices=(2, 3, 4, 5),
+        init_skew_ms=1.23456,
+        init_skew_partial=True,
+        lock_wait_ms=0.0,
     )
     assert props == [
         ("pto.outcome", "sched_error_code=100"),
@@ -47,6 +52,7 @@ def test_a_failure_on_rank_0_with_a_code_has_every_property_in_order() -> None:
         ("pto.error_code", "100"),
         ("pto.error_name", "SCHEDULER_TIMEOUT"),
         ("pto.init_skew_ms", "1.235"),
+        ("pto.init_skew_partial", "true"),
         ("pto.lock_wait_ms", "0.000"),
     ]
     assert [name for name, _ in props] == list(PROPERTY_NAMES)
