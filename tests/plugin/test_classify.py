@@ -33,9 +33,10 @@ def test_no_exception_is_passed() -> None:
     ],
 )
 def test_code_boundaries_through_a_rank_op_failure(code: int, outcome: str, name: str) -> None:
-    """A rank's op failed with an error record carrying only the number (no libpto class):
-    the number alone decides orchestrator (1..99) or scheduler (100+)."""
-    err = e.RankOpFailed(f"rank 3: code {code}", rank=3, error_code=code)
+    """A rank's op failed with a libpto error that carries only the number (no scheduler or
+    orchestrator class): the number alone decides orchestrator (1..99) or scheduler (100+)."""
+    inner = e.PtoError(f"code {code}", code=code)
+    err = e.RankOpFailed(f"rank 3: code {code}", rank=3, error=inner, error_code=code)
     out = classify(err)
     assert (out.outcome, out.rank, out.error_code, out.error_name) == (outcome, 3, code, name)
     assert is_outcome(out.outcome)
@@ -43,7 +44,10 @@ def test_code_boundaries_through_a_rank_op_failure(code: int, outcome: str, name
 
 @pytest.mark.parametrize("code", [0, -1, -100])
 def test_zero_and_negative_codes_are_not_device_codes(code: int) -> None:
-    out = classify(e.RankOpFailed("rank 1: op raised ValueError", rank=1, error_code=code))
+    inner = e.PtoError(f"code {code}", code=code)
+    out = classify(
+        e.RankOpFailed("rank 1: op raised ValueError", rank=1, error=inner, error_code=code)
+    )
     assert (out.outcome, out.rank, out.error_code) == ("failed", 1, None)
 
 
