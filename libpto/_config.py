@@ -60,6 +60,7 @@ OVERRIDE_KEYS: dict[str, str] = {
     "notify_sigma": "PTO_SIM_NOTIFY_SIGMA",
     "deadlock_check": "PTO_DEADLOCK_CHECK",
     "ring_deadlock_ms": "PTO_RING_DEADLOCK_MS",
+    "tensor_wait_timeout_ms": "PTO_TENSOR_WAIT_TIMEOUT_MS",
 }
 
 
@@ -164,4 +165,5 @@ def config_dict(cfg: Any) -> dict[str, Any]:
         if cfg.deadlock_check == lib.PTO_DEADLOCK_SNAPSHOT
         else "no-progress",
         "PTO_RING_DEADLOCK_MS": int(cfg.ring_deadlock_ms),
+        "PTO_TENSOR_WAIT_TIMEOUT_MS": int(cfg.tensor_wait_timeout_ms),
     }

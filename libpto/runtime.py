@@ -548,7 +548,8 @@ class Graph:
         **params: Any,
     ) -> int:
         """Add a builtin kernel by name (``noop``, ``spin``, ``hang``, ``crash``, ``fill``,
-        ``add``, ``copy``, ``notify``, ``wait``, ``event``) with its keyword parameters."""
+        ``add``, ``copy``, ``notify``, ``wait``, ``event``, ``tensor_wait``) with its keyword
+        parameters."""
         ctx = f"Graph.kernel({name!r})"
         problem = name_problem(name)  # 'noop\x00spin' must not run a noop
         if problem is not None:
@@ -625,6 +626,12 @@ class Graph:
         the run (an external event). Never fired, its dependants cannot start: a genuine
         dependency deadlock with nothing RUNNING."""
         return self.kernel("event", **kw)
+
+    def tensor_wait(self, deps: Sequence[int], **kw: Any) -> int:
+        """Orchestration reads the outputs of ``deps`` (upstream's ``get_tensor_data``): the
+        orchestrator publishes nothing further until every dep completed, and latches
+        ``TENSOR_WAIT_TIMEOUT`` (8) after ``PTO_TENSOR_WAIT_TIMEOUT_MS`` (15000) without that."""
+        return self.kernel("tensor_wait", deps=deps, **kw)
 
     def fill(
         self, dst: Any, count: int, value: float, deps: Sequence[int] | None = None, **kw: Any

@@ -50,6 +50,7 @@ static const char *const KEYS[] = {
     "PTO_SIM_NOTIFY_SIGMA",
     "PTO_DEADLOCK_CHECK",
     "PTO_RING_DEADLOCK_MS",
+    "PTO_TENSOR_WAIT_TIMEOUT_MS",
     NULL,
 };
 
@@ -89,6 +90,7 @@ int pto_rt_config_default(pto_rt_config *cfg)
     cfg->notify_sigma = 1.0;
     cfg->deadlock_check = PTO_DEADLOCK_NO_PROGRESS;
     cfg->ring_deadlock_ms = 500;
+    cfg->tensor_wait_timeout_ms = 15000; /* upstream's PTO2_TENSOR_DATA_TIMEOUT_MS */
     pto_clear_error();
     return PTO_OK;
 }
@@ -263,6 +265,7 @@ int pto_rt_config_set(pto_rt_config *cfg, const char *key, const char *value)
     INT_KEY("PTO_RANK", 0, 4095, rank, int32_t)
     INT_KEY("PTO_SIM_COND_POLL_US", 0, 1000000, cond_poll_us, int64_t)
     INT_KEY("PTO_RING_DEADLOCK_MS", 1, PTO_MAX_TIMEOUT_MS, ring_deadlock_ms, int64_t)
+    INT_KEY("PTO_TENSOR_WAIT_TIMEOUT_MS", 1, PTO_MAX_TIMEOUT_MS, tensor_wait_timeout_ms, int64_t)
 #undef INT_KEY
     if (!strcmp(key, "PTO_SIM_INIT_DELAY_MS") || !strcmp(key, "PTO_SIM_NOTIFY_DELAY_MS")) {
         char *dst = key[8] == 'I' ? cfg->init_delay : cfg->notify_delay; /* PTO_SIM_[I]NIT */

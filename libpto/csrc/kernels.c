@@ -12,6 +12,7 @@
 
 static const char *const NAMES[PTO_K_COUNT] = {
     "noop", "spin", "hang", "crash", "fill", "add", "copy", "notify", "wait", "event",
+    "tensor_wait",
 };
 
 const char *pto_kernel_name(int kernel)
@@ -199,6 +200,7 @@ int pto_kernel_exec(pto_rt *rt, pto_graph *g, uint32_t t)
     void *const *p = ts->arg == UINT32_MAX ? NULL : &g->rptr[3 * (uint64_t)ts->arg];
     switch (ts->kernel) {
     case PTO_K_NOOP:
+    case PTO_K_TENSOR_WAIT: /* the orchestrator did the waiting */
         return PTO_OK;
     case PTO_K_SPIN: {
         int64_t end = pto_now_ns() + d->duration_us * 1000;

@@ -78,6 +78,11 @@
  * The ring heaps themselves are reserved with mmap(PROT_NONE, MAP_NORESERVE) and committed
  * (mprotect) in 2 MiB steps as allocations first reach them, so a 4 GiB heap costs no RSS.
  *
+ * Orchestration-time argument errors: a task whose operands no longer resolve when the run is
+ * submitted (a buffer freed after the task was added) does not fail pto_rt_submit; the
+ * orchestrator latches INVALID_ARGS (5) when it reaches that task, as upstream's orchestrator
+ * does for a bad argument; the tasks before it run.
+ *
  * Every function validates its arguments and returns a pto_status; detail text names the
  * argument or variable and the rule (pto_last_error()). No argument crashes the process; only
  * the `crash` kernel does, on purpose.
@@ -123,7 +128,11 @@ enum {
     PTO_K_NOTIFY = 7, /* comm notify(peer, slot, signal, mode = PTO_NOTIFY_SET|ADD) */
     PTO_K_WAIT = 8,   /* RUNNING until local comm slot `mode`-compares true against signal */
     PTO_K_EVENT = 9,  /* no core: completes when the host fires it (pto_rt_fire_event); no deps */
-    PTO_K_COUNT = 10
+    PTO_K_TENSOR_WAIT = 10, /* orchestration reads its deps' outputs (upstream's get_tensor_data):
+                             * the orchestrator waits until every dep completed, at most
+                             * PTO_TENSOR_WAIT_TIMEOUT_MS (else TENSOR_WAIT_TIMEOUT, 8), before
+                             * it publishes this task and the rest; then a noop on a core */
+    PTO_K_COUNT = 11
 };
 
 /* Memory spaces of a kernel operand. */
@@ -176,6 +185,7 @@ typedef struct pto_rt_config {
     double notify_sigma;             /* PTO_SIM_NOTIFY_SIGMA */
     int32_t deadlock_check;          /* PTO_DEADLOCK_CHECK */
     int64_t ring_deadlock_ms;        /* PTO_RING_DEADLOCK_MS */
+    int64_t tensor_wait_timeout_ms;  /* PTO_TENSOR_WAIT_TIMEOUT_MS */
 } pto_rt_config;
 
 /* The shared header as the host sees it after a run. */

@@ -143,6 +143,10 @@ struct pto_rt {
     int64_t notify_delay_ms;
     _Atomic int32_t notify_taken;
 
+    /* orchestration-time argument error: the first arg that did not resolve at submit */
+    int64_t bad_arg;                /* -1 none */
+    char bad_arg_msg[384];
+
     /* orchestrator */
     pto_ring rings[PTO_RINGS];
     _Atomic int32_t orch_state;      /* 0 parked, 1 submitting, 2 blocked, 3 done */

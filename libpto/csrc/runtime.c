@@ -602,6 +602,36 @@ static void orch_run(pto_rt *rt)
                 goto out;
             atomic_store_explicit(&rt->orch_next, i, memory_order_relaxed);
         }
+        if (ts->arg != UINT32_MAX && rt->bad_arg >= 0 && (int64_t)ts->arg >= rt->bad_arg) {
+            latch(rt, PTO_LATCH_THREAD_ORCH, PTO_ERR_INVALID_ARGS, 0, PTO_STALL_NONE, t, -1, r,
+                  PTO_LATCHED_BY_NONE, "task %u (%s): %s", t, pto_kernel_name(ts->kernel),
+                  rt->bad_arg_msg);
+            goto out;
+        }
+        if (ts->kernel == PTO_K_TENSOR_WAIT) {
+            /* get_tensor_data: every dep (published earlier) must complete first */
+            const int64_t bound_ns = rt->cfg.tensor_wait_timeout_ms * 1000000LL;
+            int64_t t0 = pto_now_ns();
+            for (uint32_t k = 0; k < ts->nfanin; k++) {
+                uint32_t p = g->fanin[ts->fanin_off + k];
+                for (uint64_t n = 0; atomic_load_explicit(&g->state[p], memory_order_acquire) <
+                                     PTO_TS_COMPLETED;
+                     n++) {
+                    if (!pto_run_live(rt))
+                        goto out;
+                    if (pto_now_ns() - t0 >= bound_ns) {
+                        latch(rt, PTO_LATCH_THREAD_ORCH, PTO_ERR_TENSOR_WAIT_TIMEOUT, 0,
+                              PTO_STALL_NONE, p, -1, r, PTO_LATCHED_BY_NONE,
+                              "task %u (tensor_wait): producer task %u (%s) not completed "
+                              "within PTO_TENSOR_WAIT_TIMEOUT_MS=%lld",
+                              t, p, pto_kernel_name(g->t[p].kernel),
+                              (long long)rt->cfg.tensor_wait_timeout_ms);
+                        goto out;
+                    }
+                    pto_backoff(n, 1000000);
+                }
+            }
+        }
         if (ts->nfanin > rt->cfg.dep_pool[r]) {
             latch(rt, PTO_LATCH_THREAD_ORCH, PTO_ERR_DEP_POOL_OVERFLOW, 0, PTO_STALL_NONE, t, -1,
                   r, PTO_LATCHED_BY_NONE, "task %u needs %u dep-pool nodes (one per fanin) but ring %d's "
@@ -879,6 +909,9 @@ int pto_rt_create(const pto_rt_config *cfg, pto_rt **out)
     if (cfg->cond_poll_us < 0 || cfg->cond_poll_us > 1000000)
         return pto_fail(PTO_E_CONFIG, "PTO_SIM_COND_POLL_US=%lld: must be an integer in "
                         "[0, 1000000]", (long long)cfg->cond_poll_us);
+    if (cfg->tensor_wait_timeout_ms < 1 || cfg->tensor_wait_timeout_ms > PTO_MAX_TIMEOUT_MS)
+        return pto_fail(PTO_E_CONFIG, "PTO_TENSOR_WAIT_TIMEOUT_MS=%lld: must be an integer in "
+                        "[1, %lld]", (long long)cfg->tensor_wait_timeout_ms, PTO_MAX_TIMEOUT_MS);
     if (cfg->ring_deadlock_ms < 1 || cfg->ring_deadlock_ms > PTO_MAX_TIMEOUT_MS)
         return pto_fail(PTO_E_CONFIG, "PTO_RING_DEADLOCK_MS=%lld: must be an integer in "
                         "[1, %lld]", (long long)cfg->ring_deadlock_ms, PTO_MAX_TIMEOUT_MS);
@@ -911,6 +944,7 @@ int pto_rt_create(const pto_rt_config *cfg, pto_rt **out)
     rt->ncores = cfg->cores;
     pthread_mutex_init(&rt->api, NULL);
     atomic_store(&rt->latch_owner, -1);
+    rt->bad_arg = -1;
     rt->sch = zalloc((size_t)rt->nsched * sizeof *rt->sch);
     rt->cores = zalloc((size_t)rt->ncores * sizeof *rt->cores);
     if (!rt->sch || !rt->cores) {
@@ -1270,7 +1304,8 @@ static int add_common(pto_graph *g, const pto_task_desc *d, int64_t n, const cha
 
 static uint32_t store_arg(pto_graph *g, const pto_task_desc *d)
 {
-    if (d->kernel == PTO_K_NOOP || d->kernel == PTO_K_HANG || d->kernel == PTO_K_EVENT)
+    if (d->kernel == PTO_K_NOOP || d->kernel == PTO_K_HANG || d->kernel == PTO_K_EVENT ||
+        d->kernel == PTO_K_TENSOR_WAIT)
         return UINT32_MAX;
     g->args[g->nargs] = *d;
     if (d->kernel == PTO_K_NOTIFY || d->kernel == PTO_K_WAIT || d->dst.space == PTO_MEM_COMM ||
@@ -1431,11 +1466,22 @@ static int prepare(pto_rt *rt, pto_graph *g)
                         "(pto_rt_bind_comm)");
     if (!grow((void **)&g->rptr, &g->rptr_cap, 3 * g->nargs, sizeof *g->rptr))
         return pto_fail(PTO_E_NOMEM, "pto_rt_submit: operands");
+    /* An operand that no longer resolves (a freed buffer, a comm operand outside the window
+     * bound now) is an orchestration-time argument error: the orchestrator latches
+     * INVALID_ARGS when it reaches the first task using it. Args come in task order. */
+    rt->bad_arg = -1;
+    rt->bad_arg_msg[0] = '\0';
     for (int64_t a = 0; a < g->nargs; a++) {
         st = pto_kernel_validate(rt, &g->args[a], 0, "pto_rt_submit");
         if (st == PTO_OK)
             st = pto_kernel_resolve(rt, &g->args[a], &g->rptr[3 * a], -1);
-        if (st != PTO_OK)
+        if ((st == PTO_E_INVALID_ARG || st == PTO_E_RANGE) && rt->bad_arg < 0) {
+            rt->bad_arg = a;
+            snprintf(rt->bad_arg_msg, sizeof rt->bad_arg_msg, "%s", pto_last_error());
+            pto_clear_error();
+            continue;
+        }
+        if (st != PTO_OK && st != PTO_E_INVALID_ARG && st != PTO_E_RANGE)
             return st;
     }
     for (int64_t i = 0; i < g->n; i++) {

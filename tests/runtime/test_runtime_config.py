@@ -53,6 +53,7 @@ BAD: list[tuple[str, str, str]] = [
     ("PTO_SIM_NOTIFY_SIGMA", "9", "[0, 4]"),
     ("PTO_DEADLOCK_CHECK", "instant", "no-progress (default) or snapshot"),
     ("PTO_RING_DEADLOCK_MS", "0", "[1, "),
+    ("PTO_TENSOR_WAIT_TIMEOUT_MS", "0", "[1, "),
 ]
 
 

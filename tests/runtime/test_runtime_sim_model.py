@@ -291,3 +291,63 @@ def test_header_with_both_codes_gives_an_error_carrying_both() -> None:
     details = _error_details(info, 0)
     assert details["code"] == 3
     assert details["orch_error_code"] == 3 and details["sched_error_code"] == 100
+
+
+def test_operand_freed_after_add_latches_invalid_args_5() -> None:
+    """An orchestration-time argument error, as upstream's orchestrator reports a bad argument:
+    the buffer of task 3 was freed after the task was added. Submit accepts the graph; the
+    orchestrator latches INVALID_ARGS when it reaches task 3 (a tensor_wait makes the two tasks
+    before it complete first, so the count is exact)."""
+    with libpto.Runtime(**LONG) as rt:
+        keep, gone = rt.buffer(4), rt.buffer(4)
+        g = rt.graph()
+        first = g.fill(keep, 4, 1.0)
+        second = g.noop(deps=[first])
+        g.tensor_wait(deps=[second])
+        bad = g.fill(gone, 4, 2.0)
+        g.noop(deps=[bad])
+        gone.free()
+        with pytest.raises(libpto.OrchestratorError) as ei:
+            rt.run(g)
+        err = ei.value
+        assert err.code == libpto.INVALID_ARGS == 5
+        assert err.stuck_task == bad and err.completed == 2
+        assert "not allocated" in str(err)
+        assert keep.read() == [1.0] * 4  # the tasks before it ran
+        # the runtime is reusable, and a valid graph runs
+        g2 = rt.graph()
+        g2.fill(keep, 4, 3.0)
+        assert rt.run(g2).completed == 1
+
+
+def test_tensor_wait_on_a_hung_producer_latches_8() -> None:
+    """Orchestration reads a hang task's output (upstream's get_tensor_data on a while(true)
+    kernel): after PTO_TENSOR_WAIT_TIMEOUT_MS (200) the orchestrator latches
+    TENSOR_WAIT_TIMEOUT; the scheduler budget (60 s) cannot latch first."""
+    with libpto.Runtime(tensor_wait_timeout_ms=200, scheduler_timeout_ms=60000, **LONG) as rt:
+        g = rt.graph()
+        producer = g.hang()
+        g.tensor_wait(deps=[producer])
+        g.noop()
+        with pytest.raises(libpto.OrchestratorError) as ei:
+            rt.run(g)
+    err = ei.value
+    assert err.code == libpto.TENSOR_WAIT_TIMEOUT == 8
+    assert err.stuck_task == producer
+    assert "PTO_TENSOR_WAIT_TIMEOUT_MS=200" in str(err)
+
+
+def test_tensor_wait_holds_the_orchestrator_until_the_producer_completes() -> None:
+    """A 300 ms producer and a 60 s wait bound: the run completes, and the task after the
+    tensor_wait was not published before the producer completed (its buffer write comes
+    after)."""
+    with libpto.Runtime(**LONG) as rt:
+        buf = rt.buffer(1)
+        g = rt.graph()
+        producer = g.spin(300_000)
+        g.tensor_wait(deps=[producer])
+        g.fill(buf, 1, 5.0)  # no dependency edge: only the orchestrator orders it
+        t0 = time.monotonic()
+        assert rt.run(g).completed == 3
+        assert time.monotonic() - t0 >= 0.3
+        assert buf.read() == [5.0]
