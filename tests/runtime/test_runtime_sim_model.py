@@ -297,7 +297,8 @@ def test_operand_freed_after_add_latches_invalid_args_5() -> None:
     """An orchestration-time argument error, as upstream's orchestrator reports a bad argument:
     the buffer of task 3 was freed after the task was added. Submit accepts the graph; the
     orchestrator latches INVALID_ARGS when it reaches task 3 (a tensor_wait makes the two tasks
-    before it complete first, so the count is exact)."""
+    before it complete first; the completed counter is bumped just after a task's state turns
+    COMPLETED, so the header's snapshot may lag by that one task)."""
     with libpto.Runtime(**LONG) as rt:
         keep, gone = rt.buffer(4), rt.buffer(4)
         g = rt.graph()
@@ -311,7 +312,7 @@ def test_operand_freed_after_add_latches_invalid_args_5() -> None:
             rt.run(g)
         err = ei.value
         assert err.code == libpto.INVALID_ARGS == 5
-        assert err.stuck_task == bad and err.completed == 2
+        assert err.stuck_task == bad and err.completed in (1, 2)
         assert "not allocated" in str(err)
         assert keep.read() == [1.0] * 4  # the tasks before it ran
         # the runtime is reusable, and a valid graph runs
