@@ -73,6 +73,9 @@ class RankFailure:
 class TestInfo:
     """The test whose rounds are about to run, for ``prepare``."""
 
+    #: not a test class, though its name starts with "Test" and test modules may import it
+    __test__: ClassVar[bool] = False
+
     nodeid: str
     marker_kwargs: dict[str, Any] = field(default_factory=dict)
     ranks: int = 0

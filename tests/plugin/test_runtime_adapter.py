@@ -119,6 +119,8 @@ import time
 
 import pytest
 
+from pytest_pto import TestInfo  # not collected as a test class
+
 MY = pytest.mark.pto(runtime="myrt:MyAdapter")
 ENV_KEYS = ["PTO_RANK", "PTO_WORLD_SIZE", "PTO_DEVICE_ID", "RANK", "WORLD_SIZE", "LOCAL_RANK",
             "MASTER_ADDR", "MASTER_PORT", "RANK_ID", "RANK_SIZE", "PTO_ROUND_DIR", "MYRT_WHO",
@@ -318,6 +320,7 @@ def test_an_adapter_of_our_own_drives_every_round(contract_session: dict[str, An
     ev = s["events"]
     by = lambda kind: [e for e in ev if e["event"] == kind]  # noqa: E731
 
+    assert "cannot collect test class 'TestInfo'" not in s["out"]
     # preload: once, in the forking process (not pytest, not a rank)
     preloads = by("preload")
     assert len(preloads) == 1, s["out"]
