@@ -9,9 +9,22 @@ echo "== ruff"
 .venv/bin/ruff format --check .
 echo "== mypy"
 .venv/bin/mypy
+# A sanitizer failure must not hide the main suite's result (nor the reverse): run both, then
+# fail at the end naming every stage that failed.
+SANITIZE=skipped
 if [[ -z ${PTO_SKIP_SANITIZE:-} ]]; then
   echo "== C runtime under AddressSanitizer+UBSan and ThreadSanitizer"
-  bash ci/sanitize.sh
+  SANITIZE=0
+  bash ci/sanitize.sh || SANITIZE=$?
 fi
 echo "== pytest"
-exec .venv/bin/python -m pytest "$@"
+PYTEST=0
+.venv/bin/python -m pytest "$@" || PYTEST=$?
+echo "== ci/test.sh summary: sanitizers: $SANITIZE (0 = clean), pytest: exit $PYTEST"
+if [[ $PYTEST -ne 0 ]]; then
+  exit "$PYTEST"
+fi
+if [[ $SANITIZE != skipped && $SANITIZE -ne 0 ]]; then
+  echo "ci/test.sh: the sanitizer stage failed (see its summary above)" >&2
+  exit 1
+fi

@@ -139,10 +139,12 @@ class Zygote:
             self._retire(f"a request was interrupted and its reply lost ({exc!r})")
 
     def _retire(self, reason: str) -> None:
-        """Never use this zygote again; kill it (its workers die with it, PDEATHSIG)."""
+        """Never use this zygote again; kill it (its workers die with it, PDEATHSIG). SIGTERM
+        goes to the keeper above it, which kills the zygote and every process re-parented to
+        it (what the ops of killed workers started); SIGKILL would leave those behind."""
         self.tainted = reason
         with contextlib.suppress(OSError):
-            self.proc.kill()
+            self.proc.terminate()
 
     def post(self, msg: dict[str, Any]) -> None:
         """A request without a reply; silently dropped if the zygote is gone."""

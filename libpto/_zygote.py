@@ -11,11 +11,24 @@ Jobs beyond forking, because the zygote is the workers' real parent:
  - it reaps them and writes each exit record (wait status) into the world's mailbox, ringing
    the doorbell, so the world owner learns of a crash within microseconds;
  - it is a child subreaper and kills each worker's process group, so grandchildren die too;
-   what an op started in a session of its own is re-parented to it and killed once no worker
-   is live (a helper daemon may serve a running op until then);
- - it is the janitor of its owner: when the owner dies (socket EOF or re-parenting), it kills
+ - it is the janitor of its owner: when the owner dies (socket EOF, or its pidfd), it kills
    every live worker, unlinks the segments the owner registered, and exits.
 Workers set PR_SET_PDEATHSIG, so they also die if the zygote itself is killed.
+
+Every descendant of a rank dies with the rank, whatever process group or session it put
+itself in: each worker is a child subreaper too, so what an op leaves behind (a helper daemon,
+a double-forked or ``setsid`` process) is re-parented to its worker while the worker lives,
+and the worker kills all its children before it exits. A worker that dies abruptly leaves
+them to the zygote, whose non-worker children are therefore always orphans of dead workers:
+it kills them as soon as it reaps a worker.
+
+And the reaper of last resort, for SIGKILL of both the owner and the zygote: the process the
+owner starts is a tiny *keeper* (same argv, so the leak checker knows it) that forks the
+zygote, is a child subreaper above it and outlives the owner. When the owner dies (pidfd) or
+the zygote exits, the keeper gives the zygote a few seconds to clean up, kills it, then kills
+every process re-parented to it -- the grandchildren of killed workers, in any session -- until
+none is left, and exits. The zygote has PR_SET_PDEATHSIG on the keeper, so killing the keeper
+(``Zygote._retire``) still takes the zygote and, through theirs, its workers.
 
 Protocol: length-prefixed pickles over a Unix socket pair. Requests are dicts with an ``op``
 key: ``ping``, ``spawn`` (reply: pids), ``kill``, ``forget`` (no reply).
@@ -29,6 +42,7 @@ import gc
 import importlib
 import os
 import pickle
+import select
 import selectors
 import signal
 import socket
@@ -84,9 +98,14 @@ def _thread_count() -> int:
 
 
 class _Server:
-    def __init__(self, sock: socket.socket, owner: int) -> None:
+    def __init__(self, sock: socket.socket, owner: int, parent: int | None = None) -> None:
         self.sock = sock
         self.owner = owner
+        self.parent = owner if parent is None else parent  # the keeper, normally
+        try:
+            self.owner_fd: int | None = os.pidfd_open(owner)
+        except OSError:  # already gone (or no pidfd): socket EOF and getppid still tell
+            self.owner_fd = None
         self.live: dict[int, tuple[str, int]] = {}  # pid -> (mailbox name, rank)
         self.mailboxes: dict[str, Any] = {}  # name -> Mailbox (mapped while it has live workers)
         self.segments: set[str] = set()  # unlinked by the janitor if the owner dies
@@ -103,12 +122,16 @@ class _Server:
         signal.signal(signal.SIGCHLD, lambda *_: None)
         self.sel.register(self.sock, selectors.EVENT_READ)
         self.sel.register(self.wake_r, selectors.EVENT_READ)
+        if self.owner_fd is not None:  # EOF alone misses an owner whose forks keep the socket
+            self.sel.register(self.owner_fd, selectors.EVENT_READ)
         while True:
             ready = self.sel.select(timeout=1.0)
             self.reap()
-            if os.getppid() != self.owner:
+            if os.getppid() != self.parent:
                 return self.janitor()
             for key, _ in ready:
+                if key.fileobj is self.owner_fd:
+                    return self.janitor()
                 if key.fileobj is self.sock:
                     msg = recv_msg(self.sock)
                     if msg is None:
@@ -233,6 +256,7 @@ class _Server:
                 try:
                     sys.stdout.flush()
                     sys.stderr.flush()
+                    kill_descendants(deadline=2.0)  # what the op started dies with the rank
                 finally:
                     os._exit(code)
         with contextlib.suppress(OSError):  # also in the child: whichever runs first wins
@@ -250,8 +274,12 @@ class _Server:
         os.close(self.wake_w)
         for mbox in self.mailboxes.values():
             mbox.close()
+        if self.owner_fd is not None:
+            os.close(self.owner_fd)
         os.setpgid(0, 0)
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        # orphans of the op's processes (any session) come to this worker, not the zygote
+        _prctl(PR_SET_CHILD_SUBREAPER, 1)
         if os.getppid() != zygote:  # the zygote died before the death signal was armed
             os._exit(71)
 
@@ -273,13 +301,12 @@ class _Server:
                 return
             owner = self.live.pop(pid, None)
             if owner is None:  # an orphaned grandchild re-parented to us (subreaper)
-                if not self.live:
-                    self.kill_orphans()  # its own children come to us in turn
+                self.kill_orphans()  # its own children come to us in turn
                 continue
             with contextlib.suppress(OSError):  # the worker's leftover process group
                 os.killpg(pid, signal.SIGKILL)
-            if not self.live:  # before the last exit record: the owner then finds nothing left
-                self.kill_orphans()
+            # before the exit record: the owner then finds nothing of this rank left
+            self.kill_orphans()
             name, rank = owner
             mbox = self.mailboxes.get(name)
             if mbox is not None:
@@ -289,9 +316,10 @@ class _Server:
                     del self.mailboxes[name]
 
     def kill_orphans(self) -> None:
-        """Kill our children that are not workers: what an op started in a session of its own
-        (escaping its worker's process group) and left behind. Only called when no worker is
-        live, since such a process may be a helper that a running op still uses."""
+        """Kill our children that are not workers: what an op started (in any process group or
+        session) and left behind when its worker died. Live workers are subreapers, so the
+        orphans of a *running* op go to its worker, never here: every non-worker child of
+        ours belongs to a dead rank and can go at once."""
         for pid in _children():
             if pid not in self.live:
                 self._killpg(pid)
@@ -310,6 +338,30 @@ class _Server:
                 os.unlink(f"/dev/shm/{name.lstrip('/')}")
         for mbox in self.mailboxes.values():
             mbox.close()
+
+
+def kill_descendants(deadline: float = 5.0) -> None:
+    """Kill every child of this process (a subreaper, so orphaned descendants are children
+    too), in whatever process group or session, and reap them; repeat as the children of the
+    killed are re-parented to us, until none is left or ``deadline`` seconds have passed."""
+    end = time.monotonic() + deadline
+    while True:
+        kids = _children()
+        for pid in kids:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)  # a group it leads (setsid/setpgid)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+        if not _children() or time.monotonic() > end:
+            return
+        time.sleep(0.005)
 
 
 def _children() -> list[int]:
@@ -340,17 +392,90 @@ def _merge_path(sys_path: list[str]) -> None:
 
 
 def main() -> None:
-    """Entry point: ``python -c '...main()' pto-zygote <fd> <owner pid> <log path>``."""
+    """Entry point: ``python -c '...main()' pto-zygote <fd> <owner pid> <log path>``.
+
+    This process is the keeper; it forks the zygote (see the module docstring)."""
     fd, owner, log = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the owner decides; Ctrl-C is its business
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
     try:
-        _main(fd, owner)
+        owner_fd = os.pidfd_open(owner)
+    except OSError:
+        owner_fd = -1  # the owner is already gone: nothing to serve
+    keeper = os.getpid()
+    zygote = os.fork() if owner_fd >= 0 else 0
+    if owner_fd >= 0 and zygote == 0:
+        code = 0
+        try:
+            os.close(owner_fd)
+            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the keeper killed: so are we
+            if os.getppid() == keeper:
+                _main(fd, owner, keeper)
+        except BaseException:
+            traceback.print_exc()
+            code = 70
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+    try:
+        os.close(fd)  # only the zygote talks to the owner: its exit must be the owner's EOF
+        if owner_fd >= 0:
+            _keep(owner_fd, zygote)
     finally:
         with contextlib.suppress(OSError):  # keep the log only if it says something
             if os.path.getsize(log) == 0:
                 os.unlink(log)
 
 
-def _main(fd: int, owner: int) -> None:
+def _keep(owner_fd: int, zygote: int) -> None:
+    """The keeper's loop: wait for the owner's death or the zygote's exit, then leave nothing
+    behind (see the module docstring)."""
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    terminated = False
+
+    def on_term(*_: Any) -> None:  # Zygote._retire: kill the zygote and everything below now
+        nonlocal terminated
+        terminated = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    zygote_done = False
+
+    def reap() -> None:
+        nonlocal zygote_done
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            zygote_done = zygote_done or pid == zygote
+
+    owner_dead = False
+    while not zygote_done and not owner_dead and not terminated:
+        ready, _, _ = select.select([owner_fd, wake_r], [], [], 1.0)
+        owner_dead = owner_fd in ready
+        with contextlib.suppress(BlockingIOError):
+            while os.read(wake_r, 512):
+                pass
+        reap()
+    if owner_dead and not zygote_done and not terminated:  # it unlinks the owner's segments
+        deadline = time.monotonic() + 5.0
+        while not zygote_done and time.monotonic() < deadline:
+            time.sleep(0.01)
+            reap()
+    if not zygote_done:
+        with contextlib.suppress(OSError):
+            os.kill(zygote, signal.SIGKILL)
+    kill_descendants(deadline=10.0)
+
+
+def _main(fd: int, owner: int, parent: int | None = None) -> None:
     sock = socket.socket(fileno=fd)
     sock.set_inheritable(False)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the owner decides; Ctrl-C is its business
@@ -361,9 +486,9 @@ def _main(fd: int, owner: int) -> None:
     _ = libpto._mailbox
     gc.collect()
     gc.freeze()
-    server = _Server(sock, owner)
+    server = _Server(sock, owner, parent)
     if _thread_count() > 1:  # forking now would be unsafe: refuse every spawn, say why
         server.tainted = "importing libpto started a thread in the zygote"
-    if os.getppid() != owner:
+    if os.getppid() != server.parent:
         return
     server.serve()

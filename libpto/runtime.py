@@ -357,6 +357,23 @@ class Runtime:
             finally:
                 self._h.exit()
 
+    # ---- test hooks (tests only: they force an order on races the runtime leaves open)
+
+    def _test_hold_latch(self, mask: int) -> None:
+        """Hold the latch attempts of the threads in ``mask`` (bit i: scheduler thread i, bit 63:
+        the orchestrator) after they are recorded and before the first-writer-wins
+        compare-and-swap, until the bit is cleared (call again) or the run ends."""
+        m = _int("Runtime._test_hold_latch", "mask", mask, 0, (1 << 64) - 1)
+        with self._use("Runtime._test_hold_latch") as ptr:
+            check(lib.pto_rt_test_hold_latch(ptr, m), "Runtime._test_hold_latch")
+
+    def _test_latch_attempts(self) -> int:
+        """The latch-attempt bitmap of the run in flight, read live (tests only)."""
+        out = ffi.new("uint64_t *")
+        with self._use("Runtime._test_latch_attempts") as ptr:
+            check(lib.pto_rt_test_latch_attempts(ptr, out), "Runtime._test_latch_attempts")
+        return int(out[0])
+
     def dump_state(self) -> str:
         """What every runtime thread is doing (for hang reports); safe from any thread."""
         ptr = self._h.enter()

@@ -19,9 +19,11 @@ Every bad value raises :class:`pytest.UsageError` naming its source (``--pto-ran
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import re
+import shlex
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -496,9 +498,12 @@ def add_options(parser: pytest.Parser) -> None:
 
 
 def default_lock_dir() -> Path:
-    """Per-user default, so two users of one machine never fight over file permissions.
+    """THE default lock directory, ``<tempdir>/pto-locks-<user>``, for every entry point.
 
-    Physical devices shared by several users need one common directory: set PTO_LOCK_DIR.
+    The plugin, ``pto-devices`` and ``ci/run-cell.sh`` (which asks this function) all use it,
+    so sessions started any of those ways exclude each other. Per user, so two users of one
+    machine never fight over file permissions; physical devices shared by several users need
+    one common directory: set PTO_LOCK_DIR.
     """
     try:
         user = getpass.getuser()
@@ -541,9 +546,34 @@ def _ini_name(config: pytest.Config) -> str:
     return f" in {inipath.name}" if inipath else ""
 
 
+#: Options whose value is a directory that usually exists outside the project. In the space
+#: form (``--pto-lock-dir DIR``) pytest sees DIR as a positional argument while it determines
+#: the rootdir -- before any plugin option is known -- so an existing DIR moves the rootdir and
+#: every test id changes (``pto-report`` would then split one test across CI jobs). Only the
+#: ``=`` form is accepted for them.
+EQUALS_ONLY = ("--pto-lock-dir",)
+
+
+def _reject_space_form(config: pytest.Config, environ: Mapping[str, str]) -> None:
+    sources = [("the command line", list(config.invocation_params.args))]
+    addopts = environ.get("PYTEST_ADDOPTS", "")
+    if addopts.strip():
+        with contextlib.suppress(ValueError):  # pytest itself reports an unparsable one
+            sources.append(("PYTEST_ADDOPTS", shlex.split(addopts)))
+    for where, args in sources:
+        for arg in args:
+            if arg in EQUALS_ONLY:
+                raise pytest.UsageError(
+                    f"pytest-pto: {arg} DIR on {where}: write it as {arg}=DIR (with '='): in "
+                    "the space form pytest takes DIR for a test path when it picks the rootdir, "
+                    "which changes every test id"
+                )
+
+
 def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> Settings:
     """Resolve every setting (command line > environment > ini > default) and validate it."""
     environ = os.environ if environ is None else environ
+    _reject_space_form(config, environ)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for opt in OPTIONS:

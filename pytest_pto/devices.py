@@ -4,6 +4,8 @@ Layout of the lock directory (shared by every pytest session, xdist worker and C
 uses the same devices)::
 
     pool.lock            held only while one process decides and takes a group (milliseconds)
+    held.json            {device: pid} of the devices leased now, read and written under
+                         pool.lock only: the free-map that makes a lease O(devices requested)
     device-<id>.lock     flock held for the whole lease; the kernel drops it when the holder dies
     device-<id>.holder   JSON {pid, host, test, since}: who holds the device (information only)
     queue/ticket-*       one per waiting process, flocked by it while it waits (fairness)
@@ -16,8 +18,16 @@ Why this shape:
 * **No starvation.** A process that could not get its group leaves a ticket. Newer requests
   must leave older tickets what they can use now; a ticket older than :data:`AGING_S` that
   still cannot be served makes every newer request wait, so the pool drains for it.
-* **No stale locks.** The truth is the flock, never the holder file: a dead holder's flock is
-  gone, and whoever next finds its device free removes the stale holder file.
+* **No stale locks.** The truth is the flock, never the holder file nor the free-map: a dead
+  holder's flock is gone, and whoever next finds its device free removes the stale holder file.
+* **Cost independent of the pool size.** A lease does not try every device's lock (a 4096-device
+  simulated pool would open 4098 files per lease): it picks candidates from ``held.json`` and
+  tries only their flocks. The map is a hint checked against the flocks: a chosen device whose
+  flock is busy is marked held and another is chosen; an entry whose holder pid is dead is
+  checked against its flock and dropped on the next lease; when the map cannot serve a request
+  (entries of a SIGKILLed session that never updated it, say), every entry is verified by its
+  flock and stale ones are dropped -- at once, then at most every second while the request
+  waits -- so the map always converges on the flocks.
 * **Adjacent groups.** The default choice prefers aligned blocks (0-1, 2-3, ...), then any
   contiguous run, then the lowest free ids; the ``pytest_pto_select_devices`` hook can override.
 """
@@ -69,6 +79,8 @@ __all__ = [
 AGING_S = 1.0  # a waiter older than this that still cannot be served blocks newer requests
 _POLL_MIN_S = 0.005
 _POLL_MAX_S = 0.1
+_VERIFY_ALL_S = 1.0  # a waiting request re-checks every held.json entry this often
+_HELD_MAP = "held.json"
 
 Chooser = Callable[[Sequence[int], frozenset[int], int], "tuple[int, ...] | None"]
 
@@ -148,6 +160,7 @@ class Lease:
     test: str
     _locks: list[filelock.BaseFileLock] = field(default_factory=list, repr=False)
     _holder_files: list[Path] = field(default_factory=list, repr=False)
+    _pool: DevicePool | None = field(default=None, repr=False)
     released: bool = False
 
     def release(self) -> None:
@@ -158,6 +171,10 @@ class Lease:
         for path in self._holder_files:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+        if self._pool is not None:
+            # the flocks go while the free-map is updated under pool.lock, so nobody sees a
+            # device free in the map and busy in its flock (or the reverse) because of us
+            self._pool._give_back(self.devices, self._locks)
         for lock in self._locks:
             lock.release(force=True)
         self._locks.clear()
@@ -210,6 +227,66 @@ class DevicePool:
     def holder_path(self, device: int) -> Path:
         return self.lock_dir / f"device-{device}.holder"
 
+    def _pool_lock(self) -> filelock.BaseFileLock:
+        return filelock.UnixFileLock(
+            str(self.lock_dir / "pool.lock"),
+            thread_local=False,
+            fallback_to_soft=False,
+            preserve_lock_file=True,
+        )
+
+    # -- the free-map (held.json), under pool.lock only -----------------------------------------
+    def _read_held(self) -> dict[int, int]:
+        try:
+            data = json.loads((self.lock_dir / _HELD_MAP).read_text())
+            return {int(k): int(v) for k, v in data.items()}
+        except (OSError, ValueError, AttributeError, TypeError):
+            return {}  # missing or damaged: the flocks of chosen devices correct it
+
+    def _write_held(self, held: dict[int, int]) -> None:
+        _write_json(self.lock_dir / _HELD_MAP, {str(k): v for k, v in sorted(held.items())})
+
+    def _verify_held(self, held: dict[int, int], everything: bool = True) -> bool:
+        """Drop map entries whose flock is free (holder died, or released without updating
+        the map); only entries with a dead or unknown pid unless ``everything``. True if any
+        entry was dropped."""
+        changed = False
+        for device, pid in list(held.items()):
+            if not everything and pid > 0 and _pid_alive(pid):
+                continue
+            lock = _device_lock(self.lock_path(device))
+            try:
+                lock.acquire(timeout=0)
+            except filelock.Timeout:
+                continue
+            try:
+                with contextlib.suppress(FileNotFoundError):
+                    self.holder_path(device).unlink()  # stale: its owner's flock is gone
+                del held[device]
+                changed = True
+            finally:
+                lock.release(force=True)
+        return changed
+
+    def _give_back(self, devices: Sequence[int], locks: Sequence[filelock.BaseFileLock]) -> None:
+        """Release a lease's flocks and drop its devices from the map, under pool.lock. Without
+        pool.lock within a few seconds, the flocks are released alone: the map entries are then
+        found stale by the next request that needs them (their flocks are free)."""
+        pool_lock = self._pool_lock()
+        try:
+            pool_lock.acquire(timeout=5.0)
+        except filelock.Timeout:
+            return
+        try:
+            held = self._read_held()
+            for device in devices:
+                held.pop(device, None)
+            for lock in locks:
+                lock.release(force=True)
+            self._write_held(held)
+        finally:
+            pool_lock.release()
+
     # -- leasing -------------------------------------------------------------------------------
     def lease(self, count: int, test: str = "", timeout: float = 300.0) -> Lease:
         """Lease ``count`` devices, all or none; raise :class:`DeviceUnavailable` after timeout."""
@@ -222,12 +299,8 @@ class DevicePool:
         deadline = start + timeout
         ticket: _Ticket | None = None
         delay = _POLL_MIN_S
-        pool_lock = filelock.UnixFileLock(
-            str(self.lock_dir / "pool.lock"),
-            thread_local=False,
-            fallback_to_soft=False,
-            preserve_lock_file=True,
-        )
+        pool_lock = self._pool_lock()
+        next_full_check = start  # the first attempt the map cannot serve re-checks every entry
         try:
             while True:
                 remaining = deadline - time.monotonic()
@@ -236,7 +309,10 @@ class DevicePool:
                 except filelock.Timeout:
                     break
                 try:
-                    lease = self._try_take(count, test, ticket)
+                    may_check = time.monotonic() >= next_full_check
+                    lease, checked = self._try_take(count, test, ticket, may_check)
+                    if checked:
+                        next_full_check = time.monotonic() + _VERIFY_ALL_S
                     if lease is None and ticket is None:
                         ticket = _Ticket.create(self.lock_dir / "queue", count)
                 finally:
@@ -265,18 +341,22 @@ class DevicePool:
             waited_s=waited,
         )
 
-    def _try_take(self, count: int, test: str, ticket: _Ticket | None) -> Lease | None:
-        """Under pool.lock: take a group now if fairness allows, else None."""
-        probes: dict[int, filelock.BaseFileLock] = {}
-        for device in self.devices:
-            lock = _device_lock(self.lock_path(device))
-            try:
-                lock.acquire(timeout=0)
-            except filelock.Timeout:
-                continue
-            probes[device] = lock
-        try:
-            available = set(probes)
+    def _try_take(
+        self, count: int, test: str, ticket: _Ticket | None, may_check: bool = True
+    ) -> tuple[Lease | None, bool]:
+        """Under pool.lock: take a group now if fairness allows; ``(lease or None, checked)``.
+
+        Only the flocks of the chosen devices are tried, so a lease the map can serve costs the
+        same for any pool size. When the map cannot serve the request and ``may_check``, every
+        map entry is verified against its flock first (stale entries of dead holders go) and
+        ``checked`` is True; the caller rate-limits that while it waits."""
+        held = self._read_held()
+        # entries of dead pids (a SIGKILLed session): a kill(pid, 0) each, a flock only for the
+        # dead ones, which then leave the map -- so a freed block is preferred again at once
+        changed = self._verify_held(held, everything=False)
+        checked = False
+        for _attempt in range(len(self.devices) + 2):
+            available = {d for d in self.devices if d not in held}
             now = time.time()
             for older in _Ticket.live_before(self.lock_dir / "queue", ticket):
                 group = choose_group(self.devices, frozenset(available), older.count)
@@ -291,33 +371,57 @@ class DevicePool:
                     f"device chooser returned {group!r}: must be {count} distinct free devices "
                     f"out of {sorted(available)} (or () to wait)"
                 )
-            chosen = set(group or ())
-            for device, lock in probes.items():
-                holder = self.holder_path(device)
-                if device not in chosen:
-                    # free: any holder file is stale (its owner's flock is gone)
-                    with contextlib.suppress(FileNotFoundError):
-                        holder.unlink()
-                    lock.release(force=True)
             if group is None:
-                probes.clear()
-                return None
-            lease = Lease(devices=tuple(group), wait_ms=0.0, test=test)
-            lease._locks = [probes[d] for d in group]
-            since = time.time()
-            for device in group:
-                path = self.holder_path(device)
-                _write_json(
-                    path,
-                    {"pid": os.getpid(), "host": self.host, "test": test, "since": since},
-                )
-                lease._holder_files.append(path)
-            probes.clear()
-            return lease
-        except BaseException:
-            for lock in probes.values():
-                lock.release(force=True)
-            raise
+                if may_check and not checked:
+                    checked = True
+                    if self._verify_held(held, everything=True):
+                        changed = True
+                        continue  # stale entries went: choose again
+                if changed:
+                    self._write_held(held)
+                return None, checked
+            locks: dict[int, filelock.BaseFileLock] = {}
+            try:
+                busy = []
+                for device in group:
+                    lock = _device_lock(self.lock_path(device))
+                    try:
+                        lock.acquire(timeout=0)
+                    except filelock.Timeout:
+                        busy.append(device)
+                        continue
+                    locks[device] = lock
+                if busy:
+                    # held by someone the map did not know (a damaged or missing map): record
+                    # them (pid unknown: verified on every attempt) and choose again
+                    for lock in locks.values():
+                        lock.release(force=True)
+                    locks.clear()
+                    for device in busy:
+                        held[device] = 0
+                    changed = True
+                    continue
+                lease = Lease(devices=tuple(group), wait_ms=0.0, test=test, _pool=self)
+                lease._locks = [locks[d] for d in group]
+                since = time.time()
+                for device in group:
+                    path = self.holder_path(device)
+                    _write_json(
+                        path,
+                        {"pid": os.getpid(), "host": self.host, "test": test, "since": since},
+                    )
+                    lease._holder_files.append(path)
+                    held[device] = os.getpid()
+                self._write_held(held)
+                locks.clear()
+                return lease, checked
+            except BaseException:
+                for lock in locks.values():
+                    lock.release(force=True)
+                raise
+        if changed:
+            self._write_held(held)
+        return None, checked
 
     # -- inspection ----------------------------------------------------------------------------
     def state(self, clean: bool = True) -> list[DeviceState]:
@@ -341,6 +445,16 @@ class DevicePool:
             finally:
                 lock.release(force=True)
         return out
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -2,14 +2,23 @@
 
 The test process makes itself a child subreaper, so a process leaked by anything we start
 (even a grandchild whose parent died) is re-parented to us and shows up as our descendant.
+
+Only what *this* test created is judged: the machine may run other pytest-pto sessions (other
+CI jobs, other copies of this suite) at the same time, and their processes and segments are
+none of our business. Processes are judged from our own process tree; a segment
+``pto-<kind>-<pid>-<hex>`` is ours only when ``<pid>`` is this process or a process seen in
+its tree during the test (:class:`TreeWatch` samples the tree while the test runs, so a
+pytester subprocess or chip worker that created a segment and has since exited still counts).
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import threading
 import time
 from pathlib import Path
+from types import TracebackType
 
 PR_SET_CHILD_SUBREAPER = 36
 SHM_PREFIXES = ("pto-", "pto_")
@@ -84,9 +93,10 @@ def _alive(pid: int) -> bool:
 def shm_segments(ours: set[int] | None = None) -> set[str]:
     """``/dev/shm`` entries of our naming scheme.
 
-    With ``ours`` (pids of this test process and its descendants), only segments owned by one
-    of them, or by a pid that is dead, count: a concurrent session's live segments are not ours
-    to judge, let alone remove.
+    With ``ours`` (pids of this test process and every descendant seen during the test), only
+    segments whose name carries one of those pids count. A segment of a dead owner is *not*
+    ours by default: on a shared machine it is usually another session's (a killed worker of
+    another CI job), and judging or removing it would fail or break that session.
     """
     try:
         names = {n for n in os.listdir("/dev/shm") if n.startswith(SHM_PREFIXES)}
@@ -94,12 +104,48 @@ def shm_segments(ours: set[int] | None = None) -> set[str]:
         return set()
     if ours is None:
         return names
-    out = set()
-    for name in names:
-        pid = owner_pid(name)
-        if pid is None or pid in ours or not _alive(pid):
-            out.add(name)
-    return out
+    return {name for name in names if owner_pid(name) in ours}
+
+
+class TreeWatch:
+    """Collect every pid seen in this process's tree while a test runs.
+
+    A segment's owner pid is usually gone by teardown (a pytester subprocess, a killed chip
+    worker), and the tree at teardown no longer shows it; sampling the tree every ``period``
+    seconds during the test records it. A process that lives shorter than ``period`` and
+    creates a segment could be missed: none of ours does (creators are World owners, which
+    live for a whole round, and Python start-up alone outlasts the period).
+    """
+
+    def __init__(self, period: float = 0.1) -> None:
+        self.period = period
+        self.seen: set[int] = {os.getpid()}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="leaks-tree-watch", daemon=True)
+
+    def sample(self) -> set[int]:
+        tree = descendants()
+        self.seen |= tree
+        return tree
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            self.sample()
+
+    def __enter__(self) -> TreeWatch:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
 
 
 def describe(pid: int) -> str:
@@ -110,15 +156,19 @@ def describe(pid: int) -> str:
 
 
 def wait_for_no_leaks(
-    before_procs: set[int], before_shm: set[str], grace: float = 5.0
+    before_procs: set[int],
+    before_shm: set[str],
+    grace: float = 5.0,
+    seen: set[int] | None = None,
 ) -> tuple[set[int], set[str]]:
     """Wait up to ``grace`` seconds for new processes/segments to go; return what remains.
 
     The grace covers a process that has been told to exit but is still unwinding; anything
-    still there afterwards is a leak.
+    still there afterwards is a leak. ``seen``: pids of our tree observed during the test
+    (:class:`TreeWatch`); segments named after any other pid belong to someone else.
     """
     deadline = time.monotonic() + grace
-    seen = {os.getpid(), *before_procs}
+    seen = {os.getpid(), *before_procs, *(seen or ())}
     while True:
         reap_zombies()
         tree = descendants()
@@ -128,3 +178,66 @@ def wait_for_no_leaks(
         if (not procs and not shm) or time.monotonic() > deadline:
             return procs, shm
         time.sleep(0.05)
+
+
+DEVICE_LOCK_NAME = "device-"  # device-<id>.lock in any lock dir (pytest_pto.devices layout)
+
+
+def _flocked_inodes() -> dict[tuple[int, int, int], set[int]]:
+    """(major, minor, inode) of every file with a FLOCK lock held -> the pids that took it,
+    from ``/proc/locks``."""
+    out: dict[tuple[int, int, int], set[int]] = {}
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:  # pragma: no cover - no procfs
+        return out
+    for line in lines:
+        fields = line.split()
+        if "->" in fields:  # a waiter, not a holder
+            continue
+        if len(fields) < 6 or fields[1] != "FLOCK":
+            continue
+        try:
+            major, minor, inode = fields[5].split(":")
+            key = (int(major, 16), int(minor, 16), int(inode))
+            out.setdefault(key, set()).add(int(fields[4]))
+        except ValueError:
+            continue
+    return out
+
+
+def held_device_locks(pids: set[int] | None = None) -> set[str]:
+    """Device lock files (``device-<id>.lock``, any lock dir) flocked through an open file of
+    one of ``pids`` (default: this process and its descendants).
+
+    Only our own process tree is judged: other sessions on the machine hold their devices
+    legitimately. The truth is the kernel's lock table, matched against the files our processes
+    have open, so a lock held by a leaked grandchild counts as well as one of our own.
+    """
+    pids = {os.getpid(), *descendants()} if pids is None else pids
+    flocked = _flocked_inodes()
+    out: set[str] = set()
+    if not flocked:
+        return out
+    for pid in pids:
+        fd_dir = Path(f"/proc/{pid}/fd")
+        try:
+            fds = list(fd_dir.iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            name = os.path.basename(target)
+            if not (name.startswith(DEVICE_LOCK_NAME) and name.endswith(".lock")):
+                continue
+            try:
+                st = os.stat(fd)
+            except OSError:
+                continue
+            key = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+            if flocked.get(key, set()) & pids:  # taken by one of ours, not a concurrent probe
+                out.add(target)
+    return out

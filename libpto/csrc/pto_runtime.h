@@ -216,4 +216,12 @@ int pto_rt_dump_state(pto_rt *rt, char *buf, size_t cap);
 const char *pto_kernel_name(int kernel);
 int pto_kernel_id(const char *name);
 
+/* ---- test hooks: not for products; they exist so tests can force an order on races.
+ * Latch attempts by the threads in `mask` (bit i: scheduler thread i, bit 63: the
+ * orchestrator) are recorded in the attempt bitmap and then held before the first-writer-wins
+ * compare-and-swap until the host clears their bit or the run ends. Persists across runs. */
+int pto_rt_test_hold_latch(pto_rt *rt, uint64_t mask);
+/* The attempt bitmap of the run in flight (or of the last run), read live. */
+int pto_rt_test_latch_attempts(pto_rt *rt, uint64_t *out);
+
 #endif

@@ -132,6 +132,7 @@ struct pto_rt {
     /* shared header */
     _Alignas(PTO_CL) _Atomic int32_t latch_owner;
     _Atomic uint64_t latch_attempts;
+    _Atomic uint64_t test_latch_hold; /* pto_rt_test_hold_latch: 0 outside tests */
     _Atomic int32_t orch_code, sched_code;
     int32_t sub_class, latch_core, latch_ring;
     int64_t stuck_task, latch_completed, latch_total;

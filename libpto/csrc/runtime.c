@@ -137,6 +137,16 @@ static int latch(pto_rt *rt, int thread, int orch_code, int sched_code, int sub,
                  int core, int ring, const char *fmt, ...)
 {
     atomic_fetch_or_explicit(&rt->latch_attempts, 1ULL << thread, memory_order_acq_rel);
+    /* Test hook (pto_rt_test_hold_latch; the mask is 0 outside tests): a held thread has
+     * recorded its attempt and waits here, before the compare-and-swap, until the host
+     * releases it or the run ends, so a test orders the writers instead of racing them. */
+    for (uint64_t n = 0; atomic_load_explicit(&rt->test_latch_hold, memory_order_acquire) &
+                         (1ULL << thread);
+         n++) {
+        if (!pto_run_live(rt))
+            break;
+        pto_backoff(n, 1000000);
+    }
     int32_t expect = -1;
     if (!atomic_compare_exchange_strong_explicit(&rt->latch_owner, &expect, thread,
                                                  memory_order_acq_rel, memory_order_acquire))
@@ -1596,5 +1606,24 @@ int pto_rt_dump_state(pto_rt *rt, char *buf, size_t cap)
 #undef OUT
     if (off >= cap)
         buf[cap - 1] = '\0';
+    return PTO_OK;
+}
+
+/* ------------------------------------------------------------------ test hooks */
+
+int pto_rt_test_hold_latch(pto_rt *rt, uint64_t mask)
+{
+    if (!rt)
+        return pto_fail(PTO_E_INVALID_ARG, "pto_rt_test_hold_latch: rt is NULL");
+    atomic_store_explicit(&rt->test_latch_hold, mask, memory_order_release);
+    return PTO_OK;
+}
+
+int pto_rt_test_latch_attempts(pto_rt *rt, uint64_t *out)
+{
+    if (!rt || !out)
+        return pto_fail(PTO_E_INVALID_ARG, "pto_rt_test_latch_attempts: %s is NULL",
+                        rt ? "out" : "rt");
+    *out = atomic_load_explicit(&rt->latch_attempts, memory_order_acquire);
     return PTO_OK;
 }

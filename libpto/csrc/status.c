@@ -1,10 +1,45 @@
 /* Status and error-code names, and the per-thread detail text of the last failure. */
 #include "pto_status.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 
-static __thread char last_error[1024];
+/* The detail text lives in a heap buffer per thread, found through a pthread key, NOT in a
+ * `__thread` array: this file is part of a dlopen'ed extension module, where `__thread` data is
+ * glibc's *dynamic* TLS, allocated lazily by __tls_get_addr and freed by glibc at thread exit
+ * with no synchronisation ThreadSanitizer can see -- TSan reported that free as a race when a
+ * runtime thread (pto_rt_fire_event) exited while another reused the block. The initial-exec
+ * TLS model would avoid the dynamic block but a 1 KiB buffer does not fit glibc's small static
+ * TLS surplus for dlopen'ed modules. malloc/free and pthread keys are all visible to TSan. */
+#define LAST_ERROR_BYTES 1024
+
+static pthread_key_t last_error_key;
+static pthread_once_t last_error_once = PTHREAD_ONCE_INIT;
+static int last_error_key_ok;
+
+static void last_error_key_init(void)
+{
+    last_error_key_ok = pthread_key_create(&last_error_key, free) == 0;
+}
+
+/* This thread's buffer; created on first use when `create`, else NULL if none yet. */
+static char *last_error_buf(int create)
+{
+    pthread_once(&last_error_once, last_error_key_init);
+    if (!last_error_key_ok)
+        return NULL;
+    char *buf = pthread_getspecific(last_error_key);
+    if (buf == NULL && create) {
+        buf = calloc(1, LAST_ERROR_BYTES);
+        if (buf != NULL && pthread_setspecific(last_error_key, buf) != 0) {
+            free(buf);
+            buf = NULL;
+        }
+    }
+    return buf;
+}
 
 const char *pto_strerror(int status)
 {
@@ -62,15 +97,27 @@ const char *pto_stall_name(int sub_class)
     }
 }
 
-const char *pto_last_error(void) { return last_error; }
+const char *pto_last_error(void)
+{
+    const char *buf = last_error_buf(0);
+    return buf != NULL ? buf : "";
+}
 
-void pto_clear_error(void) { last_error[0] = '\0'; }
+void pto_clear_error(void)
+{
+    char *buf = last_error_buf(0);
+    if (buf != NULL)
+        buf[0] = '\0';
+}
 
 int pto_fail(int status, const char *fmt, ...)
 {
+    char *buf = last_error_buf(1);
+    if (buf == NULL)
+        return status; /* no memory for the detail text: the status still says what failed */
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vsnprintf(buf, LAST_ERROR_BYTES, fmt, ap);
     va_end(ap);
     return status;
 }

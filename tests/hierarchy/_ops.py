@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -170,3 +172,45 @@ def pids_alive(chip: Chip, pids: list[int]) -> list[bool]:
         else:
             out.append(True)
     return out
+
+
+# -- descendants that escape their worker's process group ---------------------------------------
+_ESCAPEE = "import time; time.sleep(120)"
+
+
+def start_escapee(chip: Chip, rank: int, double_fork: bool = False) -> int:
+    """On ``rank``: start a process in a session of its own (``setsid``: neither the worker's
+    process group nor its session), optionally double-forked so its parent is gone at once;
+    return its pid (0 on the other ranks). Nothing waits for it: it must die with the rank."""
+    if chip.rank != rank:
+        return 0
+    if not double_fork:
+        return subprocess.Popen(
+            [sys.executable, "-c", _ESCAPEE], start_new_session=True, close_fds=True
+        ).pid
+    r, w = os.pipe()
+    middle = os.fork()
+    if middle == 0:  # the middle process: start the escapee, report its pid, vanish
+        os.close(r)
+        pid = subprocess.Popen(
+            [sys.executable, "-c", _ESCAPEE], start_new_session=True, close_fds=True
+        ).pid
+        os.write(w, str(pid).encode())
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        pid = int(f.read())
+    os.waitpid(middle, 0)
+    return pid
+
+
+def escapee_then_sleep(chip: Chip, rank: int, pid_file: str, seconds: float) -> int:
+    """On ``rank``: start an escapee, write its pid to ``pid_file``, then hang for ``seconds``."""
+    if chip.rank == rank:
+        pid = start_escapee(chip, rank)
+        tmp = pid_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(str(pid))
+        os.replace(tmp, pid_file)
+        hang_here(seconds)
+    return chip.rank

@@ -1,9 +1,12 @@
 """A world owner run as its own process by the signal tests: starts 2 ranks, prints what it
-made (pids, segments) as one JSON line, then blocks in a hanging op until a signal arrives."""
+made (pids, segments) as one JSON line, then blocks in a hanging op until a signal arrives
+(with HIER_ESCAPEE_FILE set, the op first starts a process in a session of its own and writes
+its pid there)."""
 
 from __future__ import annotations
 
 import json
+import os
 
 from libpto.hierarchy import World, WorldConfig
 from tests.hierarchy import _ops
@@ -14,9 +17,13 @@ def main() -> None:
     facts = {
         "workers": list(world._pids),
         "zygote": world._zygote.pid if world._zygote else 0,
+        "keeper": world._zygote.proc.pid if world._zygote else 0,
         "segments": [world._mbox_name, world._comm_name],
     }
     print(json.dumps(facts), flush=True)
+    escapee_file = os.environ.get("HIER_ESCAPEE_FILE")
+    if escapee_file:  # rank 0 starts a process in its own session first
+        world.run(_ops.escapee_then_sleep, 0, escapee_file, 120.0)
     world.run(_ops.sleep_on, 0, 120.0)
 
 

@@ -33,7 +33,7 @@ def hooked(rank: int, hook: str, size: int = 2, **kw: Any) -> WorldConfig:
 
 # -- startup ---------------------------------------------------------------------------------------
 def test_init_failed_carries_the_rank_and_its_text() -> None:
-    with pytest.raises(InitFailed) as info:
+    with pytest.raises(InitFailed, match=r"^rank 1: INIT_FAILED: PTO2_RING_HEAP=12") as info:
         World.start(hooked(1, "init_fail"))
     err = info.value
     assert err.rank == 1
@@ -42,7 +42,9 @@ def test_init_failed_carries_the_rank_and_its_text() -> None:
 
 
 def test_death_before_init_done_with_exit_code() -> None:
-    with pytest.raises(RankCrashed) as info:
+    with pytest.raises(
+        RankCrashed, match=r"^rank 0: died before INIT_DONE \(exit code 7\)$"
+    ) as info:
         World.start(hooked(0, "init_exit", size=3))
     err = info.value
     assert err.rank == 0 and err.details["exitcode"] == 7 and err.details["signal"] is None
@@ -50,7 +52,9 @@ def test_death_before_init_done_with_exit_code() -> None:
 
 
 def test_death_before_init_done_with_signal() -> None:
-    with pytest.raises(RankCrashed) as info:
+    with pytest.raises(
+        RankCrashed, match=r"^rank 1: died before INIT_DONE \(signal 9 \(SIGKILL\)\)$"
+    ) as info:
         World.start(hooked(1, "init_sigkill"))
     err = info.value
     assert err.rank == 1 and err.details["signal"] == signal.SIGKILL
@@ -59,7 +63,9 @@ def test_death_before_init_done_with_signal() -> None:
 
 def test_init_deadline_names_the_missing_rank_with_its_stack() -> None:
     t0 = time.monotonic()
-    with pytest.raises(InitTimeout) as info:
+    with pytest.raises(
+        InitTimeout, match=r"^rank 1: no INIT_DONE within the 0.5 s startup deadline"
+    ) as info:
         World.start(hooked(1, "init_sleep", size=3, init_timeout=0.5))
     assert time.monotonic() - t0 < 20  # the rank sleeps 30 s: we did not wait for it
     err = info.value
@@ -71,20 +77,27 @@ def test_init_deadline_names_the_missing_rank_with_its_stack() -> None:
 # -- ops -------------------------------------------------------------------------------------------
 def test_op_raising_names_rank_and_exception() -> None:
     world = World.start(WorldConfig(devices=(0, 1, 2)))
-    with pytest.raises(RankOpFailed) as info:
+    with pytest.raises(
+        RankOpFailed, match=r"^rank 2: op .*raise_on raised ValueError: boom"
+    ) as info:
         world.run(_ops.raise_on, 2)
     err = info.value
     assert err.rank == 2 and err.details["error"] is None
     assert str(err).startswith(f"rank 2: op {_ops.__name__}.raise_on raised ValueError: boom")
     assert "Traceback" in err.details["traceback"]
     assert world.closed  # a broken world is not reused
-    with pytest.raises(RuntimeStateError):
+    with pytest.raises(RuntimeStateError, match="closed"):
         world.run(_ops.noop)
 
 
 def test_op_raising_an_exception_that_cannot_be_shown_or_rebuilt_is_still_a_failure() -> None:
     # its __str__ raises and its rebuild raises a BaseException: the rank reports it as text
-    with World.start(WorldConfig(devices=(0, 1))) as world, pytest.raises(RankOpFailed) as info:
+    with (
+        World.start(WorldConfig(devices=(0, 1))) as world,
+        pytest.raises(
+            RankOpFailed, match=r"^rank 1: op .*raise_unshowable_on raised Unshowable"
+        ) as info,
+    ):
         world.run(_ops.raise_unshowable_on, 1)
     err = info.value
     assert err.rank == 1 and err.details["error"] is None
@@ -95,7 +108,12 @@ def test_op_raising_an_exception_that_cannot_be_shown_or_rebuilt_is_still_a_fail
 
 
 def test_libpto_error_in_op_keeps_code_and_subclass() -> None:
-    with World.start(WorldConfig(devices=(0, 1))) as world, pytest.raises(RankOpFailed) as info:
+    with (
+        World.start(WorldConfig(devices=(0, 1))) as world,
+        pytest.raises(
+            RankOpFailed, match=r"^rank 1: SCHEDULER_TIMEOUT \(code 100, S1, stuck task 3\)"
+        ) as info,
+    ):
         world.run(_ops.sched_timeout_on, 1)
     err = info.value
     assert str(err).startswith("rank 1: SCHEDULER_TIMEOUT (code 100, S1, stuck task 3)")
@@ -107,7 +125,12 @@ def test_libpto_error_in_op_keeps_code_and_subclass() -> None:
 
 @pytest.mark.parametrize("signame", ["SIGKILL", "SIGSEGV"])
 def test_crash_in_op_names_rank_and_signal(signame: str) -> None:
-    with World.start(WorldConfig(devices=(0, 1))) as world, pytest.raises(RankCrashed) as info:
+    with (
+        World.start(WorldConfig(devices=(0, 1))) as world,
+        pytest.raises(
+            RankCrashed, match=r"^rank 1: crashed with signal \d+ \(SIG(KILL|SEGV)\) during op"
+        ) as info,
+    ):
         world.run(_ops.kill_self_on, 1, signame, timeout=60)
     err = info.value
     signum = getattr(signal, signame)
@@ -118,7 +141,10 @@ def test_crash_in_op_names_rank_and_signal(signame: str) -> None:
 
 
 def test_exit_in_op_is_a_crash_with_exit_code() -> None:
-    with World.start(WorldConfig(devices=(0,))) as world, pytest.raises(RankCrashed) as info:
+    with (
+        World.start(WorldConfig(devices=(0,))) as world,
+        pytest.raises(RankCrashed, match=r"^rank 0: crashed with exit code 5 during op") as info,
+    ):
         world.run(_ops.exit_in_op, 5)
     assert info.value.details["exitcode"] == 5
     assert str(info.value).startswith("rank 0: crashed with exit code 5 during op")
@@ -127,7 +153,7 @@ def test_exit_in_op_is_a_crash_with_exit_code() -> None:
 def test_hang_past_round_deadline_dumps_every_rank() -> None:
     t0 = time.monotonic()
     world = World.start(WorldConfig(devices=(0, 1, 2), round_timeout=0.5))
-    with pytest.raises(RankHang) as info:
+    with pytest.raises(RankHang, match=r"^rank 1: hang: op") as info:
         world.run(_ops.sleep_on, 1, 60.0)
     assert time.monotonic() - t0 < 30
     err = info.value
@@ -141,7 +167,12 @@ def test_hang_past_round_deadline_dumps_every_rank() -> None:
 
 
 def test_run_timeout_argument_overrides_the_config() -> None:
-    with World.start(WorldConfig(devices=(0, 1))) as world, pytest.raises(RankHang) as info:
+    with (
+        World.start(WorldConfig(devices=(0, 1))) as world,
+        pytest.raises(
+            RankHang, match=r"^rank 0: hang: op .* after the 0.3 s round deadline"
+        ) as info,
+    ):
         world.run(_ops.sleep_on, 0, 60.0, timeout=0.3)
     assert info.value.rank == 0
 
@@ -178,28 +209,33 @@ def test_barrier_on_no_op_starts_before_the_slow_rank_is_up() -> None:
     assert world.init_skew_ms is not None and world.init_skew_ms >= 1000
 
 
+# Margin: World.start of 2 ranks takes ~0.3 s, so a 6 s init delay is 20x what start takes; a
+# start that waited for the slow rank would take >= 6 s, twice the 3 s limit.
+VERY_SLOW = {"PTO_SIM_INIT_DELAY_MS": "1:6000"}
+
+
 def test_barrier_off_fast_rank_starts_while_slow_peer_initialises() -> None:
-    config = WorldConfig(devices=(0, 1), env=SLOW, init_barrier=False)
+    config = WorldConfig(devices=(0, 1), env=VERY_SLOW, init_barrier=False)
     t0 = time.monotonic()
     with World.start(config) as world:
-        assert time.monotonic() - t0 < 1.0  # start does not wait for the slow rank
+        assert time.monotonic() - t0 < 3.0  # start does not wait for the slow rank
         starts = world.run(_ops.start_time)
     slow_done = _init_end_us(world, 1)
-    assert starts[0] // 1000 < slow_done - 1000_000  # rank 0 ran its op well before
+    assert starts[0] // 1000 < slow_done - 3_000_000  # rank 0 ran its op well before
     assert _op_start_us(world, 1) >= slow_done
     assert not any(e["name"] == "barrier_wait" for e in world.events)
-    assert world.init_ms[1] >= 1500
+    assert world.init_ms[1] >= 6000
 
 
 def test_barrier_off_init_failure_surfaces_in_run() -> None:
     world = World.start(hooked(1, "init_fail", init_barrier=False))
-    with pytest.raises(InitFailed) as info:
+    with pytest.raises(InitFailed, match="PTO2_RING_HEAP=12") as info:
         world.run(_ops.noop)
     assert info.value.rank == 1 and "PTO2_RING_HEAP=12" in str(info.value)
 
 
 def test_barrier_off_init_deadline_surfaces_in_run() -> None:
     world = World.start(hooked(1, "init_sleep", init_barrier=False, init_timeout=0.5))
-    with pytest.raises(InitTimeout) as info:
+    with pytest.raises(InitTimeout, match=r"^rank 1: no INIT_DONE within the 0.5 s") as info:
         world.run(_ops.noop)
     assert info.value.rank == 1 and info.value.details["missing"] == [1]

@@ -82,7 +82,7 @@ def test_interrupted_spawn_keeps_the_zygote_in_step(
     first = start_zygote()
     monkeypatch.setattr(_procs, "RESYNC_WAIT", 10.0)
     signal.setitimer(signal.ITIMER_REAL, 0.2)  # while the zygote preloads, before it answers
-    with pytest.raises(Interrupted):
+    with pytest.raises(Interrupted, match="SIGALRM"):
         World.start(WorldConfig(devices=(0, 1)))
     # its late answer was read and its workers killed: the next spawn gets its own answer
     assert start_zygote() == first
@@ -96,7 +96,7 @@ def test_interrupted_spawn_whose_answer_does_not_come_retires_the_zygote(
     first = start_zygote()
     monkeypatch.setattr(_procs, "RESYNC_WAIT", 0.2)
     signal.setitimer(signal.ITIMER_REAL, 0.2)
-    with pytest.raises(Interrupted):
+    with pytest.raises(Interrupted, match="SIGALRM"):
         World.start(WorldConfig(devices=(0, 1)))
     assert wait_gone([first]) == []
     assert start_zygote() != first
@@ -128,7 +128,7 @@ def test_close_interrupted_while_waiting_for_ranks_still_kills_them(alarm: None)
     )
     pids = list(world._pids)
     signal.setitimer(signal.ITIMER_REAL, 0.3)
-    with pytest.raises(Interrupted):
+    with pytest.raises(Interrupted, match="SIGALRM"):
         world.close()
     assert world.closed
     assert wait_gone(pids) == []

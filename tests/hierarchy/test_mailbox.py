@@ -197,18 +197,18 @@ def test_wait_budget_past_the_end_of_the_clock_is_no_deadline(mbox: Mailbox) -> 
 
 
 def test_python_arguments_out_of_c_range_are_invalid_arguments(mbox: Mailbox) -> None:
-    for call in (
-        lambda: mbox.load(1 << 40),
-        lambda: mbox.store(0, 1 << 40),  # type: ignore[arg-type]
-        lambda: mbox.wait(0, 1 << 40, 1),
-        lambda: mbox.wait(0, 1, 1 << 70),
-        lambda: mbox.stamp(0, Stamp.START, 1 << 70),
-        lambda: mbox.set_pid(0, 1 << 40),
-        lambda: mbox.write(0, Channel.TASK, "text"),  # type: ignore[arg-type]
-        lambda: mbox.doorbell_wait(-1, 1),
-        lambda: Mailbox.create(new_name("mbox"), 1 << 40),
+    for call, names in (
+        (lambda: mbox.load(1 << 40), "rank=1099511627776 out of range"),
+        (lambda: mbox.store(0, 1 << 40), "state=1099511627776 out of range"),  # type: ignore[arg-type]
+        (lambda: mbox.wait(0, 1 << 40, 1), "states=1099511627776 out of range"),
+        (lambda: mbox.wait(0, 1, 1 << 70), "timeout_ms=1180591620717411303424 out of range"),
+        (lambda: mbox.stamp(0, Stamp.START, 1 << 70), "ns=1180591620717411303424 out of range"),
+        (lambda: mbox.set_pid(0, 1 << 40), "pid=1099511627776 out of range"),
+        (lambda: mbox.write(0, Channel.TASK, "text"), "data must be bytes, got str"),  # type: ignore[arg-type]
+        (lambda: mbox.doorbell_wait(-1, 1), "seen=-1 out of range"),
+        (lambda: Mailbox.create(new_name("mbox"), 1 << 40), "nranks=1099511627776 out of range"),
     ):
-        with pytest.raises(InvalidArgument):
+        with pytest.raises(InvalidArgument, match=names):
             call()
     name = new_name("mbox")
     box = Mailbox.create(name, 1, 4096)

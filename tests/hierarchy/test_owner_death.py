@@ -20,10 +20,11 @@ from tests import leaks
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def start_owner() -> tuple[subprocess.Popen[str], dict[str, Any]]:
+def start_owner(env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.hierarchy._parent"],
         cwd=ROOT,
+        env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -101,3 +102,57 @@ def test_stale_cleanup_after_owner_and_zygote_sigkill() -> None:
             assert not Path("/dev/shm", name).exists()
     finally:
         decoy.unlink()
+
+
+def test_escaped_grandchild_dies_after_sigkill_of_owner_and_zygote(tmp_path: Path) -> None:
+    """An op starts a process in a session of its own (out of its worker's process group and
+    session), then hangs; the owner and the zygote are SIGKILLed. The keeper that outlives
+    them kills that process within seconds, and then exits itself."""
+    pid_file = tmp_path / "escapee.pid"
+    proc, facts = start_owner({"HIER_ESCAPEE_FILE": str(pid_file)})
+    deadline = time.monotonic() + 30
+    while not pid_file.exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    escapee = int(pid_file.read_text())
+    assert alive(escapee)
+    assert os.getsid(escapee) == escapee  # its own session: no process-group kill reaches it
+    os.kill(facts["zygote"], signal.SIGKILL)
+    proc.kill()
+    proc.wait(10)
+    assert wait_gone([escapee], limit=5.0) == []
+    assert wait_gone([*facts["workers"], facts["zygote"], facts["keeper"]]) == []
+    # the segments of a SIGKILLed owner whose zygote died too: the next run's stale cleanup
+    cleanup_stale()
+    for name in facts["segments"]:
+        assert not Path("/dev/shm", name).exists()
+
+
+@pytest.mark.parametrize("double_fork", [False, True])
+def test_every_descendant_of_a_rank_dies_with_it(double_fork: bool) -> None:
+    """What an op starts in a session of its own -- with its parent still the worker, or
+    double-forked so it is an orphan at once -- is gone when the world's workers are."""
+    from libpto.hierarchy import World, WorldConfig
+    from tests.hierarchy import _ops
+
+    with World.start(WorldConfig(devices=(0, 1))) as world:
+        pids = world.run(_ops.start_escapee, 1, double_fork)
+        escapee = pids[1]
+        assert escapee and alive(escapee) and os.getsid(escapee) == escapee
+        # a helper of a running world is left alone: it may still serve the next op
+        assert world.run(_ops.rendezvous) == [0, 1] and alive(escapee)
+    assert wait_gone([escapee], limit=5.0) == []
+
+
+def test_a_ranks_descendants_die_with_it_while_another_world_runs() -> None:
+    """The zygote does not wait for *every* worker to be gone: the escapee of a closed world
+    dies while another world's workers (same zygote) still run."""
+    from libpto.hierarchy import World, WorldConfig
+    from tests.hierarchy import _ops
+
+    with World.start(WorldConfig(devices=(2, 3))) as other:
+        with World.start(WorldConfig(devices=(0, 1))) as world:
+            escapee = world.run(_ops.start_escapee, 0, True)[0]
+            assert alive(escapee)
+        assert wait_gone([escapee], limit=5.0) == []
+        assert other.run(_ops.rendezvous) == [0, 1]  # the other world is untouched

@@ -24,7 +24,7 @@ def test_mesh_allreduce_gives_the_exact_sum(ranks: int) -> None:
 
 def test_invalid_ring_env_fails_init_naming_the_variable() -> None:
     config = WorldConfig(devices=(0, 1), rank_env={1: {"PTO2_RING_HEAP": "12"}})
-    with pytest.raises(InitFailed) as info:
+    with pytest.raises(InitFailed, match=r"^rank 1: INIT_FAILED: .*PTO2_RING_HEAP=12") as info:
         World.start(config)
     err = info.value
     assert err.rank == 1
@@ -43,7 +43,10 @@ def test_init_delay_is_charged_to_the_slow_ranks_init() -> None:
 
 def test_scheduler_timeout_in_op_arrives_with_code_and_locator() -> None:
     config = WorldConfig(devices=(0, 1), env={"PTO_SCHEDULER_TIMEOUT_MS": "200"})
-    with World.start(config) as world, pytest.raises(RankOpFailed) as info:
+    with (
+        World.start(config) as world,
+        pytest.raises(RankOpFailed, match=r"^rank 1: SCHEDULER_TIMEOUT \(code 100, S1") as info,
+    ):
         world.run(_ops.runtime_wait_forever_on, 1, timeout=60)
     err = info.value
     assert err.rank == 1 and err.code == 100
@@ -55,7 +58,7 @@ def test_scheduler_timeout_in_op_arrives_with_code_and_locator() -> None:
 def test_hang_in_runtime_reports_native_thread_state() -> None:
     env = {"PTO_SCHEDULER_TIMEOUT_MS": "60000", "PTO_STREAM_SYNC_TIMEOUT_MS": "60000"}
     config = WorldConfig(devices=(0, 1), env=env, round_timeout=0.5)
-    with World.start(config) as world, pytest.raises(RankHang) as info:
+    with World.start(config) as world, pytest.raises(RankHang, match=r"^rank 0: hang: op") as info:
         world.run(_ops.runtime_hang_on, 0)
     stacks = info.value.details["stacks"]
     assert "runtime_hang_on" in stacks[0]

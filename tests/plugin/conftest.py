@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
 import pytest
 
 from pytest_pto._settings import OPTIONS
@@ -16,6 +21,46 @@ def ptester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
             monkeypatch.delenv(opt.env, raising=False)
     monkeypatch.setenv("PTO_LOCK_DIR", str(pytester.path / "locks"))
     return pytester
+
+
+@pytest.fixture
+def make_unwritable() -> Iterator[Callable[..., Path]]:
+    """Make a new directory this process really cannot write to, root included.
+
+    A normal user gets mode 0500. Root ignores modes (CI runs as root), so for root the
+    directory becomes the mount point of a read-only tmpfs: writes fail with EROFS and
+    ``os.access(W_OK)`` is false for root too. Only if root cannot mount (no CAP_SYS_ADMIN)
+    is the test skipped, with that reason shown."""
+    mounted: list[Path] = []
+    chmodded: list[Path] = []
+
+    def mount(*args: str) -> None:
+        res = subprocess.run(["mount", *args], capture_output=True, text=True, check=False)
+        if res.returncode != 0:
+            pytest.skip(f"running as root and cannot mount a read-only tmpfs: {res.stderr}")
+
+    def make(path: Path, subdirs: tuple[str, ...] = ()) -> Path:
+        """``path`` (created) read-only, holding the empty directories ``subdirs``."""
+        path.mkdir()
+        if os.getuid() != 0:
+            for sub in subdirs:
+                (path / sub).mkdir()
+            path.chmod(0o500)
+            chmodded.append(path)
+        else:
+            mount("-t", "tmpfs", "-o", "size=64k", "pto-test-ro", str(path))
+            mounted.append(path)
+            for sub in subdirs:
+                (path / sub).mkdir()
+            mount("-o", "remount,ro", str(path))
+        assert not os.access(path, os.W_OK)
+        return path
+
+    yield make
+    for path in mounted:
+        subprocess.run(["umount", str(path)], check=True)
+    for path in chmodded:
+        path.chmod(0o700)
 
 
 def junit_cases(path: object) -> dict[str, dict[str, object]]:

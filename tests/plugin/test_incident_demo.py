@@ -24,7 +24,9 @@ from pytest_pto.report_cli import main as report_main
 from tests.plugin.conftest import junit_cases
 
 ROOT = Path(__file__).resolve().parents[2]
-SLOW_RANK_DELAY_MS = 2500
+# Margin: the slow rank's init (5 s) is 10x the fast rank's stream-sync budget (0.5 s), so the
+# latch-fix variant times out long before the slow rank is up, even on a loaded runner.
+SLOW_RANK_DELAY_MS = 5000
 STREAM_SYNC_MS = 500
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -54,7 +53,7 @@ def test_lease_is_all_or_none_and_released(tmp_path: Path) -> None:
     a = pool.lease(2, "t::a", timeout=1)
     b = pool.lease(2, "t::b", timeout=1)
     assert (a.devices, b.devices) == ((0, 1), (2, 3))
-    with pytest.raises(DeviceUnavailable) as info:
+    with pytest.raises(DeviceUnavailable, match=r"^device_unavailable: waited") as info:
         pool.lease(1, "t::c", timeout=0.3)
     assert "t::a" in str(info.value) and "t::b" in str(info.value)
     assert sorted(h.device for h in info.value.holders) == [0, 1, 2, 3]
@@ -130,13 +129,72 @@ def test_big_request_is_not_starved_by_a_stream_of_small_ones(tmp_path: Path) ->
     assert not list((tmp_path / "locks" / "queue").iterdir())
 
 
-def test_lock_dir_errors_are_clear(tmp_path: Path) -> None:
+def test_lock_dir_errors_are_clear(tmp_path: Path, make_unwritable) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(ValueError, match="cannot create it"):
         DevicePool(range(2), blocker / "locks")
-    if os.getuid() != 0:  # root can write anywhere
-        ro = tmp_path / "ro"
-        ro.mkdir(mode=0o500)
-        with pytest.raises(ValueError, match="not writable"):
-            DevicePool(range(2), ro)
+    with pytest.raises(ValueError, match="cannot create it"):  # queue/ cannot be made in it
+        DevicePool(range(2), make_unwritable(tmp_path / "ro"))
+    # every directory exists but none can take a lock file (as root too: a read-only mount)
+    ro = make_unwritable(tmp_path / "ro2", subdirs=("queue",))
+    with pytest.raises(ValueError, match=r"lock dir .*ro2: not writable by this user"):
+        DevicePool(range(2), ro)
+
+
+# A process that always holds at least one device: it takes its next device before giving the
+# current one back (hand over hand), so the pool is never all free while it runs. When a
+# handover cannot be had in 2 s (only aging makes that happen) it gives back and waits in line.
+CHURN = """
+import sys, time
+from pathlib import Path
+import pytest_pto.devices as devices
+devices.AGING_S = float(sys.argv[2])
+pool = devices.DevicePool(range(4), Path(sys.argv[1]))
+cur = pool.lease(1, "other::churn", timeout=30)
+print("ready", flush=True)
+while True:  # killed by the test
+    time.sleep(0.02)
+    try:
+        nxt = pool.lease(1, "other::churn", timeout=2.0)
+    except devices.DeviceUnavailable:
+        cur.release()
+        cur = pool.lease(1, "other::churn", timeout=60)
+        continue
+    cur.release()
+    cur = nxt
+"""
+
+
+def test_aging_lets_a_starving_large_lease_through(tmp_path: Path, monkeypatch) -> None:
+    """Two other processes lease single devices hand over hand, so the 4 devices are never
+    free at once: without aging a 4-device request waits forever. Once its ticket is older
+    than AGING_S (0.3 s here, set in every process), the newer single-device requests must
+    leave the pool to drain, and the quad gets all four well inside its 30 s timeout."""
+    aging = 0.3
+    monkeypatch.setattr("pytest_pto.devices.AGING_S", aging)
+    script = tmp_path / "churn.py"
+    script.write_text(CHURN)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path / "locks"), str(aging)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        for p in procs:
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        pool = DevicePool(range(4), tmp_path / "locks")
+        with pool.lease(4, "t::quad", timeout=30) as lease:
+            assert lease.devices == (0, 1, 2, 3)
+            # it really starved until its ticket aged: the churners never leave 4 free before
+            assert lease.wait_ms >= aging * 1000
+            assert all(p.poll() is None for p in procs)  # they waited, they did not give up
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+            assert p.stdout is not None
+            p.stdout.close()

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -165,6 +164,11 @@ def test_nothing_leaks_when_pytest_is_interrupted(tmp_path: Path, sig: signal.Si
     lock_dir = tmp_path / "locks"
     env = _inner_env(tmp_path, lock_dir)
     env["STUCK_MARKER"] = str(tmp_path / "running")
+    # a private temp dir: another pytest-pto session on this machine sweeps dead sessions'
+    # logs from the shared one, and would race the assertions on the killed session's logs
+    inner_tmp = tmp_path / "tmp"
+    inner_tmp.mkdir()
+    env["TMPDIR"] = str(inner_tmp)
     before_shm = leaks.shm_segments()
     before_procs = leaks.descendants()  # e.g. this session's own zygote from earlier tests
     proc = _pytest(["-q", "--pto-devices=0-1"], project, env)
@@ -189,7 +193,7 @@ def test_nothing_leaks_when_pytest_is_interrupted(tmp_path: Path, sig: signal.Si
     assert not left, [leaks.describe(p) for p in left]
     assert not any(s.held for s in DevicePool(range(2), lock_dir).state())
     reruns: list[int] = []
-    killed_logs = Path(tempfile.gettempdir()).glob(f"pto-logs-{proc.pid}-*")
+    killed_logs = inner_tmp.glob(f"pto-logs-{proc.pid}-*")
     if sig == signal.SIGKILL:
         assert list(killed_logs)  # the round's temporary logs, named after their session
         # segments of a killed session are removed by the next session (their owner is dead)
@@ -201,7 +205,7 @@ def test_nothing_leaks_when_pytest_is_interrupted(tmp_path: Path, sig: signal.Si
         rerun_out = rerun.communicate(timeout=60)[0]
         assert rerun.returncode == 0, rerun_out
     # and so are its temporary logs
-    assert list(Path(tempfile.gettempdir()).glob(f"pto-logs-{proc.pid}-*")) == []
+    assert list(inner_tmp.glob(f"pto-logs-{proc.pid}-*")) == []
     # other people's tests may run on this machine: look at the segments of our sessions only
     ours = {str(proc.pid), *(str(p) for p in reruns)}
     left_shm = {n for n in leaks.shm_segments() - before_shm if n.split("-")[2] in ours}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
 TRIVIAL = """
@@ -82,11 +85,10 @@ def test_environment_and_ini_errors_name_their_source(
 
 
 def test_output_paths_are_checked_before_any_round(
-    ptester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+    ptester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    make_unwritable: Callable[..., Path],
 ) -> None:
-    import os
-    from pathlib import Path
-
     (ptester.path / "afile").write_text("")
     for args, expected in [
         (["--pto-lock-dir=afile"], "--pto-lock-dir=afile: exists and is not a directory"),
@@ -95,12 +97,8 @@ def test_output_paths_are_checked_before_any_round(
     ]:
         err = usage_error(ptester, *args)
         assert expected in err and "Traceback" not in err, err
-    # unwritable, as a non-root user sees it (the inner session runs in this process)
-    ro = ptester.mkdir("ro")
-    real_access = os.access
-    monkeypatch.setattr(
-        os, "access", lambda p, m: False if Path(p).resolve() == ro else real_access(p, m)
-    )
+    # really unwritable, root included (a read-only mount for root; see make_unwritable)
+    make_unwritable(ptester.path / "ro")
     err = usage_error(ptester, "--pto-lock-dir=ro/locks")
     assert "cannot be created: directory ro is not writable by this user" in err
     monkeypatch.setenv("PTO_LOCK_DIR", "ro")
@@ -169,9 +167,10 @@ def test_help_lists_every_option_with_its_ini_key(ptester: pytest.Pytester) -> N
     from pytest_pto._settings import OPTIONS
 
     out = ptester.runpytest("--help").stdout.str()
+    flat = " ".join(out.split())  # argparse wraps help text at any space
     for opt in OPTIONS:
         assert opt.flag in out
-        assert f"ini {opt.ini}" in out.replace("\n", " ").replace("  ", " ") or opt.ini in out
+        assert f"[ini {opt.ini}" in flat, f"{opt.flag}: no [ini {opt.ini}] in its help"
 
 
 def test_unwritable_github_step_summary_is_a_warning_not_a_crash(
@@ -185,3 +184,29 @@ def test_unwritable_github_step_summary_is_a_warning_not_a_crash(
     out = result.stdout.str()
     assert "pytest-pto: GITHUB_STEP_SUMMARY: cannot append the table" in out
     assert "INTERNALERROR" not in out
+
+
+def test_lock_dir_space_form_is_a_usage_error_and_the_equals_form_keeps_ids(
+    ptester: pytest.Pytester,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``--pto-lock-dir DIR`` with an existing DIR outside the project would move pytest's
+    rootdir (DIR is a positional candidate before the plugin's options are known) and change
+    every test id; it is refused with a message that says to use ``=``."""
+    shared = tmp_path_factory.mktemp("shared-locks")  # exists, outside the project
+    err = usage_error(ptester, "--pto-lock-dir", str(shared))
+    assert "--pto-lock-dir DIR on the command line: write it as --pto-lock-dir=DIR" in err
+    assert "Traceback" not in err
+    monkeypatch.setenv("PYTEST_ADDOPTS", f"--pto-lock-dir {shared}")
+    err = usage_error(ptester)
+    assert "--pto-lock-dir DIR on PYTEST_ADDOPTS: write it as --pto-lock-dir=DIR" in err
+    monkeypatch.delenv("PYTEST_ADDOPTS")
+    # the '=' form leaves the rootdir, and so the ids, alone
+    result = ptester.runpytest(f"--pto-lock-dir={shared}", "--co", "-q")
+    assert result.ret == 0, result.stdout.str() + result.stderr.str()
+    assert (
+        "test_lock_dir_space_form_is_a_usage_error_and_the_equals_form_keeps_ids.py::test_one"
+        in (result.stdout.str())
+    )
+    assert f"rootdir: {ptester.path}" in ptester.runpytest(f"--pto-lock-dir={shared}").stdout.str()

@@ -1,10 +1,12 @@
-"""Helpers for the report tests: JUnit XML written by real pytest runs, and hand-built XML.
+"""Helpers for the report tests: JUnit XML of a stand-in run, and hand-built XML.
 
-Until the plugin drives real chip workers, a "real run" here is a pytest session whose tests
-record the DESIGN section 4 properties with ``record_property`` and fail the way the plugin
-will (message naming the outcome class and rank), so the files have exactly the structure
-pytest's ``--junitxml`` writes, xdist included. The pto plugin itself is disabled in these
-inner sessions so the report tests do not depend on it.
+``make_run`` is a test double of the plugin's JUnit writer, not a plugin run: a real pytest
+session (real ``--junitxml``, xdist included, so the files have exactly pytest's structure)
+whose tests record the DESIGN section 4 properties by hand from a plan, and fail the way the
+plugin does (message naming the outcome class and rank). By construction every failure is on
+rank ``STAND_IN_FAILED_RANK`` and the error name is the one of the planned code. The pto
+plugin is disabled in these inner sessions. pto-report over JUnit of a real plugin run (real
+chip workers) is tested in tests/plugin/test_incident_demo.py.
 """
 
 from __future__ import annotations
@@ -14,8 +16,12 @@ from pathlib import Path
 
 import pytest
 
+STAND_IN_FAILED_RANK = 1
+
 INNER_TEST = """
 import pytest
+
+from libpto.errors import error_name
 
 PLAN = {plan!r}
 RANKS = {ranks!r}
@@ -40,12 +46,12 @@ def test_allreduce(ranks, variant, k, record_property):
     record_property("pto.init_skew_ms", 10.0 * k)
     record_property("pto.lock_wait_ms", 0.5)
     if outcome != "passed":
-        record_property("pto.failed_rank", 1)
+        record_property("pto.failed_rank", {rank})
         code = _code(outcome)
         if code is not None:
             record_property("pto.error_code", code)
-            record_property("pto.error_name", "SCHEDULER_TIMEOUT")
-        pytest.fail(f"{{outcome}}: rank 1: simulated failure of round {{k}}", pytrace=False)
+            record_property("pto.error_name", error_name(code))
+        pytest.fail(f"{{outcome}}: rank {rank}: stand-in failure of round {{k}}", pytrace=False)
 
 
 def test_not_distributed():
@@ -59,7 +65,7 @@ MakeRun = Callable[..., Path]
 def make_run(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> MakeRun:
-    """Run a pytest session that records pto properties; return its JUnit file.
+    """Run a stand-in session (test double of the plugin, see above); return its JUnit file.
 
     ``plan`` maps variant -> outcome per round. ``xdist=N`` runs it with ``-n N`` (the
     controller writes the file, as with the plugin).
@@ -76,7 +82,8 @@ def make_run(
         name: str = "test_incident",
     ) -> Path:
         counter[0] += 1
-        pytester.makepyfile(**{name: INNER_TEST.format(plan=dict(plan), ranks=list(ranks))})
+        source = INNER_TEST.format(plan=dict(plan), ranks=list(ranks), rank=STAND_IN_FAILED_RANK)
+        pytester.makepyfile(**{name: source})
         junit = pytester.path / f"junit-{counter[0]}.xml"
         args = ["-p", "no:pto", "-p", "no:cacheprovider", f"--junitxml={junit}", f"{name}.py"]
         if family:

@@ -1,4 +1,5 @@
-"""pto-report on JUnit files from real pytest runs, merged runs, malformed and empty input."""
+"""pto-report on JUnit files of stand-in runs (a test double of the plugin's JUnit writer,
+see conftest.py), merged runs, malformed and empty input."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def _rows(report: dict) -> dict[str, dict]:
     return {r["variant"]: r for r in report["rows"]}
 
 
-def test_text_table_from_a_real_run(
+def test_text_table_from_a_stand_in_run(
     make_run: MakeRun, incident_plan: dict, capsys: pytest.CaptureFixture[str]
 ) -> None:
     junit = make_run(incident_plan)

@@ -29,7 +29,7 @@ def _end(ev: dict[str, Any]) -> int:
 
 def test_init_timeout_keeps_the_skew_lower_bound_and_the_open_init_span() -> None:
     config = WorldConfig(devices=(0, 1), env=SLOW_RANK_1, init_timeout=1.0)
-    with pytest.raises(InitTimeout) as info:
+    with pytest.raises(InitTimeout, match=r"^rank 1: no INIT_DONE within the 1 s") as info:
         World.start(config)
     world = info.value.pto_world  # type: ignore[attr-defined]
     assert world.closed
@@ -55,7 +55,7 @@ def test_all_ranks_up_gives_an_exact_skew() -> None:
 
 def test_hang_trace_shows_the_open_op_slice_until_teardown(tmp_path: Any) -> None:
     world = World.start(WorldConfig(devices=(0, 1, 2), round_timeout=0.5))
-    with pytest.raises(RankHang):
+    with pytest.raises(RankHang, match=r"^rank 1: hang: op"):
         world.run(_ops.sleep_on, 1, 60.0)
     events = world.events
     stuck = _only(events, 1, "op")

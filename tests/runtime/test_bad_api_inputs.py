@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -238,7 +239,7 @@ CASES: list[tuple[str, Callable[[], Any], str]] = [
 def test_bad_argument_is_a_pto_error_naming_it(
     label: str, call: Callable[[], Any], expected: str
 ) -> None:
-    with pytest.raises(libpto.PtoError) as info:
+    with pytest.raises(libpto.PtoError, match=re.escape(expected)) as info:
         call()
     assert expected in str(info.value), str(info.value)
 
@@ -259,6 +260,6 @@ def test_a_nul_name_leaves_no_segment_behind() -> None:
     """Before: 'pto-x\\x00tail' created /dev/shm/pto-x, which no cleanup recognises."""
     name = libpto.new_name("comm")
     before = set(os.listdir("/dev/shm"))
-    with pytest.raises(libpto.InvalidArgument):
+    with pytest.raises(libpto.InvalidArgument, match="name"):
         CommWindow.create(name + "\x00tail", 2)
     assert set(os.listdir("/dev/shm")) - before == set()

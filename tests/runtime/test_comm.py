@@ -35,7 +35,10 @@ from libpto import (
 )
 
 CTX = mp.get_context("spawn")
-JOIN_S = 20.0
+# Deadline for a spawned rank process to report back: only reached when something hangs. A
+# rank normally reports in ~1 s; under TSan (5-10x slower) with 8 spawned interpreters on a
+# loaded 2-CPU runner, 20 s was seen to run out; 120 s keeps >= 10x over the slowest case.
+JOIN_S = 120.0
 
 
 # ---------------------------------------------------------------------------------- harness
@@ -170,8 +173,10 @@ def attach_and_hold(name: str, rank: int, conn: Connection) -> None:
 def wait_forever_then_report(name: str, conn: Connection) -> None:
     """Wait with no deadline in the main thread; Ctrl-C must still get through."""
     with CommWindow.attach(name, 0) as w:
-        conn.send("ready")
         try:
+            # "ready" inside the try: a SIGINT that arrives before the wait starts (a loaded
+            # runner may take longer than the parent's 0.2 s to get there) is caught too
+            conn.send("ready")
             w.wait(0, ">=", 1, timeout_ms=None)
         except KeyboardInterrupt:
             conn.send("interrupted")
@@ -233,11 +238,15 @@ def test_barrier_many_rounds(window: Callable[..., CommWindow], size: int) -> No
 def test_missing_peer_times_out_and_barrier_stays_sound(window: Callable[..., CommWindow]) -> None:
     w = window(2)
     with CommWindow.attach(w.name, 0) as me:
-        with pytest.raises(CommTimeout) as exc:
+        with pytest.raises(
+            CommTimeout, match=r"comm wait: slot 3 >= 1 not reached in 300 ms"
+        ) as exc:
             me.wait(3, ">=", 1, timeout_ms=300)
         assert "comm wait: slot 3 >= 1 not reached in 300 ms (value 0)" in str(exc.value)
         assert exc.value.last == 0 and exc.value.slot == 3
-        with pytest.raises(CommTimeout) as exc:
+        with pytest.raises(
+            CommTimeout, match="comm barrier: 1 of 2 ranks arrived in 300 ms"
+        ) as exc:
             me.barrier(timeout_ms=300)
         assert "comm barrier: 1 of 2 ranks arrived in 300 ms, missing ranks: 1" in str(exc.value)
         # a timed-out rank withdrew its arrival: it does not count toward the next barrier
@@ -447,7 +456,10 @@ def test_invalid_arguments_name_the_argument(
     window: Callable[..., CommWindow], call: Callable[[CommWindow, CommWindow], Any], arg: str
 ) -> None:
     w = window(2, slots=8, data_bytes=4096)
-    with CommWindow.attach(w.name, 0) as me, pytest.raises(InvalidArgument) as exc:
+    with (
+        CommWindow.attach(w.name, 0) as me,
+        pytest.raises(InvalidArgument, match=rf"\b{arg}\b") as exc,
+    ):
         call(w, me)
     assert f"{arg}=" in str(exc.value) or f"{arg} " in str(exc.value), str(exc.value)
     # nothing was half-done: the window still works

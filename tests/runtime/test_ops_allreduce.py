@@ -107,7 +107,7 @@ def test_missing_peer_latches_s1(comm_pair) -> None:
     w0, _ = comm_pair
     with libpto.Runtime(rank=0, scheduler_timeout_ms=200, stream_sync_timeout_ms=30000) as rt:
         rt.bind_comm(w0)
-        with pytest.raises(libpto.SchedulerTimeout) as ei:
+        with pytest.raises(libpto.SchedulerTimeout, match="SCHEDULER_TIMEOUT") as ei:
             ops.mesh_allreduce(_chip(0, w0, rt), [1.0, 2.0])
     assert ei.value.sub_class == "S1"
 

@@ -109,7 +109,7 @@ def test_closed_runtime_and_graph(rt: libpto.Runtime) -> None:
     for fn in (r.graph, lambda: r.buffer(1), lambda: r.run(g), r.stats):
         with pytest.raises(libpto.RuntimeStateError, match="closed"):
             fn()
-    with pytest.raises(libpto.RuntimeStateError):
+    with pytest.raises(libpto.RuntimeStateError, match="closed"):
         g.noop()
     assert "closed" in r.dump_state()
 

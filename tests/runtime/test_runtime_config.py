@@ -3,6 +3,8 @@ messages name the variable, the value and the rule."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 import libpto
@@ -54,7 +56,7 @@ def test_every_key_has_a_bad_case() -> None:
 @pytest.mark.parametrize(("key", "value", "rule"), BAD)
 def test_bad_env_value(monkeypatch: pytest.MonkeyPatch, key: str, value: str, rule: str) -> None:
     monkeypatch.setenv(key, value)
-    with pytest.raises(libpto.ConfigError) as ei:
+    with pytest.raises(libpto.ConfigError, match=re.escape(f"{key}={value}")) as ei:
         libpto.Runtime()
     msg = str(ei.value)
     assert f"{key}={value}" in msg and rule in msg and "environment" in msg
@@ -64,14 +66,17 @@ def test_bad_env_value(monkeypatch: pytest.MonkeyPatch, key: str, value: str, ru
 def test_bad_env_mapping_and_override(key: str, value: str, rule: str) -> None:
     with pytest.raises(libpto.ConfigError, match="Runtime\\(env\\)"):
         libpto.Runtime(env={key: value})
-    with pytest.raises(libpto.ConfigError) as ei:
+    with pytest.raises(libpto.ConfigError, match=re.escape(rule)) as ei:
         libpto.Runtime(**{key: value})
     assert rule in str(ei.value)
 
 
 def test_exact_message_of_the_issue(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PTO2_RING_TASK_WINDOW", "100")
-    with pytest.raises(libpto.ConfigError) as ei:
+    with pytest.raises(
+        libpto.ConfigError,
+        match=r"^environment: PTO2_RING_TASK_WINDOW=100: must be a power of two >= 4",
+    ) as ei:
         libpto.Runtime()
     assert (
         "PTO2_RING_TASK_WINDOW=100: must be a power of two >= 4 (at most 16777216) "

@@ -40,7 +40,9 @@ def test_dep_pool_overflow_latches_4() -> None:
         g = rt.graph()
         ids = g.noops(17)
         g.noop(deps=list(ids))  # 17 fanin edges > 16 dep-pool nodes
-        with pytest.raises(libpto.OrchestratorError) as ei:
+        with pytest.raises(
+            libpto.OrchestratorError, match="orch_error_code=4 DEP_POOL_OVERFLOW"
+        ) as ei:
             rt.run(g)
     err = ei.value
     assert err.code == libpto.DEP_POOL_OVERFLOW == 4
@@ -55,7 +57,9 @@ def test_heap_too_small_latches_2() -> None:
         g = rt.graph()
         g.noop()
         g.noop(ring=2, heap_bytes=1025)
-        with pytest.raises(libpto.OrchestratorError) as ei:
+        with pytest.raises(
+            libpto.OrchestratorError, match="orch_error_code=2 HEAP_RING_DEADLOCK"
+        ) as ei:
             rt.run(g)
     assert ei.value.code == libpto.HEAP_RING_DEADLOCK == 2
     assert ei.value.ring == 2 and ei.value.stuck_task == 1
@@ -68,7 +72,9 @@ def test_window_that_can_never_make_room_latches_3() -> None:
         root = g.noop()
         g.noops(20)
         g.noop(deps=[root])
-        with pytest.raises(libpto.OrchestratorError) as ei:
+        with pytest.raises(
+            libpto.OrchestratorError, match="orch_error_code=3 FLOW_CONTROL_DEADLOCK"
+        ) as ei:
             rt.run(g)
         assert ei.value.code == libpto.FLOW_CONTROL_DEADLOCK == 3
         assert ei.value.stuck_task == 8
@@ -85,7 +91,9 @@ def test_heap_ring_that_can_never_make_room_latches_2() -> None:
         g.noop(heap_bytes=2048)
         g.noop(heap_bytes=2048)  # needs root's heap, root waits for its consumer below
         g.noop(deps=[root])
-        with pytest.raises(libpto.OrchestratorError) as ei:
+        with pytest.raises(
+            libpto.OrchestratorError, match="orch_error_code=2 HEAP_RING_DEADLOCK"
+        ) as ei:
             rt.run(g)
     assert ei.value.code == 2
 
@@ -98,7 +106,9 @@ def test_dep_pool_that_can_never_make_room_latches_4() -> None:
         a = g.noop()
         for _ in range(5):
             g.noop(deps=[a])
-        with pytest.raises(libpto.OrchestratorError) as ei:
+        with pytest.raises(
+            libpto.OrchestratorError, match="orch_error_code=4 DEP_POOL_OVERFLOW"
+        ) as ei:
             rt.run(g)
     assert ei.value.code == libpto.DEP_POOL_OVERFLOW
     assert ei.value.stuck_task == 5

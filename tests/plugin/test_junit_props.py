@@ -1,0 +1,74 @@
+"""The JUnit properties of one round (DESIGN section 4 names), from a classified outcome.
+
+Unit tests of ``round_properties``: which property appears when, with what text. Rank 0 and
+code-less outcomes are the boundaries a truthiness test (``if outcome.rank:``) would lose.
+"""
+
+from __future__ import annotations
+
+from pytest_pto._junit_props import PROPERTY_NAMES, properties_dict, round_properties
+from pytest_pto._rounds import RoundPlan
+from pytest_pto.outcomes import RoundOutcome
+
+
+def plan(variant: str | None = "latch-fix") -> RoundPlan:
+    return RoundPlan(
+        nodeid="t.py::test_x[round-2]",
+        base_id="t.py::test_x",
+        round=2,
+        rounds=5,
+        variant=variant,
+        ranks=4,
+        env={},
+        rank_env={},
+        init_barrier=True,
+        latch_policy="owned-wallclock",
+        init_timeout=60.0,
+        round_timeout=None,
+        seed=0,
+        log_dir=None,
+        platform="sim",
+    )
+
+
+def test_a_failure_on_rank_0_with_a_code_has_every_property_in_order() -> None:
+    outcome = RoundOutcome("sched_error_code=100", 0, 100, "SCHEDULER_TIMEOUT", "rank 0: ...")
+    props = round_properties(
+        plan(),
+        outcome,
+        devices=(2, 3, 4, 5),
+        init_skew_ms=1.23456,
+        init_skew_partial=True,
+        lock_wait_ms=0.0,
+    )
+    assert props == [
+        ("pto.outcome", "sched_error_code=100"),
+        ("pto.round", "2"),
+        ("pto.rounds", "5"),
+        ("pto.ranks", "4"),
+        ("pto.devices", "2,3,4,5"),
+        ("pto.variant", "latch-fix"),
+        ("pto.failed_rank", "0"),
+        ("pto.error_code", "100"),
+        ("pto.error_name", "SCHEDULER_TIMEOUT"),
+        ("pto.init_skew_ms", "1.235"),
+        ("pto.init_skew_partial", "true"),
+        ("pto.lock_wait_ms", "0.000"),
+    ]
+    assert [name for name, _ in props] == list(PROPERTY_NAMES)
+
+
+def test_a_pass_has_only_what_applies() -> None:
+    props = dict(round_properties(plan(variant=None), RoundOutcome("passed")))
+    assert props == {"pto.outcome": "passed", "pto.round": "2", "pto.rounds": "5", "pto.ranks": "4"}
+
+
+def test_stream_sync_timeout_names_its_rank_but_no_code() -> None:
+    props = dict(round_properties(plan(), RoundOutcome("stream_sync_timeout", 1)))
+    assert props["pto.failed_rank"] == "1"
+    assert "pto.error_code" not in props and "pto.error_name" not in props
+
+
+def test_properties_dict_keeps_pto_entries_last_one_winning() -> None:
+    user = [("pto.outcome", "failed"), ("other", 1), ("pto.outcome", "passed"), ("pto.round", 3)]
+    assert properties_dict(user) == {"pto.outcome": "passed", "pto.round": "3"}
