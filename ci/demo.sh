@@ -2,7 +2,7 @@
 # The README's first Quick start command: the allreduce incident of DESIGN.md section 1,
 # reproduced by mechanism on the built-in `sim` platform.
 #
-# Runs examples/test_incident.py (2- and 4-rank mesh allreduce) under the three variants of
+# Runs examples/test_incident.py (2- and 4-rank mesh allreduce) under the four variants of
 # examples/variants.yaml, 30 rounds each, then merges the JUnit XML with `pto-report`, which
 # adds pass-rate intervals and Fisher's exact test between the variants.
 #
@@ -15,7 +15,7 @@ bash ci/install.sh
 OUT=out/demo
 rm -rf "$OUT"
 mkdir -p "$OUT"
-echo "== pytest examples/test_incident.py (3 variants x ranks 2, 4 x 30 rounds)"
+echo "== pytest examples/test_incident.py (4 variants x ranks 2, 4 x 30 rounds)"
 set +e
 .venv/bin/python -m pytest examples/test_incident.py -p no:cacheprovider -q \
   --pto-variants examples/variants.yaml --pto-ranks=2 --pto-rounds=30 \

@@ -54,6 +54,13 @@ OVERRIDE_KEYS: dict[str, str] = {
     "malloc_ms_per_gib": "PTO_SIM_MALLOC_MS_PER_GIB",
     "malloc_seed": "PTO_SIM_MALLOC_SEED",
     "malloc_sigma": "PTO_SIM_MALLOC_SIGMA",
+    "cond_poll_us": "PTO_SIM_COND_POLL_US",
+    "notify_delay_ms": "PTO_SIM_NOTIFY_DELAY_MS",
+    "notify_median_ms": "PTO_SIM_NOTIFY_MEDIAN_MS",
+    "notify_sigma": "PTO_SIM_NOTIFY_SIGMA",
+    "deadlock_check": "PTO_DEADLOCK_CHECK",
+    "ring_deadlock_ms": "PTO_RING_DEADLOCK_MS",
+    "tensor_wait_timeout_ms": "PTO_TENSOR_WAIT_TIMEOUT_MS",
 }
 
 
@@ -150,4 +157,13 @@ def config_dict(cfg: Any) -> dict[str, Any]:
         "PTO_SIM_MALLOC_MS_PER_GIB": float(cfg.malloc_ms_per_gib),
         "PTO_SIM_MALLOC_SEED": int(cfg.malloc_seed),
         "PTO_SIM_MALLOC_SIGMA": float(cfg.malloc_sigma),
+        "PTO_SIM_COND_POLL_US": int(cfg.cond_poll_us),
+        "PTO_SIM_NOTIFY_DELAY_MS": lib_str(cfg.notify_delay),
+        "PTO_SIM_NOTIFY_MEDIAN_MS": float(cfg.notify_median_ms),
+        "PTO_SIM_NOTIFY_SIGMA": float(cfg.notify_sigma),
+        "PTO_DEADLOCK_CHECK": "snapshot"
+        if cfg.deadlock_check == lib.PTO_DEADLOCK_SNAPSHOT
+        else "no-progress",
+        "PTO_RING_DEADLOCK_MS": int(cfg.ring_deadlock_ms),
+        "PTO_TENSOR_WAIT_TIMEOUT_MS": int(cfg.tensor_wait_timeout_ms),
     }

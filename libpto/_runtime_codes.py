@@ -15,10 +15,13 @@ __all__ = [
     "FLOW_CONTROL_DEADLOCK",
     "HEAP_RING_DEADLOCK",
     "INVALID_ARGS",
+    "READY_QUEUE_OVERFLOW",
     "REQUIRE_SYNC_START_INVALID",
     "SCHEDULER_TIMEOUT",
     "SCOPE_DEADLOCK",
     "SCOPE_TASKS_OVERFLOW",
+    "SIM_HEAP_COMMIT_FAILED",
+    "SIM_KERNEL_FAILED",
     "STALL_S1",
     "STALL_S3",
     "STALL_S4",
@@ -42,6 +45,10 @@ SCHEDULER_TIMEOUT = 100
 ASYNC_COMPLETION_INVALID = 101
 ASYNC_WAIT_OVERFLOW = 102
 ASYNC_REGISTRATION_FAILED = 103
+READY_QUEUE_OVERFLOW = 104
+# sim-only codes (the simulator's own conditions; upstream never latches them)
+SIM_HEAP_COMMIT_FAILED = 90  # mprotect of a ring heap's next step failed (orchestrator family)
+SIM_KERNEL_FAILED = 190  # a builtin kernel returned a failure (scheduler family)
 
 # stall sub-classes of SCHEDULER_TIMEOUT (details["sub_class"] carries the name "S1", ...)
 STALL_S1 = 1  # running-stalled

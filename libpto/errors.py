@@ -39,6 +39,8 @@ __all__ = [
 ]
 
 # Runtime error codes latched in the device header (orchestrator 1..99, scheduler 100+).
+# Upstream's numbers keep upstream's meanings; SIM_* are the simulator's own conditions (sim-only
+# codes outside upstream's used ranges 1..11 and 100..104, inside their families).
 ERROR_CODES: dict[str, int] = {
     "NONE": 0,
     "SCOPE_DEADLOCK": 1,
@@ -55,6 +57,9 @@ ERROR_CODES: dict[str, int] = {
     "ASYNC_COMPLETION_INVALID": 101,
     "ASYNC_WAIT_OVERFLOW": 102,
     "ASYNC_REGISTRATION_FAILED": 103,
+    "READY_QUEUE_OVERFLOW": 104,
+    "SIM_HEAP_COMMIT_FAILED": 90,
+    "SIM_KERNEL_FAILED": 190,
 }
 _CODE_NAMES = {v: k for k, v in ERROR_CODES.items()}
 
@@ -131,12 +136,16 @@ class OrchestratorError(PtoError):
 
 
 class SchedulerError(PtoError):
-    """A scheduler thread latched ``sched_error_code`` (100+)."""
+    """A scheduler thread latched ``sched_error_code`` (100+). Details also carry both header
+    codes (``orch_error_code``, ``sched_error_code``: the header can hold one of each) and, for
+    code 100, ``latched_by``: ``owner`` (the latching thread owned a RUNNING task), ``sibling``
+    (it did not, another thread did) or ``no-owner`` (no thread did: the deadlock branch)."""
 
 
 class SchedulerTimeout(SchedulerError):
     """``SCHEDULER_TIMEOUT`` (100); details: ``sub_class`` (S1/S3/S4/S5/UNKNOWN), ``stuck_task``,
-    ``core``, ``latch_thread``, ``latch_attempts`` (bitmap), ``completed``, ``total``."""
+    ``core``, ``latch_thread``, ``latched_by``, ``latch_attempts`` (bitmap), ``completed``,
+    ``total``."""
 
 
 class StreamSyncTimeout(PtoError):

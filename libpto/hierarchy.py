@@ -627,6 +627,9 @@ class World:
             stuck = pto.details.get("stuck_task")
             if stuck is not None and stuck >= 0:
                 bits.append(f"stuck task {stuck}")
+            by, thread = pto.details.get("latched_by"), pto.details.get("latch_thread")
+            if by and isinstance(thread, int) and thread >= 0:
+                bits.append(f"latched by {by} thread {thread}")
             head = f"rank {rank}: {pto.name} ({', '.join(bits)})"
         elif pto is not None:
             head = f"rank {rank}: {type(pto).__name__}: {pto.message}"

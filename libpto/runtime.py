@@ -5,8 +5,8 @@ The runtime's threads live in C from :class:`Runtime` creation to :meth:`Runtime
 park between runs, so a run costs no thread start. Every C call goes through
 :func:`libpto.errors.check`, so a failure arrives as one typed exception whose message names the
 argument or variable and the rule, and whose ``details`` carry the device's error header
-(``sub_class``, ``stuck_task``, ``core``, ``latch_thread``, ``latch_attempts``, ``completed``,
-``total``).
+(``sub_class``, ``stuck_task``, ``core``, ``latch_thread``, ``latched_by``, ``latch_attempts``,
+``completed``, ``total``, and both ``orch_error_code`` and ``sched_error_code``).
 
 cffi releases the GIL around every C call, so a run blocked in its stream sync never blocks
 other Python threads (e.g. a peer rank's runtime in the same process, or a watchdog calling
@@ -138,6 +138,9 @@ def _destroy_graph(rt: _Handle, ptr: Any) -> None:
         rt.exit()
 
 
+_LATCHED_BY = {1: "owner", 2: "sibling", 3: "no-owner"}
+
+
 def _error_details(info: Any, rank: int) -> dict[str, Any]:
     code = int(info.orch_error_code) or int(info.sched_error_code)
     thread = int(info.latch_thread)
@@ -158,6 +161,7 @@ def _error_details(info: Any, rank: int) -> dict[str, Any]:
         "ring": int(info.ring),
         "latch_thread": thread,
         "latch_thread_name": thread_name,
+        "latched_by": _LATCHED_BY.get(int(info.latched_by), ""),
         "latch_attempts": int(info.latch_attempts),
         "completed": int(info.completed),
         "total": int(info.total),
@@ -544,7 +548,8 @@ class Graph:
         **params: Any,
     ) -> int:
         """Add a builtin kernel by name (``noop``, ``spin``, ``hang``, ``crash``, ``fill``,
-        ``add``, ``copy``, ``notify``, ``wait``, ``event``) with its keyword parameters."""
+        ``add``, ``copy``, ``notify``, ``wait``, ``event``, ``tensor_wait``) with its keyword
+        parameters."""
         ctx = f"Graph.kernel({name!r})"
         problem = name_problem(name)  # 'noop\x00spin' must not run a noop
         if problem is not None:
@@ -621,6 +626,12 @@ class Graph:
         the run (an external event). Never fired, its dependants cannot start: a genuine
         dependency deadlock with nothing RUNNING."""
         return self.kernel("event", **kw)
+
+    def tensor_wait(self, deps: Sequence[int], **kw: Any) -> int:
+        """Orchestration reads the outputs of ``deps`` (upstream's ``get_tensor_data``): the
+        orchestrator publishes nothing further until every dep completed, and latches
+        ``TENSOR_WAIT_TIMEOUT`` (8) after ``PTO_TENSOR_WAIT_TIMEOUT_MS`` (15000) without that."""
+        return self.kernel("tensor_wait", deps=deps, **kw)
 
     def fill(
         self, dst: Any, count: int, value: float, deps: Sequence[int] | None = None, **kw: Any

@@ -24,6 +24,8 @@ PROPERTY_NAMES = (
     "pto.failed_rank",
     "pto.error_code",
     "pto.error_name",
+    "pto.latched_by",
+    "pto.also_latched",
     "pto.init_skew_ms",
     "pto.init_skew_partial",
     "pto.lock_wait_ms",
@@ -60,6 +62,10 @@ def round_properties(
         props.append(("pto.error_code", str(outcome.error_code)))
     if outcome.error_name:
         props.append(("pto.error_name", outcome.error_name))
+    if outcome.latched_by:
+        props.append(("pto.latched_by", outcome.latched_by))
+    if outcome.also_latched:
+        props.append(("pto.also_latched", outcome.also_latched))
     if init_skew_ms is not None:
         props.append(("pto.init_skew_ms", _ms(init_skew_ms)))
         if init_skew_partial:  # a lower bound: some rank had not ended init at teardown

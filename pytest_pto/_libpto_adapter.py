@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from libpto import errors as _e
 from pytest_pto._adapter import Classified, RankFailure, RuntimeAdapter
 
-__all__ = ["LibptoAdapter", "classify_libpto_error"]
+__all__ = ["LibptoAdapter", "classify_libpto_error", "libpto_header_facts"]
 
 STREAM_SYNC_TIMEOUT = "stream_sync_timeout"
 
@@ -33,6 +33,26 @@ def classify_libpto_error(err: BaseException | None) -> Classified | None:
     if isinstance(err, _e.OrchestratorError) or (isinstance(code, int) and 0 < code < 100):
         return Classified(f"orch_error_code={int(code)}", _e.error_name(int(code)))
     return None
+
+
+def libpto_header_facts(err: BaseException | None) -> dict[str, Any]:
+    """``latched_by`` and ``also_latched`` of a libpto latch error (empty for anything else).
+
+    The device header can hold an orchestrator and a scheduler code at once (as upstream's).
+    The round's one class is the orchestrator's code: it is the primary code of the C status
+    (upstream's runtime_status_from_error_codes reads it first), and a scheduler timeout next
+    to an orchestrator fatal is usually its consequence (the orchestrator stopped feeding). The
+    scheduler's code is kept as ``also_latched``."""
+    if not isinstance(err, _e.PtoError):
+        return {}
+    facts: dict[str, Any] = {}
+    by = err.details.get("latched_by")
+    if isinstance(by, str) and by:
+        facts["latched_by"] = by
+    orch, sched = err.details.get("orch_error_code"), err.details.get("sched_error_code")
+    if isinstance(orch, int) and isinstance(sched, int) and orch and sched:
+        facts["also_latched"] = f"sched_error_code={sched}"
+    return facts
 
 
 class LibptoAdapter(RuntimeAdapter):

@@ -85,6 +85,10 @@ class RoundOutcome:
     message: str = ""
     stacks: Mapping[int, str] = field(default_factory=dict)
     detail: str = ""  # the error's full text (tracebacks, stacks) when longer than ``message``
+    #: who latched a SCHEDULER_TIMEOUT: "owner", "sibling" or "no-owner" (None: not code 100)
+    latched_by: str | None = None
+    #: the other family's code when the header held both ("sched_error_code=100"), else None
+    also_latched: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -305,6 +309,8 @@ def _builtin(err: _e.RankError, msg: str) -> RoundOutcome:
 
 
 def _adapted(base: RoundOutcome, failure: RankFailure, verdict: Classified) -> RoundOutcome:
+    from pytest_pto._libpto_adapter import libpto_header_facts  # empty for other runtimes
+
     code = int_value(verdict.outcome)
     message = base.message
     if verdict.detail:
@@ -317,6 +323,7 @@ def _adapted(base: RoundOutcome, failure: RankFailure, verdict: Classified) -> R
         error_code=code or None,
         error_name=verdict.error_name if code or verdict.error_name else None,
         message=message,
+        **libpto_header_facts(failure.error),
     )
 
 
@@ -349,13 +356,18 @@ def _classify(
                     return _adapted(base, failure, verdict)
             return base
         if isinstance(err, _e.PtoError):  # libpto's own error, raised in this process
-            from pytest_pto._libpto_adapter import classify_libpto_error
+            from pytest_pto._libpto_adapter import classify_libpto_error, libpto_header_facts
 
             coded = classify_libpto_error(err)
             if coded is not None:
                 code = int_value(coded.outcome) or None
                 return RoundOutcome(
-                    coded.outcome, _rank(err), code, coded.error_name if code else None, msg
+                    coded.outcome,
+                    _rank(err),
+                    code,
+                    coded.error_name if code else None,
+                    msg,
+                    **libpto_header_facts(err),
                 )
     text = str(exc).strip()
     return RoundOutcome(FAILED, message=f"{type(exc).__name__}: {text}" if text else "")

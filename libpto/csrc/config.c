@@ -18,8 +18,15 @@
  * from submit to the idle-iterations latch): an idle scheduler iteration spins 64 times, yields
  * 16 times, then sleeps 50 us (about 110 us with timer slack and load): cap 500 -> 50 ms,
  * cap 1000 -> 111 ms, so 850 iterations reach the cap after about 92 ms of idle looping, the
- * figure of the incident. */
+ * figure of the incident. On another machine, `python benchmarks/calibrate_idle.py` measures
+ * the idle iteration time and prints the value for 92 ms. */
 #define DEFAULT_MAX_IDLE_ITERATIONS 850
+
+/* Default of PTO_SIM_COND_POLL_US: the extra cost of one idle iteration per polled RUNNING
+ * core. An idle iteration in the sleep stage costs ~110 us here (above); +80 us makes an
+ * owner's iteration ~1.7x a pure-idle sibling's, upstream's ratio (~200 ns vs ~115 ns per
+ * iteration, scheduler_types.h of hw-native-sys/simpler). */
+#define DEFAULT_COND_POLL_US 80
 
 static const char *const KEYS[] = {
     "PTO2_RING_TASK_WINDOW",
@@ -38,6 +45,13 @@ static const char *const KEYS[] = {
     "PTO_SIM_MALLOC_MS_PER_GIB",
     "PTO_SIM_MALLOC_SEED",
     "PTO_SIM_MALLOC_SIGMA",
+    "PTO_SIM_COND_POLL_US",
+    "PTO_SIM_NOTIFY_DELAY_MS",
+    "PTO_SIM_NOTIFY_MEDIAN_MS",
+    "PTO_SIM_NOTIFY_SIGMA",
+    "PTO_DEADLOCK_CHECK",
+    "PTO_RING_DEADLOCK_MS",
+    "PTO_TENSOR_WAIT_TIMEOUT_MS",
     NULL,
 };
 
@@ -71,6 +85,13 @@ int pto_rt_config_default(pto_rt_config *cfg)
     cfg->malloc_ms_per_gib = 10.0;
     cfg->malloc_seed = 0;
     cfg->malloc_sigma = 1.0;
+    cfg->cond_poll_us = DEFAULT_COND_POLL_US;
+    cfg->notify_delay[0] = '\0';
+    cfg->notify_median_ms = 0.0;
+    cfg->notify_sigma = 1.0;
+    cfg->deadlock_check = PTO_DEADLOCK_NO_PROGRESS;
+    cfg->ring_deadlock_ms = 500;
+    cfg->tensor_wait_timeout_ms = 15000; /* upstream's PTO2_TENSOR_DATA_TIMEOUT_MS */
     pto_clear_error();
     return PTO_OK;
 }
@@ -149,9 +170,8 @@ static int parse_int_range(const char *key, const char *value, int64_t lo, int64
 }
 
 /* "MS" or "RANK:MS[,RANK:MS...]"; on success *ms gets the delay of `rank` (if rank >= 0). */
-static int parse_init_delay(const char *value, int rank, int64_t *ms)
+static int parse_rank_delay(const char *key, const char *value, int rank, int64_t *ms)
 {
-    const char *key = "PTO_SIM_INIT_DELAY_MS";
     const int64_t max_ms = 600000;
     *ms = 0;
     if (value[0] == '\0')
@@ -188,7 +208,12 @@ bad:
 
 int pto_rt_init_delay_ms(const pto_rt_config *cfg, int64_t *ms)
 {
-    return parse_init_delay(cfg->init_delay, cfg->rank, ms);
+    return parse_rank_delay("PTO_SIM_INIT_DELAY_MS", cfg->init_delay, cfg->rank, ms);
+}
+
+int pto_rt_notify_delay_ms(const pto_rt_config *cfg, int64_t *ms)
+{
+    return parse_rank_delay("PTO_SIM_NOTIFY_DELAY_MS", cfg->notify_delay, cfg->rank, ms);
 }
 
 int pto_rt_config_set(pto_rt_config *cfg, const char *key, const char *value)
@@ -239,14 +264,41 @@ int pto_rt_config_set(pto_rt_config *cfg, const char *key, const char *value)
     INT_KEY("PTO_SIM_SCHED_THREADS", 1, PTO_MAX_SCHED_THREADS, sched_threads, int32_t)
     INT_KEY("PTO_SIM_CORES", 1, PTO_MAX_CORES, cores, int32_t)
     INT_KEY("PTO_RANK", 0, 4095, rank, int32_t)
+    INT_KEY("PTO_SIM_COND_POLL_US", 0, 1000000, cond_poll_us, int64_t)
+    INT_KEY("PTO_RING_DEADLOCK_MS", 1, PTO_MAX_TIMEOUT_MS, ring_deadlock_ms, int64_t)
+    INT_KEY("PTO_TENSOR_WAIT_TIMEOUT_MS", 1, PTO_MAX_TIMEOUT_MS, tensor_wait_timeout_ms, int64_t)
 #undef INT_KEY
-    if (!strcmp(key, "PTO_SIM_INIT_DELAY_MS")) {
+    if (!strcmp(key, "PTO_SIM_INIT_DELAY_MS") || !strcmp(key, "PTO_SIM_NOTIFY_DELAY_MS")) {
+        char *dst = key[8] == 'I' ? cfg->init_delay : cfg->notify_delay; /* PTO_SIM_[I]NIT */
         if (strlen(value) >= sizeof cfg->init_delay)
             return pto_fail(PTO_E_CONFIG, "%s=%.40s...: longer than %zu characters", key, value,
                             sizeof cfg->init_delay - 1);
-        if ((st = parse_init_delay(value, -1, &v)) != PTO_OK)
+        if ((st = parse_rank_delay(key, value, -1, &v)) != PTO_OK)
             return st;
-        snprintf(cfg->init_delay, sizeof cfg->init_delay, "%s", value);
+        snprintf(dst, sizeof cfg->init_delay, "%s", value);
+        return PTO_OK;
+    }
+    if (!strcmp(key, "PTO_DEADLOCK_CHECK")) {
+        if (!strcmp(value, "no-progress"))
+            cfg->deadlock_check = PTO_DEADLOCK_NO_PROGRESS;
+        else if (!strcmp(value, "snapshot"))
+            cfg->deadlock_check = PTO_DEADLOCK_SNAPSHOT;
+        else
+            return pto_fail(PTO_E_CONFIG,
+                            "%s=%s: must be no-progress (default) or snapshot (upstream's)", key,
+                            value);
+        return PTO_OK;
+    }
+    if (!strcmp(key, "PTO_SIM_NOTIFY_MEDIAN_MS")) {
+        if (!parse_double(value, 0.0, 1e6, &cfg->notify_median_ms))
+            return pto_fail(PTO_E_CONFIG, "%s=%s: must be a number of milliseconds in [0, 1e6]",
+                            key, value);
+        return PTO_OK;
+    }
+    if (!strcmp(key, "PTO_SIM_NOTIFY_SIGMA")) {
+        if (!parse_double(value, 0.0, 4.0, &cfg->notify_sigma))
+            return pto_fail(PTO_E_CONFIG, "%s=%s: must be a number in [0, 4] (log-normal shape)",
+                            key, value);
         return PTO_OK;
     }
     if (!strcmp(key, "PTO_SIM_MALLOC_MODEL")) {

@@ -12,6 +12,7 @@
 
 static const char *const NAMES[PTO_K_COUNT] = {
     "noop", "spin", "hang", "crash", "fill", "add", "copy", "notify", "wait", "event",
+    "tensor_wait",
 };
 
 const char *pto_kernel_name(int kernel)
@@ -199,6 +200,7 @@ int pto_kernel_exec(pto_rt *rt, pto_graph *g, uint32_t t)
     void *const *p = ts->arg == UINT32_MAX ? NULL : &g->rptr[3 * (uint64_t)ts->arg];
     switch (ts->kernel) {
     case PTO_K_NOOP:
+    case PTO_K_TENSOR_WAIT: /* the orchestrator did the waiting */
         return PTO_OK;
     case PTO_K_SPIN: {
         int64_t end = pto_now_ns() + d->duration_us * 1000;
@@ -235,6 +237,16 @@ int pto_kernel_exec(pto_rt *rt, pto_graph *g, uint32_t t)
         return PTO_OK;
     }
     case PTO_K_NOTIFY:
+        /* op-time latency model: the first notify of the run waits this run's delay */
+        if (rt->notify_delay_ms > 0 &&
+            atomic_exchange_explicit(&rt->notify_taken, 1, memory_order_acq_rel) == 0) {
+            int64_t end = pto_now_ns() + rt->notify_delay_ms * 1000000LL;
+            for (int64_t left; (left = end - pto_now_ns()) > 0;) {
+                if (!pto_run_live(rt))
+                    return PTO_E_ABORTED;
+                pto_sleep_ns(left < 1000000 ? left : 1000000);
+            }
+        }
         return pto_comm_notify(rt->comm, d->peer, d->slot, d->signal, d->mode);
     case PTO_K_WAIT:
         for (uint64_t n = 0;; n++) {

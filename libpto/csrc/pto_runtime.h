@@ -18,7 +18,12 @@
  *
  * Shared header (pto_rt_error_info): orch_error_code, sched_error_code, the latching thread, a
  * bitmap of every thread that tried to latch, and stall locators. The first writer wins by
- * compare-and-swap; siblings see the latch and stop; the run ends with that error.
+ * compare-and-swap and owns the locators; siblings see the latch and stop; the run ends with
+ * that error. As upstream, the two codes are separate fields: a thread of the other family
+ * (orchestrator vs scheduler) that latches before it sees the run end still records its own
+ * code, so the header can hold an orchestrator and a scheduler code at once.
+ * latched_by says, for a code-100 latch, whether the latching thread owned a RUNNING task
+ * (owner), did not while a sibling did (sibling), or no thread did (no-owner).
  *
  * Latch policies (PTO_LATCH_POLICY):
  *   idle-iterations  (the old one) each scheduler thread counts its consecutive loop iterations
@@ -32,6 +37,19 @@
  *                    S3 (ready tasks but every core idle), S4 (published tasks waiting on
  *                    dependencies that cannot complete, e.g. an event never fired), S5 (every
  *                    published task done but the orchestrator has not published the rest).
+ *                    The deadlock branch's evidence is PTO_DEADLOCK_CHECK:
+ *                      no-progress (default) nothing published and nothing completed anywhere
+ *                                  for the whole budget, and nothing RUNNING now;
+ *                      snapshot    upstream's instant snapshot: at the moment this thread's
+ *                                  budget elapses, nothing RUNNING and completed < total. It
+ *                                  fires falsely when work completes without this thread's own
+ *                                  progress (a sibling's completion -> pop gap, a host event).
+ *   COND poll cost (PTO_SIM_COND_POLL_US, default 80): reading the COND register of a core whose
+ *                    task is RUNNING costs time on the device; an idle iteration of a thread
+ *                    that polls N RUNNING cores sleeps N * this much longer (in the sleep stage
+ *                    of the backoff). With the default an owner's idle iteration is ~1.7x a
+ *                    pure-idle sibling's (upstream: ~200 ns vs ~115 ns), so under
+ *                    idle-iterations the idle *sibling* reaches the cap first, as upstream.
  *   Both policies print periodic STALL lines to stderr (every PTO_STALL_REPORT_MS of idleness)
  *   without latching; a chip worker redirects stderr to the rank log.
  *
@@ -46,8 +64,24 @@
  *              seeded by splitmix64(PTO_SIM_MALLOC_SEED ^ (rank * 0x9E3779B97F4A7C15)),
  *              capped at 60000 ms. Median = scale; with sigma 1.0 the mean is 1.65 * scale and
  *              p99 = 10.2 * scale (in general mean = exp(sigma^2/2), p99 = exp(2.326 sigma)).
+ * Op-time latency model (a slow peer or a long kernel after init), drawn at every submit:
+ *   the first notify kernel of a run sleeps (observing aborts) before it notifies, for
+ *   fixed + jitter ms, fixed = PTO_SIM_NOTIFY_DELAY_MS (same syntax as PTO_SIM_INIT_DELAY_MS),
+ *   jitter = PTO_SIM_NOTIFY_MEDIAN_MS * exp(PTO_SIM_NOTIFY_SIGMA * Z) (0 when the median is 0),
+ *   Z seeded by PTO_SIM_MALLOC_SEED (per round), the rank and the run number; capped at 60 s.
+ *
+ * Ring-full deadlock by time (PTO_RING_DEADLOCK_MS, default 500): besides the structural check,
+ * an orchestrator blocked on a full ring whose reclaim makes no progress for this long latches
+ * FLOW_CONTROL_DEADLOCK (3) (task window), HEAP_RING_DEADLOCK (2) (heap) or
+ * DEP_POOL_OVERFLOW (4) (dep pool), as upstream's 500 ms wall-clock backstop does.
+ *
  * The ring heaps themselves are reserved with mmap(PROT_NONE, MAP_NORESERVE) and committed
  * (mprotect) in 2 MiB steps as allocations first reach them, so a 4 GiB heap costs no RSS.
+ *
+ * Orchestration-time argument errors: a task whose operands no longer resolve when the run is
+ * submitted (a buffer freed after the task was added) does not fail pto_rt_submit; the
+ * orchestrator latches INVALID_ARGS (5) when it reaches that task, as upstream's orchestrator
+ * does for a bad argument; the tasks before it run.
  *
  * Every function validates its arguments and returns a pto_status; detail text names the
  * argument or variable and the rule (pto_last_error()). No argument crashes the process; only
@@ -72,6 +106,15 @@
 
 enum { PTO_LATCH_OWNED_WALLCLOCK = 0, PTO_LATCH_IDLE_ITERATIONS = 1 };
 enum { PTO_MALLOC_NONE = 0, PTO_MALLOC_LONGTAIL = 1 };
+/* PTO_DEADLOCK_CHECK: how the owned-wallclock deadlock branch decides (see above). */
+enum { PTO_DEADLOCK_NO_PROGRESS = 0, PTO_DEADLOCK_SNAPSHOT = 1 };
+/* pto_rt_error_info.latched_by: who latched a SCHEDULER_TIMEOUT (100). */
+enum {
+    PTO_LATCHED_BY_NONE = 0,     /* not a code-100 latch */
+    PTO_LATCHED_BY_OWNER = 1,    /* the latching thread owned a RUNNING task */
+    PTO_LATCHED_BY_SIBLING = 2,  /* it owned none; another thread owned a RUNNING task */
+    PTO_LATCHED_BY_NO_OWNER = 3, /* no thread owned a RUNNING task (deadlock branch) */
+};
 
 /* Builtin kernels. */
 enum {
@@ -85,7 +128,11 @@ enum {
     PTO_K_NOTIFY = 7, /* comm notify(peer, slot, signal, mode = PTO_NOTIFY_SET|ADD) */
     PTO_K_WAIT = 8,   /* RUNNING until local comm slot `mode`-compares true against signal */
     PTO_K_EVENT = 9,  /* no core: completes when the host fires it (pto_rt_fire_event); no deps */
-    PTO_K_COUNT = 10
+    PTO_K_TENSOR_WAIT = 10, /* orchestration reads its deps' outputs (upstream's get_tensor_data):
+                             * the orchestrator waits until every dep completed, at most
+                             * PTO_TENSOR_WAIT_TIMEOUT_MS (else TENSOR_WAIT_TIMEOUT, 8), before
+                             * it publishes this task and the rest; then a noop on a core */
+    PTO_K_COUNT = 11
 };
 
 /* Memory spaces of a kernel operand. */
@@ -132,6 +179,13 @@ typedef struct pto_rt_config {
     uint64_t malloc_seed;            /* PTO_SIM_MALLOC_SEED */
     double malloc_sigma;             /* PTO_SIM_MALLOC_SIGMA */
     int32_t timeouts_set; /* scheduler budget or stream-sync timeout set (not defaults) */
+    int64_t cond_poll_us;            /* PTO_SIM_COND_POLL_US */
+    char notify_delay[256];          /* PTO_SIM_NOTIFY_DELAY_MS (validated text) */
+    double notify_median_ms;         /* PTO_SIM_NOTIFY_MEDIAN_MS (0: no op-time jitter) */
+    double notify_sigma;             /* PTO_SIM_NOTIFY_SIGMA */
+    int32_t deadlock_check;          /* PTO_DEADLOCK_CHECK */
+    int64_t ring_deadlock_ms;        /* PTO_RING_DEADLOCK_MS */
+    int64_t tensor_wait_timeout_ms;  /* PTO_TENSOR_WAIT_TIMEOUT_MS */
 } pto_rt_config;
 
 /* The shared header as the host sees it after a run. */
@@ -147,6 +201,7 @@ typedef struct pto_rt_error_info {
     int64_t completed;
     int64_t total;
     int64_t elapsed_us;     /* submit -> end of run */
+    int32_t latched_by;     /* PTO_LATCHED_BY_* of a code-100 latch */
 } pto_rt_error_info;
 
 typedef struct pto_rt_stats {

@@ -137,6 +137,15 @@ struct pto_rt {
     int32_t sub_class, latch_core, latch_ring;
     int64_t stuck_task, latch_completed, latch_total;
     char latch_msg[512];
+    int32_t latched_by;             /* PTO_LATCHED_BY_* (latch owner writes it) */
+
+    /* op-time latency model: this run's notify delay, taken by the first notify kernel */
+    int64_t notify_delay_ms;
+    _Atomic int32_t notify_taken;
+
+    /* orchestration-time argument error: the first arg that did not resolve at submit */
+    int64_t bad_arg;                /* -1 none */
+    char bad_arg_msg[384];
 
     /* orchestrator */
     pto_ring rings[PTO_RINGS];
@@ -177,6 +186,7 @@ int pto_rt_buffer_ptr(pto_rt *rt, int32_t id, uint64_t off, uint64_t n, void **o
 
 /* config.c */
 int pto_rt_init_delay_ms(const pto_rt_config *cfg, int64_t *ms);
+int pto_rt_notify_delay_ms(const pto_rt_config *cfg, int64_t *ms);
 /* Upper bounds of the integer keys (pto_rt_config_set and pto_rt_create share them). */
 #define PTO_MAX_TIMEOUT_MS 86400000LL      /* the *_TIMEOUT_MS and PTO_STALL_REPORT_MS keys */
 #define PTO_MAX_IDLE_ITERS 1000000000000LL /* PTO_MAX_IDLE_ITERATIONS */

@@ -4,7 +4,8 @@
  *  - a *status* (pto_status, <= 0) says whether a call succeeded; it is what Python turns into
  *    an exception in libpto/errors.py;
  *  - a *runtime error code* (orchestrator 1..99, scheduler 100+) is what the simulated device
- *    latches into its shared header, exactly as the real runtime does. A call that observes a
+ *    latches into its shared header, exactly as the real runtime does. Upstream's numbers keep
+ *    upstream's meanings; the simulator's own conditions have sim-only codes (90, 190). A call that observes a
  *    latched code returns PTO_E_ORCH or PTO_E_SCHED and the code travels in pto_error_info.
  */
 #ifndef PTO_STATUS_H
@@ -47,6 +48,12 @@ enum {
     PTO_ERR_ASYNC_COMPLETION_INVALID = 101,
     PTO_ERR_ASYNC_WAIT_OVERFLOW = 102,
     PTO_ERR_ASYNC_REGISTRATION_FAILED = 103,
+    PTO_ERR_READY_QUEUE_OVERFLOW = 104,
+    /* Sim-only codes, outside upstream's used ranges (orchestrator 1..11, scheduler 100..104)
+     * and inside their families (orchestrator < 100, scheduler >= 100), for conditions upstream
+     * has no code of its own for. Never produced by the real runtime. */
+    PTO_ERR_SIM_HEAP_COMMIT_FAILED = 90, /* mprotect of a ring heap's next 2 MiB step failed */
+    PTO_ERR_SIM_KERNEL_FAILED = 190,     /* a builtin kernel returned a failure (COND FAIL) */
 };
 
 /* Stall sub-classes of PTO_ERR_SCHEDULER_TIMEOUT. */

@@ -130,11 +130,15 @@ static int64_t ready_estimate(pto_rt *rt)
     return e > d ? e - d : 0;
 }
 
-/* First writer wins; every attempt is recorded in the bitmap. Returns 1 for the winner. */
+/* First writer wins and owns the locators; every attempt is recorded in the bitmap. As
+ * upstream, orch_error_code and sched_error_code are separate fields: a loser of the other
+ * family still records its code when its field is empty, so both can be set at once. `role`:
+ * PTO_LATCHED_BY_* of a code-100 latch. Returns 1 for the winner. */
 static int latch(pto_rt *rt, int thread, int orch_code, int sched_code, int sub, int64_t stuck,
-                 int core, int ring, const char *fmt, ...) __attribute__((format(printf, 9, 10)));
+                 int core, int ring, int role, const char *fmt, ...)
+    __attribute__((format(printf, 10, 11)));
 static int latch(pto_rt *rt, int thread, int orch_code, int sched_code, int sub, int64_t stuck,
-                 int core, int ring, const char *fmt, ...)
+                 int core, int ring, int role, const char *fmt, ...)
 {
     atomic_fetch_or_explicit(&rt->latch_attempts, 1ULL << thread, memory_order_acq_rel);
     /* Test hook (pto_rt_test_hold_latch; the mask is 0 outside tests): a held thread has
@@ -149,12 +153,30 @@ static int latch(pto_rt *rt, int thread, int orch_code, int sched_code, int sub,
     }
     int32_t expect = -1;
     if (!atomic_compare_exchange_strong_explicit(&rt->latch_owner, &expect, thread,
-                                                 memory_order_acq_rel, memory_order_acquire))
+                                                 memory_order_acq_rel, memory_order_acquire)) {
+        /* the other family's field: record this code too (first of its family wins) */
+        int32_t zero = 0;
+        _Atomic int32_t *field = orch_code ? &rt->orch_code : &rt->sched_code;
+        int code = orch_code ? orch_code : sched_code;
+        int owner_orch = expect == PTO_LATCH_THREAD_ORCH;
+        int mine_orch = thread == PTO_LATCH_THREAD_ORCH;
+        if (owner_orch != mine_orch &&
+            atomic_compare_exchange_strong_explicit(field, &zero, code, memory_order_acq_rel,
+                                                    memory_order_acquire)) {
+            fprintf(stderr, "pto[rank %d] LATCH %s=%d (%s) by %s%d too (after %s%d's latch)\n",
+                    rt->cfg.rank, orch_code ? "orch_error_code" : "sched_error_code", code,
+                    pto_error_name(code), mine_orch ? "orchestrator" : "sched",
+                    mine_orch ? 0 : thread, owner_orch ? "orchestrator" : "sched",
+                    owner_orch ? 0 : expect);
+            fflush(stderr);
+        }
         return 0;
+    }
     rt->sub_class = sub;
     rt->stuck_task = stuck;
     rt->latch_core = core;
     rt->latch_ring = ring;
+    rt->latched_by = role;
     rt->latch_completed = atomic_load_explicit(&rt->completed, memory_order_acquire);
     rt->latch_total = rt->total;
     va_list ap;
@@ -168,7 +190,7 @@ static int latch(pto_rt *rt, int thread, int orch_code, int sched_code, int sub,
     fprintf(stderr, "pto[rank %d] LATCH %s=%d (%s) by %s%d: %s\n", rt->cfg.rank,
             orch_code ? "orch_error_code" : "sched_error_code", orch_code ? orch_code : sched_code,
             pto_error_name(orch_code ? orch_code : sched_code),
-            thread == PTO_LATCH_THREAD_ORCH ? "orchestrator" : "sched", 
+            thread == PTO_LATCH_THREAD_ORCH ? "orchestrator" : "sched",
             thread == PTO_LATCH_THREAD_ORCH ? 0 : thread, rt->latch_msg);
     fflush(stderr);
     finish_run(rt, PTO_RUN_ERROR);
@@ -368,6 +390,7 @@ static void sched_run(pto_rt *rt, pto_sched *s)
     const uint64_t budget = pto_ms_to_cycles(rt->cfg.sched_timeout_ms);
     const uint64_t report = pto_ms_to_cycles(rt->cfg.stall_report_ms);
     const int64_t max_idle = rt->cfg.max_idle_iterations;
+    const int64_t cond_poll_ns = rt->cfg.cond_poll_us * 1000;
     uint64_t seq = 0, idle = 0, armed_at = 0, next_report = 0;
     int64_t armed_epoch = 0, armed_done = 0;
     atomic_store_explicit(&s->state, 1, memory_order_relaxed);
@@ -382,8 +405,10 @@ static void sched_run(pto_rt *rt, pto_sched *s)
                     uint32_t t = (uint32_t)c->inflight;
                     c->inflight = -1;
                     if (state == PTO_COND_FAIL) {
-                        latch(rt, s->idx, 0, PTO_ERR_ASYNC_COMPLETION_INVALID, PTO_STALL_NONE, t,
-                              c->idx, -1, "task %u (%s) on core %d completed with a failure", t,
+                        /* upstream has no code for "a kernel returned failure": sim-only */
+                        latch(rt, s->idx, 0, PTO_ERR_SIM_KERNEL_FAILED, PTO_STALL_NONE, t, c->idx,
+                              -1, PTO_LATCHED_BY_NONE,
+                              "task %u (%s) on core %d completed with a failure", t,
                               pto_kernel_name(g->t[t].kernel), c->idx);
                         break;
                     }
@@ -421,15 +446,24 @@ static void sched_run(pto_rt *rt, pto_sched *s)
             atomic_store_explicit(&s->state, 2, memory_order_relaxed);
         }
         atomic_store_explicit(&s->idle_iters, (int64_t)idle, memory_order_relaxed);
+        int owned = 0; /* cores of this thread whose task is RUNNING (COND polled above) */
+        for (int i = 0; i < nmine; i++)
+            owned += mine[i]->inflight >= 0;
         if (policy == PTO_LATCH_IDLE_ITERATIONS && (int64_t)idle >= max_idle) {
             int64_t stuck;
             int core;
             int sub = classify(rt, g, &stuck, &core);
-            latch(rt, s->idx, 0, PTO_ERR_SCHEDULER_TIMEOUT, sub, stuck, core, -1,
-                  "idle-iterations: sched%d reached PTO_MAX_IDLE_ITERATIONS=%lld; %s, stuck "
-                  "task %lld, core %d, completed %lld/%lld",
-                  s->idx, (long long)max_idle, pto_stall_name(sub), (long long)stuck, core,
-                  (long long)atomic_load(&rt->completed), (long long)rt->total);
+            int role = owned ? PTO_LATCHED_BY_OWNER
+                             : running_estimate(rt) > 0 ? PTO_LATCHED_BY_SIBLING
+                                                        : PTO_LATCHED_BY_NO_OWNER;
+            latch(rt, s->idx, 0, PTO_ERR_SCHEDULER_TIMEOUT, sub, stuck, core, -1, role,
+                  "idle-iterations: latched by %s thread %d: sched%d reached "
+                  "PTO_MAX_IDLE_ITERATIONS=%lld; %s, stuck task %lld, core %d, completed %lld/%lld",
+                  role == PTO_LATCHED_BY_OWNER     ? "owner"
+                  : role == PTO_LATCHED_BY_SIBLING ? "sibling"
+                                                   : "no-owner",
+                  s->idx, s->idx, (long long)max_idle, pto_stall_name(sub), (long long)stuck,
+                  core, (long long)atomic_load(&rt->completed), (long long)rt->total);
             break;
         }
         if (idle >= 64 && (idle & 7) == 0) {
@@ -446,33 +480,40 @@ static void sched_run(pto_rt *rt, pto_sched *s)
                         own = mine[i];
                 if (own) {
                     latch(rt, s->idx, 0, PTO_ERR_SCHEDULER_TIMEOUT, PTO_STALL_S1_RUNNING_STALLED,
-                          own->inflight, own->idx, -1,
-                          "owned-wallclock: sched%d owns RUNNING task %lld (%s) on core %d, no "
-                          "progress for PTO_SCHEDULER_TIMEOUT_MS=%lld; S1, completed %lld/%lld",
-                          s->idx, (long long)own->inflight,
+                          own->inflight, own->idx, -1, PTO_LATCHED_BY_OWNER,
+                          "owned-wallclock: latched by owner thread %d: sched%d owns RUNNING "
+                          "task %lld (%s) on core %d, no progress for "
+                          "PTO_SCHEDULER_TIMEOUT_MS=%lld; S1, completed %lld/%lld",
+                          s->idx, s->idx, (long long)own->inflight,
                           pto_kernel_name(g->t[own->inflight].kernel), own->idx,
                           (long long)rt->cfg.sched_timeout_ms,
                           (long long)atomic_load(&rt->completed), (long long)rt->total);
                     break;
                 }
-                /* Deadlock evidence is global: nothing published and nothing completed anywhere
-                 * for the whole budget, and nothing RUNNING now. An instantaneous snapshot alone
-                 * is not evidence: between a sibling's completion of task k and its pop of task
-                 * k + 1 nothing is RUNNING and k + 1 is ready (it would read as S3, or as S4
-                 * when the counters are read across the pop). */
+                /* no-progress (default): deadlock evidence is global: nothing published and
+                 * nothing completed anywhere for the whole budget, and nothing RUNNING now. An
+                 * instantaneous snapshot alone is not evidence: between a sibling's completion
+                 * of task k and its pop of task k + 1 nothing is RUNNING and k + 1 is ready (it
+                 * would read as S3, or as S4 when the counters are read across the pop).
+                 * snapshot (PTO_DEADLOCK_CHECK=snapshot): upstream's branch, exactly that
+                 * instantaneous snapshot, offered to show its false window. */
                 int64_t epoch = atomic_load_explicit(&rt->progress_epoch, memory_order_acquire);
                 int64_t done = atomic_load_explicit(&rt->completed, memory_order_acquire);
-                if (epoch == armed_epoch && done == armed_done && running_estimate(rt) == 0 &&
-                    done < rt->total) {
+                int snapshot = rt->cfg.deadlock_check == PTO_DEADLOCK_SNAPSHOT;
+                if ((snapshot || (epoch == armed_epoch && done == armed_done)) &&
+                    running_estimate(rt) == 0 && done < rt->total) {
                     int64_t stuck;
                     int core;
                     int sub = classify(rt, g, &stuck, &core);
                     if (sub != PTO_STALL_S1_RUNNING_STALLED) {
                         latch(rt, s->idx, 0, PTO_ERR_SCHEDULER_TIMEOUT, sub, stuck, core, -1,
-                              "owned-wallclock deadlock branch: sched%d idle for "
-                              "PTO_SCHEDULER_TIMEOUT_MS=%lld, no thread owns a RUNNING task, "
-                              "completed %lld < total %lld; %s, stuck task %lld",
-                              s->idx, (long long)rt->cfg.sched_timeout_ms, (long long)done,
+                              PTO_LATCHED_BY_NO_OWNER,
+                              "owned-wallclock deadlock branch (%s): latched by no-owner thread "
+                              "%d: sched%d idle for PTO_SCHEDULER_TIMEOUT_MS=%lld, no thread "
+                              "owns a RUNNING task, completed %lld < total %lld; %s, stuck task "
+                              "%lld",
+                              snapshot ? "snapshot" : "no-progress", s->idx, s->idx,
+                              (long long)rt->cfg.sched_timeout_ms, (long long)done,
                               (long long)rt->total, pto_stall_name(sub), (long long)stuck);
                         break;
                     }
@@ -483,7 +524,12 @@ static void sched_run(pto_rt *rt, pto_sched *s)
                 armed_done = done;
             }
         }
-        pto_backoff(idle, SCHED_SLEEP_NS);
+        /* The COND poll cost: an idle iteration that polled RUNNING cores is slower, by
+         * PTO_SIM_COND_POLL_US per core, once the backoff reached its sleep stage. */
+        if (owned && cond_poll_ns && idle >= 80)
+            pto_sleep_ns(SCHED_SLEEP_NS + owned * cond_poll_ns);
+        else
+            pto_backoff(idle, SCHED_SLEEP_NS);
     }
     atomic_store_explicit(&s->state, 0, memory_order_relaxed);
 }
@@ -556,16 +602,46 @@ static void orch_run(pto_rt *rt)
                 goto out;
             atomic_store_explicit(&rt->orch_next, i, memory_order_relaxed);
         }
+        if (ts->arg != UINT32_MAX && rt->bad_arg >= 0 && (int64_t)ts->arg >= rt->bad_arg) {
+            latch(rt, PTO_LATCH_THREAD_ORCH, PTO_ERR_INVALID_ARGS, 0, PTO_STALL_NONE, t, -1, r,
+                  PTO_LATCHED_BY_NONE, "task %u (%s): %s", t, pto_kernel_name(ts->kernel),
+                  rt->bad_arg_msg);
+            goto out;
+        }
+        if (ts->kernel == PTO_K_TENSOR_WAIT) {
+            /* get_tensor_data: every dep (published earlier) must complete first */
+            const int64_t bound_ns = rt->cfg.tensor_wait_timeout_ms * 1000000LL;
+            int64_t t0 = pto_now_ns();
+            for (uint32_t k = 0; k < ts->nfanin; k++) {
+                uint32_t p = g->fanin[ts->fanin_off + k];
+                for (uint64_t n = 0; atomic_load_explicit(&g->state[p], memory_order_acquire) <
+                                     PTO_TS_COMPLETED;
+                     n++) {
+                    if (!pto_run_live(rt))
+                        goto out;
+                    if (pto_now_ns() - t0 >= bound_ns) {
+                        latch(rt, PTO_LATCH_THREAD_ORCH, PTO_ERR_TENSOR_WAIT_TIMEOUT, 0,
+                              PTO_STALL_NONE, p, -1, r, PTO_LATCHED_BY_NONE,
+                              "task %u (tensor_wait): producer task %u (%s) not completed "
+                              "within PTO_TENSOR_WAIT_TIMEOUT_MS=%lld",
+                              t, p, pto_kernel_name(g->t[p].kernel),
+                              (long long)rt->cfg.tensor_wait_timeout_ms);
+                        goto out;
+                    }
+                    pto_backoff(n, 1000000);
+                }
+            }
+        }
         if (ts->nfanin > rt->cfg.dep_pool[r]) {
             latch(rt, PTO_LATCH_THREAD_ORCH, PTO_ERR_DEP_POOL_OVERFLOW, 0, PTO_STALL_NONE, t, -1,
-                  r, "task %u needs %u dep-pool nodes (one per fanin) but ring %d's "
+                  r, PTO_LATCHED_BY_NONE, "task %u needs %u dep-pool nodes (one per fanin) but ring %d's "
                   "PTO2_RING_DEP_POOL holds %llu", t, ts->nfanin, r,
                   (unsigned long long)rt->cfg.dep_pool[r]);
             goto out;
         }
         if (ts->heap_bytes > rt->cfg.heap_bytes[r]) {
             latch(rt, PTO_LATCH_THREAD_ORCH, PTO_ERR_HEAP_RING_DEADLOCK, 0, PTO_STALL_NONE, t, -1,
-                  r, "task %u needs %llu heap bytes but ring %d's PTO2_RING_HEAP is %llu", t,
+                  r, PTO_LATCHED_BY_NONE, "task %u needs %llu heap bytes but ring %d's PTO2_RING_HEAP is %llu", t,
                   (unsigned long long)ts->heap_bytes, r,
                   (unsigned long long)rt->cfg.heap_bytes[r]);
             goto out;
@@ -574,6 +650,12 @@ static void orch_run(pto_rt *rt)
         int res = ring_fits(rt, R, r, ts, &start);
         if (res) {
             uint64_t spins = 0;
+            static const int code[] = {0, PTO_ERR_FLOW_CONTROL_DEADLOCK,
+                                       PTO_ERR_HEAP_RING_DEADLOCK, PTO_ERR_DEP_POOL_OVERFLOW};
+            /* wall-clock backstop: reclaim progress (the ring's tail) re-arms it */
+            uint64_t seen_tail = R->tail;
+            int64_t stuck_since = pto_now_ns();
+            const int64_t bound_ns = rt->cfg.ring_deadlock_ms * 1000000LL;
             atomic_store_explicit(&rt->orch_next, i, memory_order_relaxed);
             atomic_store_explicit(&rt->orch_block_ring, r, memory_order_relaxed);
             atomic_store_explicit(&rt->orch_block_res, res, memory_order_relaxed);
@@ -590,10 +672,8 @@ static void orch_run(pto_rt *rt)
                         PTO_TS_COMPLETED &&
                     g->fo_off[oldest + 1] > g->fo_off[oldest] &&
                     g->fanout[g->fo_off[oldest + 1] - 1] >= t) {
-                    static const int code[] = {0, PTO_ERR_FLOW_CONTROL_DEADLOCK,
-                                               PTO_ERR_HEAP_RING_DEADLOCK,
-                                               PTO_ERR_DEP_POOL_OVERFLOW};
                     latch(rt, PTO_LATCH_THREAD_ORCH, code[res], 0, PTO_STALL_NONE, t, -1, r,
+                          PTO_LATCHED_BY_NONE,
                           "ring %d %s full (%llu tasks in flight) and can never make room: its "
                           "oldest task %u is completed but waits for consumer %u, which comes "
                           "at or after task %u that needs the room",
@@ -603,6 +683,22 @@ static void orch_run(pto_rt *rt)
                 }
                 if (!pto_run_live(rt))
                     goto out;
+                if (R->tail != seen_tail) {
+                    seen_tail = R->tail;
+                    stuck_since = pto_now_ns();
+                } else if ((spins & 15) == 0 && pto_now_ns() - stuck_since >= bound_ns) {
+                    latch(rt, PTO_LATCH_THREAD_ORCH, code[res], 0, PTO_STALL_NONE, t, -1, r,
+                          PTO_LATCHED_BY_NONE,
+                          "ring %d %s full (%llu tasks in flight) with no reclaim for "
+                          "PTO_RING_DEADLOCK_MS=%lld before task %u; its oldest task %u is %s",
+                          r, res_name[res], (unsigned long long)(R->head - R->tail),
+                          (long long)rt->cfg.ring_deadlock_ms, t, oldest,
+                          atomic_load_explicit(&g->state[oldest], memory_order_acquire) ==
+                                  PTO_TS_COMPLETED
+                              ? "completed, waiting for its consumers"
+                              : "not completed (RUNNING, ready or waiting)");
+                    goto out;
+                }
                 pto_backoff(spins++, 50000);
             }
             atomic_store_explicit(&rt->orch_state, 1, memory_order_relaxed);
@@ -621,8 +717,9 @@ static void orch_run(pto_rt *rt)
                     want = R->heap_map;
                 if (mprotect(R->heap_base + R->committed, want - R->committed,
                              PROT_READ | PROT_WRITE) != 0) {
-                    latch(rt, PTO_LATCH_THREAD_ORCH, PTO_ERR_EXPLICIT_ORCH_FATAL, 0,
-                          PTO_STALL_NONE, t, -1, r, "committing ring %d heap to %llu bytes: %s",
+                    /* upstream has no code for this (9 is an explicit fatal): sim-only */
+                    latch(rt, PTO_LATCH_THREAD_ORCH, PTO_ERR_SIM_HEAP_COMMIT_FAILED, 0,
+                          PTO_STALL_NONE, t, -1, r, PTO_LATCHED_BY_NONE, "committing ring %d heap to %llu bytes: %s",
                           r, (unsigned long long)want, strerror(errno));
                     goto out;
                 }
@@ -683,6 +780,26 @@ static int64_t init_delay(const pto_rt_config *cfg)
             tail = 60000.0;
     }
     return fixed + (int64_t)(tail + 0.5);
+}
+
+/* See pto_runtime.h, op-time latency model: fixed + median * exp(sigma * Z), per run. */
+static int64_t notify_delay(const pto_rt_config *cfg, int64_t run)
+{
+    int64_t fixed = 0;
+    pto_rt_notify_delay_ms(cfg, &fixed);
+    double jitter = 0.0;
+    if (cfg->notify_median_ms > 0.0) {
+        uint64_t s = cfg->malloc_seed ^ ((uint64_t)cfg->rank * 0x9E3779B97F4A7C15ULL) ^
+                     ((uint64_t)run * 0xD1B54A32D192ED03ULL) ^ 0x6E6F74696679ULL; /* "notify" */
+        splitmix64(&s);
+        double u1 = ((double)(splitmix64(&s) >> 11) + 1.0) / 9007199254740993.0;
+        double u2 = (double)(splitmix64(&s) >> 11) / 9007199254740992.0;
+        double z = sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+        jitter = cfg->notify_median_ms * exp(cfg->notify_sigma * z);
+        if (jitter > 60000.0)
+            jitter = 60000.0;
+    }
+    return fixed + (int64_t)(jitter + 0.5);
 }
 
 /* Say once per process and per distinct text that the budgets are incoherent: a chip worker's
@@ -789,6 +906,29 @@ int pto_rt_create(const pto_rt_config *cfg, pto_rt **out)
                         "(log-normal shape)", cfg->malloc_sigma);
     if (cfg->rank < 0 || cfg->rank > 4095)
         return pto_fail(PTO_E_CONFIG, "PTO_RANK=%d: must be in [0, 4095]", cfg->rank);
+    if (cfg->cond_poll_us < 0 || cfg->cond_poll_us > 1000000)
+        return pto_fail(PTO_E_CONFIG, "PTO_SIM_COND_POLL_US=%lld: must be an integer in "
+                        "[0, 1000000]", (long long)cfg->cond_poll_us);
+    if (cfg->tensor_wait_timeout_ms < 1 || cfg->tensor_wait_timeout_ms > PTO_MAX_TIMEOUT_MS)
+        return pto_fail(PTO_E_CONFIG, "PTO_TENSOR_WAIT_TIMEOUT_MS=%lld: must be an integer in "
+                        "[1, %lld]", (long long)cfg->tensor_wait_timeout_ms, PTO_MAX_TIMEOUT_MS);
+    if (cfg->ring_deadlock_ms < 1 || cfg->ring_deadlock_ms > PTO_MAX_TIMEOUT_MS)
+        return pto_fail(PTO_E_CONFIG, "PTO_RING_DEADLOCK_MS=%lld: must be an integer in "
+                        "[1, %lld]", (long long)cfg->ring_deadlock_ms, PTO_MAX_TIMEOUT_MS);
+    if (cfg->deadlock_check != PTO_DEADLOCK_NO_PROGRESS &&
+        cfg->deadlock_check != PTO_DEADLOCK_SNAPSHOT)
+        return pto_fail(PTO_E_CONFIG, "PTO_DEADLOCK_CHECK=%d: unknown check", cfg->deadlock_check);
+    if (!(cfg->notify_median_ms >= 0.0 && cfg->notify_median_ms <= 1e6))
+        return pto_fail(PTO_E_CONFIG, "PTO_SIM_NOTIFY_MEDIAN_MS=%g: must be a number of "
+                        "milliseconds in [0, 1e6]", cfg->notify_median_ms);
+    if (!(cfg->notify_sigma >= 0.0 && cfg->notify_sigma <= 4.0))
+        return pto_fail(PTO_E_CONFIG, "PTO_SIM_NOTIFY_SIGMA=%g: must be a number in [0, 4] "
+                        "(log-normal shape)", cfg->notify_sigma);
+    if (memchr(cfg->notify_delay, '\0', sizeof cfg->notify_delay) == NULL)
+        return pto_fail(PTO_E_CONFIG, "PTO_SIM_NOTIFY_DELAY_MS: not NUL-terminated");
+    int64_t probe_notify;
+    if (pto_rt_notify_delay_ms(cfg, &probe_notify) != PTO_OK)
+        return PTO_E_CONFIG;
     if (memchr(cfg->init_delay, '\0', sizeof cfg->init_delay) == NULL)
         return pto_fail(PTO_E_CONFIG, "PTO_SIM_INIT_DELAY_MS: not NUL-terminated");
     int64_t probe;
@@ -804,6 +944,7 @@ int pto_rt_create(const pto_rt_config *cfg, pto_rt **out)
     rt->ncores = cfg->cores;
     pthread_mutex_init(&rt->api, NULL);
     atomic_store(&rt->latch_owner, -1);
+    rt->bad_arg = -1;
     rt->sch = zalloc((size_t)rt->nsched * sizeof *rt->sch);
     rt->cores = zalloc((size_t)rt->ncores * sizeof *rt->cores);
     if (!rt->sch || !rt->cores) {
@@ -1163,7 +1304,8 @@ static int add_common(pto_graph *g, const pto_task_desc *d, int64_t n, const cha
 
 static uint32_t store_arg(pto_graph *g, const pto_task_desc *d)
 {
-    if (d->kernel == PTO_K_NOOP || d->kernel == PTO_K_HANG || d->kernel == PTO_K_EVENT)
+    if (d->kernel == PTO_K_NOOP || d->kernel == PTO_K_HANG || d->kernel == PTO_K_EVENT ||
+        d->kernel == PTO_K_TENSOR_WAIT)
         return UINT32_MAX;
     g->args[g->nargs] = *d;
     if (d->kernel == PTO_K_NOTIFY || d->kernel == PTO_K_WAIT || d->dst.space == PTO_MEM_COMM ||
@@ -1324,11 +1466,22 @@ static int prepare(pto_rt *rt, pto_graph *g)
                         "(pto_rt_bind_comm)");
     if (!grow((void **)&g->rptr, &g->rptr_cap, 3 * g->nargs, sizeof *g->rptr))
         return pto_fail(PTO_E_NOMEM, "pto_rt_submit: operands");
+    /* An operand that no longer resolves (a freed buffer, a comm operand outside the window
+     * bound now) is an orchestration-time argument error: the orchestrator latches
+     * INVALID_ARGS when it reaches the first task using it. Args come in task order. */
+    rt->bad_arg = -1;
+    rt->bad_arg_msg[0] = '\0';
     for (int64_t a = 0; a < g->nargs; a++) {
         st = pto_kernel_validate(rt, &g->args[a], 0, "pto_rt_submit");
         if (st == PTO_OK)
             st = pto_kernel_resolve(rt, &g->args[a], &g->rptr[3 * a], -1);
-        if (st != PTO_OK)
+        if ((st == PTO_E_INVALID_ARG || st == PTO_E_RANGE) && rt->bad_arg < 0) {
+            rt->bad_arg = a;
+            snprintf(rt->bad_arg_msg, sizeof rt->bad_arg_msg, "%s", pto_last_error());
+            pto_clear_error();
+            continue;
+        }
+        if (st != PTO_OK && st != PTO_E_INVALID_ARG && st != PTO_E_RANGE)
             return st;
     }
     for (int64_t i = 0; i < g->n; i++) {
@@ -1393,6 +1546,9 @@ int pto_rt_submit(pto_rt *rt, pto_graph *g)
     rt->latch_core = rt->latch_ring = -1;
     rt->latch_completed = rt->latch_total = 0;
     rt->latch_msg[0] = '\0';
+    rt->latched_by = PTO_LATCHED_BY_NONE;
+    rt->notify_delay_ms = notify_delay(&rt->cfg, rt->runs);
+    atomic_store(&rt->notify_taken, 0);
     g->submitted = 1;
     rt->in_flight = 1;
     rt->runs++;
@@ -1427,6 +1583,7 @@ static void fill_info(pto_rt *rt, pto_rt_error_info *info, uint32_t end)
     info->stuck_task = latched ? rt->stuck_task : -1;
     info->core = latched ? rt->latch_core : -1;
     info->ring = latched ? rt->latch_ring : -1;
+    info->latched_by = latched ? rt->latched_by : PTO_LATCHED_BY_NONE;
     info->completed = latched && end != PTO_RUN_DONE ? rt->latch_completed
                                                       : atomic_load(&rt->completed);
     info->total = rt->total;
@@ -1474,10 +1631,16 @@ int pto_rt_sync(pto_rt *rt, int64_t timeout_ms, pto_rt_error_info *info)
     int64_t done = atomic_load(&rt->completed);
     int st = PTO_OK;
     if (s == PTO_RUN_ERROR) {
+        /* the orchestrator's code is the primary one when both are set (upstream's
+         * runtime_status_from_error_codes reads it first); the message is the first latch's */
         int oc = atomic_load(&rt->orch_code), sc = atomic_load(&rt->sched_code);
-        st = pto_fail(oc ? PTO_E_ORCH : PTO_E_SCHED, "%s=%d %s: %s",
+        char also[96] = "";
+        if (oc && sc)
+            snprintf(also, sizeof also, " (also sched_error_code=%d %s)", sc,
+                     pto_error_name(sc));
+        st = pto_fail(oc ? PTO_E_ORCH : PTO_E_SCHED, "%s=%d %s%s: %s",
                       oc ? "orch_error_code" : "sched_error_code", oc ? oc : sc,
-                      pto_error_name(oc ? oc : sc), rt->latch_msg);
+                      pto_error_name(oc ? oc : sc), also, rt->latch_msg);
     } else if (s == PTO_RUN_TIMEOUT) {
         st = pto_fail(PTO_E_STREAM_SYNC_TIMEOUT, "stream sync timed out after %lld ms "
                       "(PTO_STREAM_SYNC_TIMEOUT_MS or the run's timeout); completed %lld/%lld "

@@ -50,7 +50,10 @@ def test_scheduler_timeout_in_op_arrives_with_code_and_locator() -> None:
         world.run(_ops.runtime_wait_forever_on, 1, timeout=60)
     err = info.value
     assert err.rank == 1 and err.code == 100
-    assert str(err).startswith("rank 1: SCHEDULER_TIMEOUT (code 100, S1, stuck task 0)")
+    # the headline says who latched (the owner of the RUNNING wait: owned-wallclock)
+    assert str(err).startswith(
+        "rank 1: SCHEDULER_TIMEOUT (code 100, S1, stuck task 0, latched by owner thread "
+    )
     assert err.details["sub_class"] == "S1" and err.details["stuck_task"] == 0
     assert isinstance(err.details["error"], SchedulerTimeout)
 

@@ -32,7 +32,15 @@ def plan(variant: str | None = "latch-fix") -> RoundPlan:
 
 
 def test_a_failure_on_rank_0_with_a_code_has_every_property_in_order() -> None:
-    outcome = RoundOutcome("sched_error_code=100", 0, 100, "SCHEDULER_TIMEOUT", "rank 0: ...")
+    outcome = RoundOutcome(
+        "orch_error_code=3",
+        0,
+        3,
+        "FLOW_CONTROL_DEADLOCK",
+        "rank 0: ...",
+        latched_by="sibling",
+        also_latched="sched_error_code=100",
+    )
     props = round_properties(
         plan(),
         outcome,
@@ -42,15 +50,17 @@ def test_a_failure_on_rank_0_with_a_code_has_every_property_in_order() -> None:
         lock_wait_ms=0.0,
     )
     assert props == [
-        ("pto.outcome", "sched_error_code=100"),
+        ("pto.outcome", "orch_error_code=3"),
         ("pto.round", "2"),
         ("pto.rounds", "5"),
         ("pto.ranks", "4"),
         ("pto.devices", "2,3,4,5"),
         ("pto.variant", "latch-fix"),
         ("pto.failed_rank", "0"),
-        ("pto.error_code", "100"),
-        ("pto.error_name", "SCHEDULER_TIMEOUT"),
+        ("pto.error_code", "3"),
+        ("pto.error_name", "FLOW_CONTROL_DEADLOCK"),
+        ("pto.latched_by", "sibling"),
+        ("pto.also_latched", "sched_error_code=100"),
         ("pto.init_skew_ms", "1.235"),
         ("pto.init_skew_partial", "true"),
         ("pto.lock_wait_ms", "0.000"),

@@ -111,7 +111,9 @@ def test_owned_wallclock_only_the_owner_attempts() -> None:
         time.sleep(10 * budget_ms / 1000)  # the sibling re-checks every budget
         after = rt._test_latch_attempts()
         rt._test_hold_latch(0)
-        with pytest.raises(libpto.SchedulerTimeout, match="owned-wallclock: sched") as ei:
+        with pytest.raises(
+            libpto.SchedulerTimeout, match=r"owned-wallclock: latched by owner thread \d: sched\d"
+        ) as ei:
             rt.sync()
     err = ei.value
     owner = err.core % 2

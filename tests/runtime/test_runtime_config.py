@@ -46,6 +46,14 @@ BAD: list[tuple[str, str, str]] = [
     ("PTO_SIM_MALLOC_SEED", "-3", "unsigned 64-bit"),
     ("PTO_SIM_MALLOC_SIGMA", "5", "[0, 4]"),
     ("PTO_SIM_MALLOC_SIGMA", "x", "[0, 4]"),
+    ("PTO_SIM_COND_POLL_US", "-1", "[0, 1000000]"),
+    ("PTO_SIM_NOTIFY_DELAY_MS", "slow", "RANK:MS"),
+    ("PTO_SIM_NOTIFY_DELAY_MS", "0:5,1:", "RANK:MS"),
+    ("PTO_SIM_NOTIFY_MEDIAN_MS", "-2", "[0, 1e6]"),
+    ("PTO_SIM_NOTIFY_SIGMA", "9", "[0, 4]"),
+    ("PTO_DEADLOCK_CHECK", "instant", "no-progress (default) or snapshot"),
+    ("PTO_RING_DEADLOCK_MS", "0", "[1, "),
+    ("PTO_TENSOR_WAIT_TIMEOUT_MS", "0", "[1, "),
 ]
 
 

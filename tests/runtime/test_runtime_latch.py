@@ -44,7 +44,8 @@ def test_never_notified_wait_latches_s1_by_owner(comm_pair) -> None:
         g.noop(deps=[waiter])
         t0 = time.monotonic()
         with pytest.raises(
-            libpto.SchedulerTimeout, match=r"owned-wallclock: sched\d owns RUNNING task"
+            libpto.SchedulerTimeout,
+            match=r"owned-wallclock: latched by owner thread \d: sched\d owns RUNNING task",
         ) as ei:
             rt.run(g)
         elapsed = time.monotonic() - t0
@@ -77,7 +78,8 @@ def test_late_notify_false_latch_under_idle_iterations(comm_pair) -> None:
         t0 = time.monotonic()
         with pytest.raises(
             libpto.SchedulerTimeout,
-            match=r"idle-iterations: sched\d reached PTO_MAX_IDLE_ITERATIONS",
+            match=r"idle-iterations: latched by sibling thread \d: "
+            r"sched\d reached PTO_MAX_IDLE_ITERATIONS",
         ) as ei:
             rt.run(g)
         assert time.monotonic() - t0 < 1.5  # latched before the peer answered: falsely
