@@ -7,6 +7,7 @@ users of pytest_pto.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import signal
 from collections.abc import Iterator
@@ -25,6 +26,23 @@ def pytest_configure(config: pytest.Config) -> None:
     # exec, so catching it here gives our children a normal Ctrl-C.
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    _require_torch_in_ci()
+
+
+def _require_torch_in_ci() -> None:
+    """In CI the torch adapter's tests must run, never skip: a missing torch is an error.
+
+    ci/install.sh installs the CPU build; a CI run without it would otherwise go green with
+    the torch tests silently skipped.
+    """
+    if os.environ.get("CI", "").lower() not in ("1", "true", "yes"):
+        return
+    if importlib.util.find_spec("torch") is None:
+        raise pytest.UsageError(
+            "CI is set but torch is not importable: the torch adapter tests must run in CI "
+            "(ci/install.sh installs the CPU build torch==2.13.0; PTO_SKIP_TORCH must not be "
+            "set there)"
+        )
 
 
 @pytest.fixture(autouse=True)

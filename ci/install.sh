@@ -1,13 +1,28 @@
 #!/usr/bin/env bash
 # Create ./.venv if needed and install the project (compiling libpto's C runtime) with its
-# dev tools. Idempotent; shared by ci/test.sh and ci/demo.sh.
+# dev tools and the torch extra. Idempotent; shared by ci/test.sh and ci/demo.sh.
+#
+# torch: the CPU build is pinned first (TORCH_PIN, default torch==2.13.0) so pip takes the CPU
+# wheel from the local wheel directory instead of resolving plain `torch` to a multi-GB CUDA
+# build; `.[dev,torch]` then finds it satisfied. The torch tests run in CI and are never
+# skipped there (conftest.py fails the session when CI=true and torch is missing).
+# PTO_SKIP_TORCH=1 leaves torch out (a developer without the wheel; the torch tests then skip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 if [[ ! -x .venv/bin/python ]]; then
   echo "== creating .venv with $("$PY" --version)"
   "$PY" -m venv .venv
 fi
 echo "== installing pytest-pto (builds libpto with cffi)"
-.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+"${PIP[@]}" --upgrade pip
+if [[ -n ${PTO_SKIP_TORCH:-} ]]; then
+  "${PIP[@]}" -e '.[dev]'
+else
+  if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
+    echo "== installing ${TORCH_PIN:=torch==2.13.0} (CPU build) for the torch adapter"
+    "${PIP[@]}" "$TORCH_PIN"
+  fi
+  "${PIP[@]}" -e '.[dev,torch]'
+fi

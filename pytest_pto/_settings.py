@@ -121,6 +121,18 @@ def _platform(text: str) -> str:
     return word
 
 
+def _torch_backend(text: str) -> str:
+    """A backend name (``gloo``) or torch's per-device list (``cpu:gloo,cuda:nccl``); whether
+    this torch build has it is the rank's business (an unavailable one is ``init_failed``)."""
+    word = text.strip().lower()
+    name = r"[a-z][a-z0-9_]*"
+    if not re.fullmatch(rf"{name}|{name}:{name}(,{name}:{name})*", word):
+        raise _BadValue(
+            "must be a backend name like gloo, nccl, hccl, or a list cpu:gloo,cuda:nccl"
+        )
+    return word
+
+
 def _runtime_name(text: str) -> str:
     """Only the word here: whether it resolves (imports) is checked by :func:`resolve`, which
     knows the rootdir."""
@@ -283,7 +295,9 @@ OPTIONS: tuple[Option, ...] = (
         "PTO_PLATFORM",
         "sim",
         _platform,
-        "runtime platform: 'sim' (default, built in, 8 devices) or 'ascend' (real NPUs)",
+        "device platform: 'sim' (default, built in, 8 devices), 'ascend' (NPUs: "
+        "ASCEND_RT_VISIBLE_DEVICES or npu-smi) or 'cuda' (GPUs: CUDA_VISIBLE_DEVICES or "
+        "nvidia-smi)",
         "NAME",
     ),
     Option(
@@ -447,6 +461,18 @@ OPTIONS: tuple[Option, ...] = (
         "so rounds resample init skew deterministically (default 1)",
         "N",
     ),
+    Option(
+        "torch_backend",
+        "--pto-torch-backend",
+        "pto_torch_backend",
+        "PTO_TORCH_BACKEND",
+        None,
+        _torch_backend,
+        "torch.distributed backend of --pto-runtime=torch: gloo, nccl, hccl, ... or a "
+        "'cpu:gloo,cuda:nccl' list (default: nccl on cuda, hccl on ascend when torch_npu is "
+        "installed, else gloo)",
+        "NAME",
+    ),
 )
 _BY_DEST = {opt.dest: opt for opt in OPTIONS}
 _FLAGS = frozenset({"junit_strict"})
@@ -508,6 +534,7 @@ class Settings:
     trace: Path | None = None
     seed: int = 1
     junit_strict: bool = False
+    torch_backend: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict)
 
     def source(self, dest: str) -> str:

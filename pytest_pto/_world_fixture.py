@@ -328,7 +328,13 @@ class PtoWorld:
         self.rank_devices = {r: devices[r * per_rank : (r + 1) * per_rank] for r in range(size)}
         platform = get_platform(plan.platform)
         self.round_dir = session_temp_dir("round")
-        env = {"MASTER_ADDR": MASTER_ADDR, "MASTER_PORT": str(free_port())}
+        env = {
+            "MASTER_ADDR": MASTER_ADDR,
+            "MASTER_PORT": str(free_port()),
+            # the round's effective deadlines, so a runtime can time out before the watchdogs
+            "PTO_INIT_TIMEOUT": f"{plan.init_timeout:g}",
+            "PTO_ROUND_TIMEOUT": f"{plan.round_timeout:g}" if plan.round_timeout else "off",
+        }
         env.update(plan.env)
         rank_env: dict[int, dict[str, str]] = {}
         runtime = self.runtime

@@ -51,6 +51,8 @@ import filelock
 
 from pytest_pto._platforms import (
     AscendPlatform,
+    CudaPlatform,
+    NoDevices,
     Platform,
     SimPlatform,
     get_platform,
@@ -60,11 +62,13 @@ from pytest_pto._platforms import (
 __all__ = [
     "AGING_S",
     "AscendPlatform",
+    "CudaPlatform",
     "DevicePool",
     "DeviceState",
     "DeviceUnavailable",
     "Holder",
     "Lease",
+    "NoDevices",
     "Platform",
     "SimPlatform",
     "choose_group",

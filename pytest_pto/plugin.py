@@ -28,6 +28,7 @@ from pytest_pto._registry import RuntimeRef, RuntimeResolveError, resolve_runtim
 from pytest_pto._rounds import ROUND_PARAM, MarkerError, RoundPlan, parametrize, plan_for
 from pytest_pto._settings import OPTIONS, Settings, add_options, resolve
 from pytest_pto._summary import SummaryCollector, tally_text
+from pytest_pto._torch_adapter import TorchAdapter
 from pytest_pto._variants import Variant
 from pytest_pto._world_fixture import PtoWorld, RoundRuntime, session_temp_dir
 from pytest_pto.devices import DevicePool, choose_group
@@ -356,6 +357,8 @@ class PtoSession:
         if adapter is None:
             adapter = ref.cls()
             adapter.cache_dir = self.cache_dir
+            if isinstance(adapter, TorchAdapter):  # --pto-torch-backend, passed via worker_env
+                adapter.backend = self.settings.torch_backend
             self._adapters[ref.spec] = adapter
         runtime = RoundRuntime(ref.name, ref.spec, adapter, self.cache_dir, lambda: None)
         runtime.prepare = lambda: self._prepare(plan, item, runtime)
