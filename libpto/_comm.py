@@ -218,25 +218,31 @@ class _Handle:
 
     ``close`` only marks the handle closed; the mapping is released when the last in-flight
     call or pin ends, so a wait blocked in another thread never touches unmapped memory.
+
+    Each call holds the mapping under a token of its own, added and discarded by one set
+    operation: a Ctrl-C (a Python signal handler runs between bytecodes) can land before or
+    after it, never half-way, so an interrupted call cannot leave a count behind that would
+    keep ``close`` from detaching the rank for good.
     """
 
     def __init__(self, ptr: Any) -> None:
         self.ptr = ptr
         self.lock = threading.Lock()
-        self.inflight = 0
+        self.active: set[object] = set()
+        self.pins: list[object] = []
         self.closed = False
 
-    def enter(self) -> Any:
+    def enter(self, token: object) -> Any:
         with self.lock:
             if self.closed:
                 return None
-            self.inflight += 1
+            self.active.add(token)
             return self.ptr
 
-    def exit(self) -> None:
+    def exit(self, token: object) -> None:
         with self.lock:
-            self.inflight -= 1
-            release = self.closed and self.inflight == 0
+            self.active.discard(token)
+            release = self.closed and not self.active
         if release:
             self._release()
 
@@ -245,7 +251,7 @@ class _Handle:
             if self.closed:
                 return
             self.closed = True
-            release = self.inflight == 0
+            release = not self.active
         if release:
             self._release()
 
@@ -389,31 +395,33 @@ class CommWindow:
         who = "observer" if self.rank < 0 else f"rank {self.rank}"
         return f"comm window {self.name} ({who}) {op}"
 
-    def _enter(self, op: str) -> Any:
-        ptr = self._h.enter()
+    def _enter(self, op: str, token: object) -> Any:
+        ptr = self._h.enter(token)
         if ptr is None:
             raise RuntimeStateError(f"{self._ctx(op)}: the window is closed", name="PTO_E_STATE")
         return ptr
 
     def _call(self, op: str, fn: Callable[..., int], *args: Any) -> int:
         """``fn(ptr, *args)`` with the mapping held: close() waits until the call is back."""
-        # enter inside the try: a Ctrl-C that lands right after the in-flight count went up
-        # must still give it back, or close() would wait for this call forever
-        ptr = None
+        # the token is discarded whatever happened (a Ctrl-C anywhere in here included): a
+        # call that never entered discards nothing, one that did gives the mapping back
+        token = object()
         try:
-            ptr = self._enter(op)
-            return int(fn(ptr, *args))
+            return int(fn(self._enter(op, token), *args))
         finally:
-            if ptr is not None:
-                self._h.exit()
+            self._h.exit(token)
 
     def pin(self) -> Any:
         """The raw ``pto_comm *`` for C code (``Runtime.bind_comm``); the mapping stays valid,
         even across :meth:`close`, until the matching :meth:`unpin`."""
-        return self._enter("pin")
+        token = object()
+        ptr = self._enter("pin", token)
+        self._h.pins.append(token)
+        return ptr
 
     def unpin(self) -> None:
-        self._h.exit()
+        if self._h.pins:
+            self._h.exit(self._h.pins.pop())
 
     def _sliced(self, op: str, timeout_ms: int, call: Callable[[Any, int, int], int]) -> int:
         """Run a blocking C wait in slices of at most ``SLICE_MS`` so this thread returns to

@@ -578,3 +578,29 @@ def test_cleanup_stale_removes_only_dead_owners(window: Callable[..., CommWindow
 def test_public_api_is_exported() -> None:
     for name in ("CommWindow", "new_name", "cleanup_stale"):
         assert name in libpto.__all__
+
+
+def test_ctrl_c_right_after_a_call_entered_still_lets_close_detach(
+    window: Callable[..., CommWindow], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C can land between the bytecodes of a call, also right after the call took the
+    mapping and before it got the pointer back. The rank must still detach at close: its slot
+    is free again (rank_pid 0), so the rank can attach anew. Fault injection: the interrupt is
+    raised at exactly that point instead of waiting for a signal to hit the window."""
+    w = window(2)
+    rank = CommWindow.attach(w.name, 0)
+    real_enter = CommWindow._enter
+
+    def enter_then_interrupt(self: CommWindow, *args: Any) -> Any:
+        real_enter(self, *args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(CommWindow, "_enter", enter_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        rank.notify(1, 0, 1)
+    monkeypatch.undo()
+    assert w.rank_pid(0) == os.getpid()
+    rank.close()
+    assert w.rank_pid(0) == 0  # detached: the interrupted call gave the mapping back
+    again = CommWindow.attach(w.name, 0)
+    again.close()
