@@ -127,7 +127,7 @@ def open_libpto_runtime(chip: Chip) -> Any:
     runtime, and what the ``libpto`` runtime adapter's ``init`` returns."""
     from libpto.runtime import Runtime
 
-    runtime = Runtime(rank=chip.rank)
+    runtime = Runtime(rank=chip.rank, device_id=chip.device_ids)
     if chip.comm is not None:
         try:
             runtime.bind_comm(chip.comm)

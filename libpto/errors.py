@@ -17,6 +17,7 @@ __all__ = [
     "CommError",
     "CommTimeout",
     "ConfigError",
+    "DeviceError",
     "InitFailed",
     "InitTimeout",
     "InvalidArgument",
@@ -146,6 +147,14 @@ class SchedulerTimeout(SchedulerError):
     """``SCHEDULER_TIMEOUT`` (100); details: ``sub_class`` (S1/S3/S4/S5/UNKNOWN), ``stuck_task``,
     ``core``, ``latch_thread``, ``latched_by``, ``latch_attempts`` (bitmap), ``completed``,
     ``total``."""
+
+
+class DeviceError(PtoError):
+    """The device itself reported a fault: ``code`` is the device's error code (e.g. Ascend
+    507899), ``device_id`` the device, ``phase`` when it surfaced (``init``: bringing the
+    device up, ``op``: running work on it). A device that raised one may be unusable for every
+    later user (see pytest-pto's quarantine), unlike a scheduler or orchestrator code, which
+    is about the graph that ran."""
 
 
 class StreamSyncTimeout(PtoError):

@@ -169,6 +169,20 @@ def _error_details(info: Any, rank: int) -> dict[str, Any]:
     }
 
 
+def _device_fault(env: Mapping[str, str] | None, device_id: Any, rank: int) -> Any:
+    """The configured fault of the first of ``device_id`` (an id or ids) that has one."""
+    if device_id is None:
+        return None
+    from libpto._faults import device_faults
+
+    ids = [device_id] if isinstance(device_id, int) else list(device_id)
+    for d in ids:
+        if isinstance(d, bool) or not isinstance(d, int):
+            raise InvalidArgument(f"Runtime(device_id={device_id!r}): expected an int or ints")
+    faults = device_faults(env)
+    return next((faults[d] for d in ids if d in faults), None)
+
+
 class Runtime:
     """One simulated chip.
 
@@ -181,11 +195,20 @@ class Runtime:
     """
 
     def __init__(
-        self, env: Mapping[str, str] | None = None, *, rank: int | None = None, **overrides: Any
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        rank: int | None = None,
+        device_id: int | Sequence[int] | None = None,
+        **overrides: Any,
     ) -> None:
         cfg = build_config(env, rank, overrides)
         self.config: dict[str, Any] = config_dict(cfg)
         self.rank: int = int(cfg.rank)
+        #: the simulated device fault of this runtime's device(s) (``PTO_SIM_DEVICE_FAULTS``)
+        self._fault = _device_fault(env, device_id, self.rank)
+        if self._fault is not None and self._fault.phase == "init":
+            self._raise_fault("Runtime")
         #: the coherence warning (also printed to stderr by the C runtime), "" if coherent
         self.config_warning: str = config_warning(cfg)
         out = ffi.new("pto_rt **")
@@ -197,6 +220,21 @@ class Runtime:
         st = self.stats()
         self.init_ms: float = st["init_ns"] / 1e6
         self.init_delay_ms: int = st["init_delay_ms"]
+
+    def _raise_fault(self, ctx: str) -> None:
+        from libpto.errors import DeviceError
+
+        f = self._fault
+        assert f is not None
+        raise DeviceError(
+            f"rank {self.rank} {ctx}: device {f.device} reported error {f.code} "
+            f"(simulated fault {f.device}={f.code}@{f.phase}, PTO_SIM_DEVICE_FAULTS)",
+            code=f.code,
+            name="SIM_DEVICE_FAULT",
+            rank=self.rank,
+            device_id=f.device,
+            phase=f.phase,
+        )
 
     # ---- lifecycle
 
@@ -321,6 +359,8 @@ class Runtime:
         SchedulerTimeout / SchedulerError, OrchestratorError, ..."""
         to = self._timeout("Runtime.run", timeout_ms)
         self._graph_arg("Runtime.run", graph)
+        if self._fault is not None:
+            self._raise_fault("Runtime.run")
         info = ffi.new("pto_rt_error_info *")
         with self._lock, graph._use("Runtime.run") as g, self._use("Runtime.run") as ptr:
             st = lib.pto_rt_run(ptr, g, to, info)
@@ -329,6 +369,8 @@ class Runtime:
     def submit(self, graph: Graph) -> None:
         """Start ``graph`` asynchronously; :meth:`sync` waits for it."""
         self._graph_arg("Runtime.submit", graph)
+        if self._fault is not None:
+            self._raise_fault("Runtime.submit")
         with self._lock, graph._use("Runtime.submit") as g, self._use("Runtime.submit") as ptr:
             check(lib.pto_rt_submit(ptr, g), "Runtime.submit", rank=self.rank)
 

@@ -29,6 +29,11 @@ PROPERTY_NAMES = (
     "pto.init_skew_ms",
     "pto.init_skew_partial",
     "pto.lock_wait_ms",
+    "pto.host",
+    "pto.verdict",
+    "pto.attempt",
+    "pto.first_outcome",
+    "pto.first_devices",
 )
 
 
@@ -44,6 +49,11 @@ def round_properties(
     init_skew_ms: float | None = None,
     init_skew_partial: bool = False,
     lock_wait_ms: float | None = None,
+    host: str | None = None,
+    verdict: str | None = None,
+    attempt: int = 1,
+    first_outcome: str | None = None,
+    first_devices: Sequence[int] = (),
 ) -> list[tuple[str, str]]:
     """Properties in a fixed order; optional ones only where they apply."""
     props = [
@@ -72,6 +82,15 @@ def round_properties(
             props.append(("pto.init_skew_partial", "true"))
     if lock_wait_ms is not None:
         props.append(("pto.lock_wait_ms", _ms(lock_wait_ms)))
+    if host:
+        props.append(("pto.host", host))
+    if verdict:
+        props.append(("pto.verdict", verdict))
+    props.append(("pto.attempt", str(attempt)))
+    if first_outcome is not None:  # a retried round: what its first attempt was
+        props.append(("pto.first_outcome", first_outcome))
+        if first_devices:
+            props.append(("pto.first_devices", ",".join(str(d) for d in first_devices)))
     return props
 
 

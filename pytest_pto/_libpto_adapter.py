@@ -3,7 +3,10 @@
 ``init`` creates libpto's simulated runtime bound to the round's comm window (the chip's own
 default when libpto runs without the plugin), ``close`` closes it, and ``classify`` turns the
 libpto error family into its outcome classes: ``SchedulerError`` -> ``sched_error_code=N``,
-``OrchestratorError`` -> ``orch_error_code=N``, ``StreamSyncTimeout`` -> ``stream_sync_timeout``.
+``OrchestratorError`` -> ``orch_error_code=N``, ``StreamSyncTimeout`` -> ``stream_sync_timeout``,
+and ``DeviceError`` (the device's own fault, e.g. a simulated one of ``PTO_SIM_DEVICE_FAULTS``,
+in init or in an op) -> ``device_error_code=N``; ``poison_codes`` are Ascend's codes after which
+a device is quarantined.
 Those classes read the exception's structured facts (type and ``code``), never message text.
 """
 
@@ -17,6 +20,7 @@ from pytest_pto._adapter import Classified, RankFailure, RuntimeAdapter
 __all__ = ["LibptoAdapter", "classify_libpto_error", "libpto_header_facts"]
 
 STREAM_SYNC_TIMEOUT = "stream_sync_timeout"
+DEVICE_ERROR_CODE = "device_error_code"
 
 
 def classify_libpto_error(err: BaseException | None) -> Classified | None:
@@ -79,6 +83,14 @@ class LibptoAdapter(RuntimeAdapter):
             close()
 
     def classify(self, failure: RankFailure) -> Classified | None:
+        if failure.kind == "exception" and (
+            isinstance(failure.error, _e.DeviceError)
+            or (failure.error is None and failure.exc_type == "libpto.errors.DeviceError")
+        ):  # the device's own fault, in init or in an op: device_error_code=N
+            code = failure.code if failure.error is None else failure.error.code
+            if code:
+                name = getattr(failure.error, "name", None) or None
+                return Classified(f"{DEVICE_ERROR_CODE}={int(code)}", name)
         if failure.phase != "op" or failure.kind != "exception":
             return None  # init errors stay init_failed, crashes rank_crashed, as before
         return classify_libpto_error(failure.error)

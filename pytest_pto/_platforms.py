@@ -94,6 +94,16 @@ class SimPlatform:
     def local_device_id(self, device_ids: Sequence[int]) -> int:
         return int(device_ids[0])
 
+    def probe(self, device_id: int) -> str | None:
+        """Health of a simulated device: a device with a fault in ``PTO_SIM_DEVICE_FAULTS``
+        is unhealthy (what a health query would say of a wedged card)."""
+        from libpto._faults import device_faults
+
+        fault = device_faults().get(device_id)
+        if fault is None:
+            return None
+        return f"sim device {device_id} is faulty (PTO_SIM_DEVICE_FAULTS: code {fault.code})"
+
 
 class _VisibilityPlatform:
     """A real device stack: a visibility variable binds a process to some physical ids, which
@@ -159,6 +169,27 @@ class _VisibilityPlatform:
 
     def local_device_id(self, device_ids: Sequence[int]) -> int:
         return 0  # the binding variable renumbers the leased devices 0..K-1
+
+    def probe(self, device_id: int) -> str | None:
+        """``npu-smi info -t health -i <id>``: None when its ``Health Status`` is ``OK``, else
+        the reason (``Warning``, ``Alarm``, ``Critical``, a failed or unreadable query). Without
+        ``npu-smi`` on PATH nothing can be checked: None."""
+        smi = shutil.which("npu-smi")
+        if smi is None:
+            return None
+        cmd = [smi, "info", "-t", "health", "-i", str(device_id)]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return f"npu-smi health query of card {device_id} failed: {exc}"
+        m = re.search(r"Health(?: Status)?\s*:\s*(\S+)", done.stdout)
+        if done.returncode != 0 or m is None:
+            text = (done.stdout + done.stderr).strip().splitlines()
+            return f"npu-smi health query of card {device_id} failed (exit {done.returncode}): " + (
+                text[0] if text else "no output"
+            )
+        health = m.group(1)
+        return None if health.upper() == "OK" else f"npu-smi health of card {device_id}: {health}"
 
 
 def _excerpt(proc: subprocess.CompletedProcess[str]) -> str:

@@ -451,6 +451,39 @@ OPTIONS: tuple[Option, ...] = (
         "on|off",
     ),
     Option(
+        "quarantine",
+        "--pto-quarantine",
+        "pto_quarantine",
+        "PTO_QUARANTINE",
+        True,
+        _on_off,
+        "on (default): a round that fails with a poisoning device error code (the runtime "
+        "adapter's poison_codes) quarantines its device in the lock dir, and no session "
+        "sharing it leases the device until `pto-devices --release`; off: neither",
+        "on|off",
+    ),
+    Option(
+        "quarantine_ttl",
+        "--pto-quarantine-ttl",
+        "pto_quarantine_ttl",
+        "PTO_QUARANTINE_TTL",
+        None,
+        _seconds_or_off,
+        "quarantines this session writes expire after S seconds (default off: until released)",
+        "S",
+    ),
+    Option(
+        "health_check",
+        "--pto-health-check",
+        "pto_health_check",
+        "PTO_HEALTH_CHECK",
+        False,
+        _on_off,
+        "on: probe every leased device (the runtime adapter's probe) before a round uses it; "
+        "a failing device is quarantined and the lease moves on (default off)",
+        "on|off",
+    ),
+    Option(
         "seed",
         "--pto-seed",
         "pto_seed",
@@ -535,6 +568,9 @@ class Settings:
     seed: int = 1
     junit_strict: bool = False
     torch_backend: str | None = None
+    quarantine: bool = True
+    quarantine_ttl: float | None = None
+    health_check: bool = False
     sources: Mapping[str, str] = field(default_factory=dict)
 
     def source(self, dest: str) -> str:
@@ -608,6 +644,8 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         values["lock_dir"] = default_lock_dir()
     _check_runtime(config, values["runtime"], sources.get("runtime"))
     values["devices"] = _check_devices(values, sources)
+    if values["platform"] == "sim":
+        _check_sim_faults(values["env"], environ)
     if values["ranks"] > len(values["devices"]):
         raise pytest.UsageError(
             f"pytest-pto: {sources.get('ranks', '--pto-ranks (default)')}: more ranks than "
@@ -652,6 +690,21 @@ def _check_devices(values: dict[str, Any], sources: dict[str, str]) -> tuple[int
             f"platform {values['platform']!r} (it has {_fmt_ids(available)})"
         )
     return tuple(chosen)
+
+
+def _check_sim_faults(env: Mapping[str, str], environ: Mapping[str, str]) -> None:
+    """``PTO_SIM_DEVICE_FAULTS`` (session environment or --pto-env) is libpto's; a bad value
+    is one usage error now, not an init failure of every rank."""
+    from libpto._faults import FAULTS_ENV, parse_device_faults
+    from libpto.errors import ConfigError
+
+    for source, where in ((environ, "environment"), (env, "--pto-env")):
+        text = source.get(FAULTS_ENV)
+        if text is not None:
+            try:
+                parse_device_faults(text)
+            except ConfigError as exc:
+                raise pytest.UsageError(f"pytest-pto: {where} {exc}") from None
 
 
 def _fmt_ids(ids: tuple[int, ...] | list[int]) -> str:

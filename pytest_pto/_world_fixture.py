@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 
 from libpto._checks import seconds_problem
-from libpto.errors import InvalidArgument, PtoError, RuntimeAdapterError
+from libpto.errors import InvalidArgument, PtoError, RankError, RuntimeAdapterError
 from pytest_pto._adapter import RoundInfo, RuntimeAdapter
 from pytest_pto._platforms import get_platform
 from pytest_pto._rounds import RoundPlan
@@ -127,8 +127,21 @@ class PtoWorld:
         pool: DevicePool,
         lock_timeout: float,
         runtime: RoundRuntime | None = None,
+        *,
+        health_check: bool = False,
+        quarantine_ttl: float | None = None,
     ):
         self._item = item
+        self._health_check = health_check
+        self.quarantine_ttl = quarantine_ttl
+        #: 1, or 2 for the retry of a round whose first attempt failed for infra reasons
+        self.attempt = 1
+        self.first_outcome: str | None = None
+        self.first_devices: tuple[int, ...] = ()
+        #: devices a lease leaves out when it can (the first attempt's, on a retry)
+        self.avoid: tuple[int, ...] = ()
+        #: World.start failed to launch the workers (OS or libpto error, not a rank's)
+        self.launch_failed = False
         self.plan = plan
         self.runtime = runtime
         self.round_dir: Path | None = None
@@ -280,10 +293,7 @@ class PtoWorld:
         try:
             if self.runtime is not None:
                 self.runtime.prepare()
-            per_rank = self.plan.devices_per_rank
-            self.lease = self._pool.lease(
-                self.plan.ranks * per_rank, self.plan.nodeid, self._lock_timeout
-            )
+            self.lease = self._lease()
             hook.pytest_pto_lease_acquired(item=self._item, lease=self.lease)
             from libpto.hierarchy import World, WorldConfig
 
@@ -298,7 +308,13 @@ class PtoWorld:
                 config = replaced
             try:
                 self._world = World.start(config)
-            except RuntimeAdapterError as exc:
+            except (OSError, PtoError) as exc:
+                # workers that could not be launched (fork, shared memory, spawn) are the
+                # machine's failure; a rank's own init failure (RankError) is the product's
+                if not isinstance(exc, (RankError, RuntimeAdapterError, InvalidArgument)):
+                    self.launch_failed = True
+                if not isinstance(exc, RuntimeAdapterError):
+                    raise
                 self.start_error = exc
                 named = ""
                 if self.runtime is not None and self.runtime.name != self.runtime.spec:
@@ -318,6 +334,81 @@ class PtoWorld:
                 __tracebackhide__ = True
                 raise exc.with_traceback(None) from exc.__cause__
             raise
+
+    def _lease(self) -> Lease:
+        """The round's devices; with ``--pto-health-check on`` every leased device is probed
+        first, and a failing one is quarantined (the lease then moves on to healthy ones)."""
+        count = self.plan.ranks * self.plan.devices_per_rank
+        while True:
+            lease = self._pool.lease(count, self.plan.nodeid, self._lock_timeout, self.avoid)
+            if not self._health_check:
+                return lease
+            bad = [(d, why) for d in lease.devices if (why := self._probe(d)) is not None]
+            if not bad:
+                return lease
+            lease.release()
+            if not self._pool.honour_quarantine:  # --pto-quarantine off: nothing to move past
+                text = "; ".join(f"device {d}: {why}" for d, why in bad)
+                raise DeviceUnavailable(
+                    f"device_unavailable: health probe failed ({text}); --pto-quarantine is "
+                    "off, so the device cannot be set aside"
+                )
+            for device, why in bad:
+                self._pool.quarantine(
+                    device,
+                    reason=f"probe: {why}",
+                    outcome="probe_failed",
+                    test=self.plan.nodeid,
+                    round=self.plan.round,
+                    ttl=self.quarantine_ttl,
+                )
+
+    def _probe(self, device: int) -> str | None:
+        """The runtime adapter's probe, then the platform's (``npu-smi`` health on ascend)."""
+        probes: list[tuple[str, Callable[[int], str | None]]] = []
+        if self.runtime is not None:
+            probes.append((f"{self.runtime.label}.probe", self.runtime.adapter.probe))
+        platform_probe = getattr(get_platform(self.plan.platform), "probe", None)
+        if platform_probe is not None:
+            probes.append((f"platform {self.plan.platform} probe", platform_probe))
+        for label, probe in probes:
+            try:
+                why = probe(device)
+            except Exception as exc:
+                return f"{label} raised {exc!r}"
+            if why is not None:
+                return str(why) or f"{label}: unhealthy"
+        return None
+
+    def retry(self, first_outcome: str) -> None:
+        """End this attempt (workers, after_round, lease) and make the handle ready for a
+        second attempt in fresh workers, on other devices where the pool has them."""
+        first = self.lease.devices if self.lease is not None else ()
+        self.outcome = first_outcome
+        errors: list[str] = []
+        self._end_attempt(errors)
+        with contextlib.suppress(OSError):  # keep the first attempt's logs apart
+            old = self.log_dir / "attempt-1"
+            old.mkdir(exist_ok=True)
+            for path in self.log_dir.glob("*.log"):
+                path.rename(old / path.name)
+        self.attempt = 2
+        self.first_outcome = first_outcome
+        self.first_devices = tuple(first)
+        self.avoid = tuple(first)
+        self.lease = None
+        self._world = None
+        self._failed_world = None
+        self.started = False
+        self.start_error = None
+        self.ready_at = None
+        self.round_dir = None
+        self.rank_devices = {}
+        self._pids = ()
+        self.launch_failed = False
+        self.outcome = None
+        if errors:
+            raise RuntimeError("; ".join(errors))
 
     def _world_config(self, world_config: Any, devices: tuple[int, ...]) -> Any:
         """This round's WorldConfig: the plan, the adapter, the platform's device binding and
@@ -425,8 +516,18 @@ class PtoWorld:
         if self._closed:
             return
         self._closed = True
-        self.disarm_watchdog()
         errors: list[str] = []
+        try:
+            self._end_attempt(errors)
+        finally:
+            if self._own_log_dir:
+                shutil.rmtree(self.log_dir, ignore_errors=True)
+        if errors:
+            raise RuntimeError("; ".join(errors))
+
+    def _end_attempt(self, errors: list[str]) -> None:
+        """Stop the workers, after_round, remove the round dir, release the lease."""
+        self.disarm_watchdog()
         try:
             if self._world is not None:
                 try:
@@ -439,21 +540,15 @@ class PtoWorld:
                 except Exception as exc:
                     errors.append(f"{self.runtime.label}: after_round raised {exc!r}")
         finally:  # even when interrupted (a second Ctrl-C): close() will not come again
-            try:
-                if self.round_dir is not None:
-                    shutil.rmtree(self.round_dir, ignore_errors=True)
-                if self.lease is not None:
-                    try:
-                        self._item.config.hook.pytest_pto_lease_released(
-                            item=self._item, lease=self.lease
-                        )
-                    finally:
-                        self.lease.release()
-            finally:
-                if self._own_log_dir:
-                    shutil.rmtree(self.log_dir, ignore_errors=True)
-        if errors:
-            raise RuntimeError("; ".join(errors))
+            if self.round_dir is not None:
+                shutil.rmtree(self.round_dir, ignore_errors=True)
+            if self.lease is not None:
+                try:
+                    self._item.config.hook.pytest_pto_lease_released(
+                        item=self._item, lease=self.lease
+                    )
+                finally:
+                    self.lease.release()
 
     def _round_info(self) -> RoundInfo:
         return RoundInfo(

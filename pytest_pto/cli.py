@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 __all__ = ["devices_main", "report_main"]
 
@@ -26,9 +27,10 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pto-devices",
         description="Show the device pool of pytest-pto: which devices are free, who holds the "
-        "others (pid, host, test) and since when. Holder files of dead holders are removed.",
-        epilog="exit status: 0 the pool was shown; 2 bad usage or input (device spec, "
-        "platform, lock dir)",
+        "others (pid, host, test) and since when, and which are quarantined and why (code, "
+        "test, round, host, pid, time). Holder files of dead holders are removed.",
+        epilog="exit status: 0 the pool was shown (or devices released); 2 bad usage or input "
+        "(device spec, platform, lock dir, --release value)",
     )
     p.add_argument(
         "--lock-dir",
@@ -39,7 +41,38 @@ def _parser() -> argparse.ArgumentParser:
         "--devices", default=None, help="device ids, e.g. 0-7 or 0,2,5 (default: the platform's)"
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--release",
+        metavar="ID|all",
+        action="append",
+        help="bring quarantined device(s) back into the pool (repeatable, or comma list; "
+        "'all' releases every quarantined device of the lock dir)",
+    )
     return p
+
+
+def _release(pool: Any, values: list[str]) -> int:
+    from pytest_pto._settings import _BadValue, parse_devices
+
+    text = ",".join(values)
+    if text.strip().lower() == "all":
+        ids = None
+    else:
+        try:
+            ids = parse_devices(text)
+        except (_BadValue, ValueError) as exc:
+            print(f"pto-devices: --release={text}: {exc} (or 'all')", file=sys.stderr)
+            return 2
+    before = pool.quarantined()
+    released = pool.release_quarantine(ids)
+    for device in released:
+        print(f"released device {device} ({before[device].reason})")
+    if ids is not None:
+        for device in sorted(set(ids) - set(released)):
+            print(f"device {device} was not quarantined")
+    if not released and ids is None:
+        print("no device was quarantined")
+    return 0
 
 
 def devices_main(argv: list[str] | None = None) -> int:
@@ -67,7 +100,10 @@ def devices_main(argv: list[str] | None = None) -> int:
             where = "default lock dir"
         print(f"pto-devices: {where}: {exc}", file=sys.stderr)
         return 2
+    if args.release:
+        return _release(pool, args.release)
     states = pool.state(clean=True)
+    quarantined = pool.quarantined()
     now = time.time()
     if args.json:
         out = []
@@ -79,6 +115,8 @@ def devices_main(argv: list[str] | None = None) -> int:
                 )
             if s.stale_holder_removed:
                 entry["stale_holder_removed"] = True
+            if s.device in quarantined:
+                entry["quarantine"] = quarantined[s.device].to_json()
             out.append(entry)
         print(json.dumps({"lock_dir": str(lock_dir), "devices": out}, indent=2))
         return 0
@@ -101,7 +139,23 @@ def devices_main(argv: list[str] | None = None) -> int:
             f"{now - h.since:>8.1f}s  {h.test}"
         )
     held = sum(s.held for s in states)
-    print(f"{len(states) - held} free, {held} held")
+    print(f"{len(states) - held} free, {held} held, {len(quarantined)} quarantined")
+    if quarantined:
+        print("quarantined (not leased by any session sharing this lock dir):")
+        for device, q in sorted(quarantined.items()):
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(q.since))
+            until = (
+                ", expires " + time.strftime("%H:%M:%S", time.localtime(q.until))
+                if q.until is not None
+                else ""
+            )
+            code = f" code {q.code}" if q.code is not None else ""
+            where = f"{q.test} round {q.round}" if q.round else q.test
+            print(
+                f"{device:>6}  {q.reason}{code}  in {where or '?'}  by pid {q.pid} on {q.host} "
+                f"at {since}{until}"
+            )
+        print("release with: pto-devices --release ID (or --release all)")
     return 0
 
 

@@ -9,6 +9,9 @@ uses the same devices)::
     device-<id>.lock     flock held for the whole lease; the kernel drops it when the holder dies
     device-<id>.holder   JSON {pid, host, test, since}: who holds the device (information only)
     queue/ticket-*       one per waiting process, flocked by it while it waits (fairness)
+    quarantine/device-<id>.json   a device nobody may lease: its evidence (reason, code,
+                         outcome, test, round, host, pid, time, optional expiry); written
+                         atomically under pool.lock, read under pool.lock by every lease
 
 Why this shape:
 
@@ -28,6 +31,13 @@ Why this shape:
   (entries of a SIGKILLed session that never updated it, say), every entry is verified by its
   flock and stale ones are dropped -- at once, then at most every second while the request
   waits -- so the map always converges on the flocks.
+* **Quarantine.** A device that failed with a poisoning code (or a failed health probe) gets
+  a quarantine file; every lease, in every session sharing the lock dir, lists the quarantine
+  directory under ``pool.lock`` and skips those devices, so once the file is written no new
+  lease gets the device. The directory holds only quarantined devices, so this keeps a
+  lease's cost independent of the pool size. When the healthy devices are fewer than a round
+  needs, the lease fails at once (``device_unavailable`` naming the quarantined devices and
+  why) instead of waiting for the lock timeout.
 * **Adjacent groups.** The default choice prefers aligned blocks (0-1, 2-3, ...), then any
   contiguous run, then the lowest free ids; the ``pytest_pto_select_devices`` hook can override.
 """
@@ -39,6 +49,7 @@ import fcntl
 import itertools
 import json
 import os
+import re
 import socket
 import time
 import uuid
@@ -70,6 +81,7 @@ __all__ = [
     "Lease",
     "NoDevices",
     "Platform",
+    "Quarantine",
     "SimPlatform",
     "choose_group",
     "get_platform",
@@ -122,6 +134,72 @@ class Holder:
 
 
 @dataclass(frozen=True)
+class Quarantine:
+    """Why a device is quarantined, as written in its quarantine file (the evidence)."""
+
+    device: int
+    reason: str  # e.g. "device_error_code=507899" or "probe: npu-smi health of card 3: Alarm"
+    outcome: str
+    code: int | None
+    test: str
+    round: int | None
+    host: str
+    pid: int
+    since: float  # time.time(), stamped under pool.lock
+    until: float | None = None  # expiry (--pto-quarantine-ttl), None: until released
+
+    def expired(self, now: float | None = None) -> bool:
+        return self.until is not None and (time.time() if now is None else now) >= self.until
+
+    def describe(self) -> str:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.since))
+        where = f"{self.test or '?'}" + (f" round {self.round}" if self.round else "")
+        return (
+            f"device {self.device} quarantined: {self.reason} in {where} "
+            f"(pid {self.pid} on {self.host}, {stamp})"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "reason": self.reason,
+            "outcome": self.outcome,
+            "code": self.code,
+            "test": self.test,
+            "round": self.round,
+            "host": self.host,
+            "pid": self.pid,
+            "since": self.since,
+            "until": self.until,
+        }
+
+
+def _read_quarantine(path: Path, device: int) -> Quarantine | None:
+    try:
+        d = json.loads(path.read_text())
+        return Quarantine(
+            device=device,
+            reason=str(d.get("reason", "?")),
+            outcome=str(d.get("outcome", "")),
+            code=int(d["code"]) if d.get("code") is not None else None,
+            test=str(d.get("test", "")),
+            round=int(d["round"]) if d.get("round") is not None else None,
+            host=str(d.get("host", "?")),
+            pid=int(d.get("pid", 0)),
+            since=float(d.get("since", 0.0)),
+            until=float(d["until"]) if d.get("until") is not None else None,
+        )
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        # unreadable evidence still quarantines: a device comes back only on purpose
+        return Quarantine(device, "unreadable quarantine file", "", None, "", None, "?", 0, 0.0)
+
+
+_QFILE = re.compile(r"device-([0-9]+)\.json")
+
+
+@dataclass(frozen=True)
 class DeviceState:
     """One line of ``pto-devices``: free, or held (by ``holder`` when its file says so)."""
 
@@ -158,6 +236,9 @@ class Lease:
     devices: tuple[int, ...]
     wait_ms: float
     test: str
+    #: time.time() when the group was taken, under pool.lock (quarantines are stamped there
+    #: too, so the two order exactly)
+    since: float = 0.0
     _locks: list[filelock.BaseFileLock] = field(default_factory=list, repr=False)
     _holder_files: list[Path] = field(default_factory=list, repr=False)
     _pool: DevicePool | None = field(default=None, repr=False)
@@ -202,6 +283,7 @@ class DevicePool:
         *,
         chooser: Chooser | None = None,
         host: str | None = None,
+        honour_quarantine: bool = True,
     ) -> None:
         if not devices:
             raise ValueError("a device pool needs at least one device")
@@ -209,12 +291,15 @@ class DevicePool:
         self.lock_dir = Path(lock_dir)
         self.chooser = chooser or choose_group
         self.host = host or socket.gethostname()
+        #: False (``--pto-quarantine off``): leases ignore quarantine files
+        self.honour_quarantine = honour_quarantine
         self._ensure_dirs()
 
     def _ensure_dirs(self) -> None:
         try:
             self.lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             (self.lock_dir / "queue").mkdir(exist_ok=True)
+            (self.lock_dir / "quarantine").mkdir(exist_ok=True)
         except OSError as exc:
             raise ValueError(f"lock dir {self.lock_dir}: cannot create it ({exc})") from None
         if not os.access(self.lock_dir, os.W_OK | os.X_OK):
@@ -287,9 +372,107 @@ class DevicePool:
         finally:
             pool_lock.release()
 
+    def quarantine_path(self, device: int) -> Path:
+        return self.lock_dir / "quarantine" / f"device-{device}.json"
+
+    # -- quarantine ----------------------------------------------------------------------------
+    def quarantine(
+        self,
+        device: int,
+        *,
+        reason: str,
+        outcome: str = "",
+        code: int | None = None,
+        test: str = "",
+        round: int | None = None,
+        ttl: float | None = None,
+    ) -> Quarantine:
+        """Quarantine ``device`` with its evidence (atomic file, under pool.lock): from now
+        on no lease of any session sharing the lock dir takes it."""
+        with self._pool_lock():  # stamped under the lock, as leases are: they order exactly
+            now = time.time()
+            q = Quarantine(
+                device=device,
+                reason=reason,
+                outcome=outcome,
+                code=code,
+                test=test,
+                round=round,
+                host=self.host,
+                pid=os.getpid(),
+                since=now,
+                until=now + ttl if ttl is not None else None,
+            )
+            _write_json(self.quarantine_path(device), q.to_json())
+        return q
+
+    def _quarantined_locked(self, now: float | None = None) -> dict[int, Quarantine]:
+        """Quarantined devices (caller holds pool.lock; expired entries are removed)."""
+        qdir = self.lock_dir / "quarantine"
+        try:
+            names = os.listdir(qdir)
+        except FileNotFoundError:
+            return {}
+        out: dict[int, Quarantine] = {}
+        now = time.time() if now is None else now
+        for name in names:
+            m = _QFILE.fullmatch(name)
+            if m is None:
+                continue
+            device = int(m.group(1))
+            q = _read_quarantine(qdir / name, device)
+            if q is None:
+                continue
+            if q.expired(now):
+                with contextlib.suppress(FileNotFoundError):
+                    (qdir / name).unlink()
+                continue
+            out[device] = q
+        return out
+
+    def quarantined(self) -> dict[int, Quarantine]:
+        """Every quarantined device of the lock dir (any pool), with its evidence."""
+        with self._pool_lock():
+            return self._quarantined_locked()
+
+    def release_quarantine(self, devices: Iterable[int] | None = None) -> list[int]:
+        """Bring ``devices`` (None: all) back into the pool; the ids actually released."""
+        with self._pool_lock():
+            current = self._quarantined_locked()
+            wanted = set(current) if devices is None else set(devices) & set(current)
+            for device in sorted(wanted):
+                with contextlib.suppress(FileNotFoundError):
+                    self.quarantine_path(device).unlink()
+        return sorted(wanted)
+
+    def _unusable(self, count: int, avoid: frozenset[int]) -> tuple[frozenset[int], str | None]:
+        """Under pool.lock: the devices a lease must skip, and why it can never be served (too
+        few healthy devices), or None. Costs a listing of the quarantine directory."""
+        if not self.honour_quarantine:
+            quarantined: dict[int, Quarantine] = {}
+        else:
+            mine = set(self.devices)
+            quarantined = {d: q for d, q in self._quarantined_locked().items() if d in mine}
+        healthy = len(self.devices) - len(quarantined)
+        if healthy - len(avoid - set(quarantined)) >= count:
+            return frozenset(quarantined) | avoid, None
+        if healthy >= count:  # a retry's preference for other devices cannot be met: drop it
+            return frozenset(quarantined), None
+        why = "; ".join(q.describe() for _, q in sorted(quarantined.items()))
+        return frozenset(quarantined), (
+            f"device_unavailable: {count} devices needed, only {healthy} healthy of "
+            f"devices {','.join(map(str, self.devices))} in {self.lock_dir} "
+            f"({len(quarantined)} quarantined: {why}; release with pto-devices --release ID)"
+        )
+
     # -- leasing -------------------------------------------------------------------------------
-    def lease(self, count: int, test: str = "", timeout: float = 300.0) -> Lease:
-        """Lease ``count`` devices, all or none; raise :class:`DeviceUnavailable` after timeout."""
+    def lease(
+        self, count: int, test: str = "", timeout: float = 300.0, avoid: Iterable[int] = ()
+    ) -> Lease:
+        """Lease ``count`` devices, all or none; raise :class:`DeviceUnavailable` after timeout,
+        or at once when fewer healthy (not quarantined) devices exist than ``count``.
+        ``avoid``: devices to leave out if the pool has enough others (a retry's first
+        attempt's devices)."""
         if not 1 <= count <= len(self.devices):
             raise ValueError(
                 f"cannot lease {count} devices from a pool of {len(self.devices)} "
@@ -301,6 +484,7 @@ class DevicePool:
         delay = _POLL_MIN_S
         pool_lock = self._pool_lock()
         next_full_check = start  # the first attempt the map cannot serve re-checks every entry
+        avoided = frozenset(avoid) & frozenset(self.devices)
         try:
             while True:
                 remaining = deadline - time.monotonic()
@@ -309,8 +493,11 @@ class DevicePool:
                 except filelock.Timeout:
                     break
                 try:
+                    skip, never = self._unusable(count, avoided)
+                    if never is not None:
+                        raise DeviceUnavailable(never, waited_s=time.monotonic() - start)
                     may_check = time.monotonic() >= next_full_check
-                    lease, checked = self._try_take(count, test, ticket, may_check)
+                    lease, checked = self._try_take(count, test, ticket, may_check, skip)
                     if checked:
                         next_full_check = time.monotonic() + _VERIFY_ALL_S
                     if lease is None and ticket is None:
@@ -342,21 +529,27 @@ class DevicePool:
         )
 
     def _try_take(
-        self, count: int, test: str, ticket: _Ticket | None, may_check: bool = True
+        self,
+        count: int,
+        test: str,
+        ticket: _Ticket | None,
+        may_check: bool = True,
+        skip: frozenset[int] = frozenset(),
     ) -> tuple[Lease | None, bool]:
         """Under pool.lock: take a group now if fairness allows; ``(lease or None, checked)``.
 
         Only the flocks of the chosen devices are tried, so a lease the map can serve costs the
         same for any pool size. When the map cannot serve the request and ``may_check``, every
         map entry is verified against its flock first (stale entries of dead holders go) and
-        ``checked`` is True; the caller rate-limits that while it waits."""
+        ``checked`` is True; the caller rate-limits that while it waits. ``skip``: quarantined
+        (or avoided) devices, never taken."""
         held = self._read_held()
         # entries of dead pids (a SIGKILLed session): a kill(pid, 0) each, a flock only for the
         # dead ones, which then leave the map -- so a freed block is preferred again at once
         changed = self._verify_held(held, everything=False)
         checked = False
         for _attempt in range(len(self.devices) + 2):
-            available = {d for d in self.devices if d not in held}
+            available = {d for d in self.devices if d not in held and d not in skip}
             now = time.time()
             for older in _Ticket.live_before(self.lock_dir / "queue", ticket):
                 group = choose_group(self.devices, frozenset(available), older.count)
@@ -401,9 +594,9 @@ class DevicePool:
                         held[device] = 0
                     changed = True
                     continue
-                lease = Lease(devices=tuple(group), wait_ms=0.0, test=test, _pool=self)
-                lease._locks = [locks[d] for d in group]
                 since = time.time()
+                lease = Lease(devices=tuple(group), wait_ms=0.0, test=test, since=since, _pool=self)
+                lease._locks = [locks[d] for d in group]
                 for device in group:
                     path = self.holder_path(device)
                     _write_json(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shlex
 import shutil
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Generator, Iterator, Sequence
@@ -32,10 +33,12 @@ from pytest_pto._torch_adapter import TorchAdapter
 from pytest_pto._variants import Variant
 from pytest_pto._world_fixture import PtoWorld, RoundRuntime, session_temp_dir
 from pytest_pto.devices import DevicePool, choose_group
-from pytest_pto.outcomes import HANG, RoundOutcome, classify
+from pytest_pto.outcomes import DEVICE_UNAVAILABLE, HANG, RoundOutcome, classify
 
 __all__ = ["PtoSession"]
 
+INFRA = "infra"
+PRODUCT = "product"
 SESSION_KEY = pytest.StashKey["PtoSession"]()
 ROUND_KEY = pytest.StashKey["_RoundState"]()
 MARKER_HELP = (
@@ -191,6 +194,8 @@ def pto_world(request: pytest.FixtureRequest) -> Iterator[PtoWorld]:
         session.pool,
         session.settings.lock_timeout,
         session.round_runtime(state.plan, item),
+        health_check=session.settings.health_check,
+        quarantine_ttl=session.settings.quarantine_ttl,
     )
     state.handle = handle
     session.open_handles.add(handle)
@@ -326,7 +331,10 @@ class PtoSession:
         if self._pool is None:  # lazily: a collect-only run never touches the lock dir
             try:
                 self._pool = DevicePool(
-                    self.settings.devices, self.settings.lock_dir, chooser=self._choose
+                    self.settings.devices,
+                    self.settings.lock_dir,
+                    chooser=self._choose,
+                    honour_quarantine=self.settings.quarantine,
                 )
             except ValueError as exc:
                 raise pytest.UsageError(
@@ -504,14 +512,95 @@ class PtoSession:
         if handle is None:
             return (yield)
         __tracebackhide__ = True  # a start failure is shown as the round's, not this hook's
-        handle.start()  # lease + chip workers: a failure here is the round's outcome
+        try:
+            handle.start()  # lease + chip workers: a failure here is the round's outcome
+        except Exception as exc:
+            if not self._retry(item, handle, exc):
+                raise
+            handle.start()  # the second attempt's start failure is the round's outcome
         handle.arm_watchdog()
         try:
             result = yield
             handle.finish()  # the ranks close their runtimes: a failure there is this round's
             return result
+        except Exception as exc:
+            if not self._retry(item, handle, exc):
+                raise
         finally:
             handle.disarm_watchdog()
+        # an infrastructure failure: once more, in fresh workers on other devices
+        handle.start()
+        handle.arm_watchdog()
+        try:
+            item.runtest()
+            handle.finish()
+        finally:
+            handle.disarm_watchdog()
+        return None
+
+    def _retry(self, item: pytest.Item, handle: PtoWorld, exc: BaseException) -> bool:
+        """After a failed first attempt: quarantine a poisoned device; True when the failure
+        is the infrastructure's (then the handle is ready for the second attempt)."""
+        if handle.attempt != 1:
+            return False
+        outcome = self._classify(item, exc, handle)
+        self._quarantine(item, handle, outcome)
+        if self._verdict(handle, outcome) != INFRA:
+            return False
+        try:
+            handle.retry(outcome.outcome)
+        except RuntimeError as error:  # the first attempt did not end cleanly: no retry
+            sys.stderr.write(f"pytest-pto: {item.nodeid}: no retry: {error}\n")
+            return False
+        return True
+
+    @staticmethod
+    def _poison(handle: PtoWorld | None) -> frozenset[int]:
+        runtime = handle.runtime if handle is not None else None
+        if runtime is None:
+            from pytest_pto._libpto_adapter import LibptoAdapter
+
+            return LibptoAdapter.poison_codes
+        return frozenset(runtime.adapter.poison_codes or ())
+
+    def _verdict(self, handle: PtoWorld | None, outcome: RoundOutcome) -> str:
+        """``infra`` for what the machine did (poisoning device codes, no devices, probe
+        failures, workers that could not be launched), ``product`` for everything else."""
+        if outcome.passed:
+            return PRODUCT
+        if outcome.outcome == DEVICE_UNAVAILABLE:
+            return INFRA
+        if outcome.error_code is not None and outcome.error_code in self._poison(handle):
+            return INFRA
+        if handle is not None and handle.launch_failed:
+            return INFRA
+        return PRODUCT
+
+    def _quarantine(
+        self, item: pytest.Item, handle: PtoWorld | None, outcome: RoundOutcome
+    ) -> None:
+        """A poisoning code quarantines the failing rank's device(s) for every session."""
+        if (
+            handle is None
+            or outcome.rank is None
+            or outcome.error_code is None
+            or outcome.error_code not in self._poison(handle)
+            or not self.settings.quarantine
+        ):
+            return
+        for device in handle.rank_devices.get(outcome.rank, ()):
+            try:
+                self.pool.quarantine(
+                    device,
+                    reason=outcome.outcome,
+                    outcome=outcome.outcome,
+                    code=outcome.error_code,
+                    test=item.nodeid,
+                    round=handle.plan.round,
+                    ttl=self.settings.quarantine_ttl,
+                )
+            except OSError as exc:  # the lock dir went away: say it, the round is reported
+                sys.stderr.write(f"pytest-pto: quarantine of device {device} failed: {exc}\n")
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_makereport(
@@ -536,6 +625,7 @@ class PtoSession:
         state.outcome = outcome
         if handle is not None:
             handle.outcome = outcome.outcome
+            self._quarantine(item, handle, outcome)
         props = round_properties(
             state.plan,
             outcome,
@@ -543,6 +633,11 @@ class PtoSession:
             init_skew_ms=handle.init_skew_ms if handle is not None else None,
             init_skew_partial=handle.init_skew_partial if handle is not None else False,
             lock_wait_ms=handle.lock_wait_ms if handle is not None else None,
+            host=self.pool.host if self._pool is not None else socket.gethostname(),
+            verdict=self._verdict(handle, outcome),
+            attempt=handle.attempt if handle is not None else 1,
+            first_outcome=handle.first_outcome if handle is not None else None,
+            first_devices=handle.first_devices if handle is not None else (),
         )
         item.config.hook.pytest_pto_round_properties(item=item, properties=tuple(props))
         item.user_properties.extend(props)
