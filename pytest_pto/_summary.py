@@ -84,6 +84,7 @@ class SummaryCollector:
             message=message,
             file=fspath,
             line=lineno + 1 if isinstance(lineno, int) else None,
+            verdict=props.get("pto.verdict"),
         )
         self.records.append(record)
         events = getattr(report, "pto_events", None)

@@ -76,8 +76,11 @@ def _describe(rec: RoundRecord) -> tuple[str, str]:
     """(title, message) of a failed round: test, variant, round, rank and outcome."""
     rank = f"rank {rec.rank}" if rec.rank is not None else "rank unknown"
     variant = f" [{rec.variant}]" if rec.variant else ""
-    title = f"pto {rec.outcome}, {rank}, round {rec.round}{variant}"
+    kind = " (infra)" if rec.infra else ""
+    title = f"pto {rec.outcome}{kind}, {rank}, round {rec.round}{variant}"
     message = f"{rec.test}{variant} round {rec.round}: {rec.outcome} on {rank}"
+    if rec.infra:  # a product failure is what every other annotation is: said only here
+        message += " (infrastructure failure: not counted against the product)"
     if rec.message:
         message += f"\n{rec.message}"
     return title, message

@@ -167,6 +167,14 @@ class _CaseReader:
                 f"{self.where()}: property {name}={raw!r}: must be an integer"
             ) from None
 
+    def verdict(self) -> str | None:
+        raw = (self.props.get("pto.verdict") or "").strip()
+        if raw and raw not in ("product", "infra"):
+            raise ReportInputError(
+                f"{self.where()}: property pto.verdict={raw!r}: must be product or infra"
+            )
+        return raw or None
+
     def float_prop(self, name: str) -> float | None:
         raw = self.props.get(name)
         if raw is None or raw.strip() in ("", "None"):
@@ -224,6 +232,7 @@ class _CaseReader:
             message=_failure_message(case),
             file=file,
             line=line,
+            verdict=self.verdict(),
         )
 
 

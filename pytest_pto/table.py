@@ -9,9 +9,11 @@ failed; :func:`compare` adds Fisher's exact test between the variants of one tes
 
 Counting rules (documented because dashboards depend on them):
 
-- every record is one round. Infrastructure outcomes (:data:`INFRA_OUTCOMES`:
-  ``device_unavailable``) say nothing about the product: their columns are marked
-  ``(infra)`` and they are left out of the pass rate and of the variant comparisons;
+- every record is one round. Infrastructure failures (``pto.verdict`` = ``infra``: poisoning
+  device codes, device_unavailable, failed probes and worker launches; for files without the
+  property, the outcomes of :data:`INFRA_OUTCOMES`) say nothing about the product: they are
+  counted in their own ``infra`` column, ``device_unavailable``'s column is marked
+  ``(infra)``, and they are left out of the pass rate and of the variant comparisons;
 - ``pass`` counts outcome ``passed``; ``failing rounds`` counts every other *product*
   outcome, so ``rounds = pass + failing rounds + infra`` and the product outcome-class
   columns (``failed``, the assertion/exception class, among them) add up to
@@ -102,6 +104,7 @@ class RoundRecord:
     file: str | None = None
     line: int | None = None
     init_skew_partial: bool = False  # init_skew_ms is a lower bound
+    verdict: str | None = None  # pto.verdict: "product" or "infra" (None: not recorded)
 
     @property
     def passed(self) -> bool:
@@ -109,6 +112,10 @@ class RoundRecord:
 
     @property
     def infra(self) -> bool:
+        """The round failed because of the infrastructure: its ``pto.verdict`` says so, or
+        (files without the property) its outcome is an infrastructure class."""
+        if self.verdict is not None:
+            return self.verdict == "infra" and not self.passed
         return is_infra(self.outcome)
 
 
@@ -452,9 +459,12 @@ def _table(rows: Sequence[SummaryRow]) -> tuple[list[str], list[list[str]], list
         right.append(True)
     show_failing_ranks = any(r.failed_ranks for r in rows)
     excl = " excl. infra" if any(r.infra for r in rows) else ""
-    headers += ["rounds", "pass", "failing rounds", *(_class_header(c) for c in classes)]
+    show_infra = bool(excl)
+    headers += ["rounds", "pass", "failing rounds"]
+    headers += ["infra"] if show_infra else []
+    headers += [_class_header(c) for c in classes]
     headers.append(f"pass rate{excl} [{conf:.0%} CI]")
-    right += [True, True, True, *([True] * len(classes)), False]
+    right += [True, True, True, *([True] * show_infra), *([True] * len(classes)), False]
     if show_failing_ranks:
         headers.append("failing ranks")
         right.append(False)
@@ -467,6 +477,7 @@ def _table(rows: Sequence[SummaryRow]) -> tuple[list[str], list[list[str]], list
         if show_ranks:
             line.append(_opt_int(r.ranks))
         line += [str(r.rounds), str(r.passed), str(r.failed)]
+        line += [str(r.infra)] if show_infra else []
         line += [str(r.outcomes.get(c, 0)) for c in classes]
         line.append(_interval(r))
         if show_failing_ranks:
