@@ -23,6 +23,7 @@ writes there reaches every rank of every round of the test.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -136,5 +137,15 @@ class RuntimeAdapter:
         return None
 
     def probe(self, device_id: int) -> str | None:
-        """Preflight health check of a device: None when healthy, else the reason."""
+        """Preflight health check of a device: None when healthy, else the reason. Runs in
+        the controller before a lease is used, with ``--pto-health-check on``; a reason
+        quarantines the device. (The platform's own probe, e.g. ``npu-smi`` health on
+        ``ascend``, runs after this one.)"""
         return None
+
+    def budgets(self, env: Mapping[str, str]) -> dict[str, float]:
+        """The runtime's device-side budgets in seconds, for the session's timeout ladder
+        check: ``scheduler`` (the device scheduler's own stall budget) and ``stream_sync``
+        (the host's wait for device work), either may be left out. ``env`` is what the
+        workers will see (the session environment with ``--pto-env`` over it)."""
+        return {}

@@ -12,6 +12,7 @@ Those classes read the exception's structured facts (type and ``code``), never m
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from libpto import errors as _e
@@ -81,6 +82,22 @@ class LibptoAdapter(RuntimeAdapter):
         close = getattr(runtime, "close", None)
         if close is not None:
             close()
+
+    def budgets(self, env: Mapping[str, str]) -> dict[str, float]:
+        """``PTO_STREAM_SYNC_TIMEOUT_MS`` and, once either variable was set (libpto's own
+        coherence check does the same: the defaults are the incident's known pair),
+        ``PTO_SCHEDULER_TIMEOUT_MS``. An invalid value is left to the workers' own error."""
+        from libpto._config import build_config, config_dict
+
+        keys = ("PTO_SCHEDULER_TIMEOUT_MS", "PTO_STREAM_SYNC_TIMEOUT_MS")
+        try:
+            values = config_dict(build_config({k: env[k] for k in keys if k in env}, None, {}))
+        except _e.PtoError:
+            return {}
+        out = {"stream_sync": values["PTO_STREAM_SYNC_TIMEOUT_MS"] / 1000.0}
+        if any(k in env for k in keys):
+            out["scheduler"] = values["PTO_SCHEDULER_TIMEOUT_MS"] / 1000.0
+        return out
 
     def classify(self, failure: RankFailure) -> Classified | None:
         if failure.kind == "exception" and (

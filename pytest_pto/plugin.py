@@ -9,6 +9,7 @@ the devices. Session-wide state lives in one registered :class:`PtoSession` obje
 
 from __future__ import annotations
 
+import itertools
 import shlex
 import shutil
 import signal
@@ -495,9 +496,41 @@ class PtoSession:
             lines.append(f"pto: variants {s.variants_file}: {names}")
         if s.log_dir is not None:
             lines.append(f"pto: logs kept in {s.log_dir}")
+        lines += self._ladder_lines(s)
         if s.trace is not None:
             lines.append(f"pto: trace written to {s.trace}")
         return lines
+
+    def _ladder_lines(self, s: Settings) -> list[str]:
+        """The timeout ladder of the session's runtime: device-side budgets must sit below
+        host-side ones (scheduler < stream sync < init timeout < round timeout), or a device
+        error can never surface because a host timeout fires first. Said once, here."""
+        import os
+
+        try:
+            ref = resolve_runtime(s.runtime, self.config.rootpath)
+            adapter = self._adapters.get(ref.spec) or ref.cls()
+            budgets = adapter.budgets({**os.environ, **s.env}) or {}
+        except Exception as exc:  # the ladder is advice: never the reason a session fails
+            return [f"pto: timeout ladder not checked: runtime {s.runtime!r}: {exc!r}"]
+        rungs: list[tuple[str, float]] = []
+        for key, label in (("scheduler", "scheduler budget"), ("stream_sync", "stream-sync")):
+            value = budgets.get(key)
+            if isinstance(value, (int, float)) and value > 0:
+                rungs.append((f"{label} {value:g} s ({s.runtime})", float(value)))
+        rungs.append((f"init timeout {s.init_timeout:g} s", s.init_timeout))
+        if s.round_timeout is not None:
+            rungs.append((f"round timeout {s.round_timeout:g} s", s.round_timeout))
+        bad = [f"{lo} >= {hi}" for (lo, a), (hi, b) in itertools.pairwise(rungs) if a >= b]
+        if not bad:
+            return []
+        return [
+            "pto: WARNING timeout ladder: "
+            + "; ".join(bad)
+            + " (device-side budgets must sit below host-side ones: scheduler < stream sync "
+            "< init timeout < round timeout; otherwise a host timeout fires before the device "
+            "error can surface)"
+        ]
 
     # -- the round -----------------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
