@@ -33,7 +33,7 @@ from pytest_pto._summary import SummaryCollector, tally_text
 from pytest_pto._torch_adapter import TorchAdapter
 from pytest_pto._variants import Variant
 from pytest_pto._world_fixture import PtoWorld, RoundRuntime, session_temp_dir
-from pytest_pto.devices import DevicePool, choose_group
+from pytest_pto.devices import DevicePool, Quarantine, choose_group
 from pytest_pto.outcomes import DEVICE_UNAVAILABLE, HANG, RoundOutcome, classify
 
 __all__ = ["PtoSession"]
@@ -293,6 +293,8 @@ class PtoSession:
         self._cache_dir: Path | None = None
         self._prepared: dict[tuple[str, str], BaseException | None] = {}
         self._old_sigterm: Any = None
+        self.retried: list[str] = []  # rounds retried after an infra failure (terminal lines)
+        self.quarantines: list[Quarantine] = []  # written by this process
 
     def load(self) -> None:
         """Resolve the settings now (raises pytest.UsageError naming the bad source)."""
@@ -623,7 +625,7 @@ class PtoSession:
             return
         for device in handle.rank_devices.get(outcome.rank, ()):
             try:
-                self.pool.quarantine(
+                q = self.pool.quarantine(
                     device,
                     reason=outcome.outcome,
                     outcome=outcome.outcome,
@@ -632,6 +634,7 @@ class PtoSession:
                     round=handle.plan.round,
                     ttl=self.settings.quarantine_ttl,
                 )
+                self.quarantines.append(q)
             except OSError as exc:  # the lock dir went away: say it, the round is reported
                 sys.stderr.write(f"pytest-pto: quarantine of device {device} failed: {exc}\n")
 
@@ -738,6 +741,13 @@ class PtoSession:
         added = self.summary.add(report)
         if added is None:
             return
+        props = dict(report.user_properties)
+        if props.get("pto.first_outcome"):
+            self.retried.append(
+                f"{report.nodeid}: first attempt {props['pto.first_outcome']} on devices "
+                f"{props.get('pto.first_devices') or '-'}, retry {props.get('pto.outcome')} on "
+                f"devices {props.get('pto.devices') or '-'}"
+            )
         record, tally, rounds = added
         total = sum(tally.values())
         if rounds > 1 and total == rounds:
@@ -759,6 +769,10 @@ class PtoSession:
                 terminalreporter.write_line(line)
         for line in self.summary.render().rstrip("\n").splitlines():
             terminalreporter.write_line(line)
+        for line in self.retried:
+            terminalreporter.write_line(f"pto: retried (infra): {line}")
+        for q in self.quarantines:
+            terminalreporter.write_line(f"pto: {q.describe()}")
         self._github(terminalreporter)
 
     def _github(self, terminalreporter: Any) -> None:
