@@ -299,7 +299,6 @@ class DevicePool:
         try:
             self.lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             (self.lock_dir / "queue").mkdir(exist_ok=True)
-            (self.lock_dir / "quarantine").mkdir(exist_ok=True)
         except OSError as exc:
             raise ValueError(f"lock dir {self.lock_dir}: cannot create it ({exc})") from None
         if not os.access(self.lock_dir, os.W_OK | os.X_OK):
@@ -403,6 +402,7 @@ class DevicePool:
                 since=now,
                 until=now + ttl if ttl is not None else None,
             )
+            self.quarantine_path(device).parent.mkdir(exist_ok=True)  # made on first use
             _write_json(self.quarantine_path(device), q.to_json())
         return q
 
