@@ -743,10 +743,12 @@ class PtoSession:
             return
         props = dict(report.user_properties)
         if props.get("pto.first_outcome"):
+            first, second = props.get("pto.first_devices"), props.get("pto.devices")
             self.retried.append(
-                f"{report.nodeid}: first attempt {props['pto.first_outcome']} on devices "
-                f"{props.get('pto.first_devices') or '-'}, retry {props.get('pto.outcome')} on "
-                f"devices {props.get('pto.devices') or '-'}"
+                f"{report.nodeid}: first attempt {props['pto.first_outcome']}"
+                + (f" on devices {first}" if first else "")
+                + f", retry {props.get('pto.outcome')}"
+                + (f" on devices {second}" if second else "")
             )
         record, tally, rounds = added
         total = sum(tally.values())
