@@ -51,7 +51,7 @@ def round_properties(
     lock_wait_ms: float | None = None,
     host: str | None = None,
     verdict: str | None = None,
-    attempt: int = 1,
+    attempt: int | None = None,
     first_outcome: str | None = None,
     first_devices: Sequence[int] = (),
 ) -> list[tuple[str, str]]:
@@ -86,7 +86,8 @@ def round_properties(
         props.append(("pto.host", host))
     if verdict:
         props.append(("pto.verdict", verdict))
-    props.append(("pto.attempt", str(attempt)))
+    if attempt is not None:  # the plugin always says which attempt (1, or 2 for a retry)
+        props.append(("pto.attempt", str(attempt)))
     if first_outcome is not None:  # a retried round: what its first attempt was
         props.append(("pto.first_outcome", first_outcome))
         if first_devices:

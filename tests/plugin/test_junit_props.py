@@ -48,6 +48,11 @@ def test_a_failure_on_rank_0_with_a_code_has_every_property_in_order() -> None:
         init_skew_ms=1.23456,
         init_skew_partial=True,
         lock_wait_ms=0.0,
+        host="ci-7",
+        verdict="product",
+        attempt=2,
+        first_outcome="device_unavailable",
+        first_devices=(0, 1, 2, 3),
     )
     assert props == [
         ("pto.outcome", "orch_error_code=3"),
@@ -64,6 +69,11 @@ def test_a_failure_on_rank_0_with_a_code_has_every_property_in_order() -> None:
         ("pto.init_skew_ms", "1.235"),
         ("pto.init_skew_partial", "true"),
         ("pto.lock_wait_ms", "0.000"),
+        ("pto.host", "ci-7"),
+        ("pto.verdict", "product"),
+        ("pto.attempt", "2"),
+        ("pto.first_outcome", "device_unavailable"),
+        ("pto.first_devices", "0,1,2,3"),
     ]
     assert [name for name, _ in props] == list(PROPERTY_NAMES)
 
