@@ -30,6 +30,8 @@ def classify_libpto_error(err: BaseException | None) -> Classified | None:
         return None
     if isinstance(err, _e.StreamSyncTimeout):
         return Classified(STREAM_SYNC_TIMEOUT)
+    if isinstance(err, _e.DeviceError):  # the device's code, not a scheduler's (>= 100 too)
+        return Classified(f"{DEVICE_ERROR_CODE}={int(err.code)}", err.name or None)
     code = err.code
     if not code:
         code = err.details.get("error_code") or 0
