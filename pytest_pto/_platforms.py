@@ -170,6 +170,26 @@ class _VisibilityPlatform:
     def local_device_id(self, device_ids: Sequence[int]) -> int:
         return 0  # the binding variable renumbers the leased devices 0..K-1
 
+
+def _excerpt(proc: subprocess.CompletedProcess[str]) -> str:
+    text = " ".join((proc.stdout + " " + proc.stderr).split())
+    if not text:
+        return "printed nothing"
+    return f"printed {text[:200]!r}" + (" ..." if len(text) > 200 else "")
+
+
+class AscendPlatform(_VisibilityPlatform):
+    """Real Ascend NPUs: ``ASCEND_RT_VISIBLE_DEVICES`` if set, else the ids ``npu-smi info -l``
+    lists; each worker is bound with ``ASCEND_RT_VISIBLE_DEVICES`` (its runtime then opens
+    device 0)."""
+
+    name = "ascend"
+    variable = "ASCEND_RT_VISIBLE_DEVICES"
+    command = ("npu-smi", "info", "-l")
+
+    def parse_listing(self, out: str) -> list[int]:
+        return [int(m) for m in re.findall(r"NPU ID\s*:\s*(\d+)", out)]
+
     def probe(self, device_id: int) -> str | None:
         """``npu-smi info -t health -i <id>``: None when its ``Health Status`` is ``OK``, else
         the reason (``Warning``, ``Alarm``, ``Critical``, a failed or unreadable query). Without
@@ -190,26 +210,6 @@ class _VisibilityPlatform:
             )
         health = m.group(1)
         return None if health.upper() == "OK" else f"npu-smi health of card {device_id}: {health}"
-
-
-def _excerpt(proc: subprocess.CompletedProcess[str]) -> str:
-    text = " ".join((proc.stdout + " " + proc.stderr).split())
-    if not text:
-        return "printed nothing"
-    return f"printed {text[:200]!r}" + (" ..." if len(text) > 200 else "")
-
-
-class AscendPlatform(_VisibilityPlatform):
-    """Real Ascend NPUs: ``ASCEND_RT_VISIBLE_DEVICES`` if set, else the ids ``npu-smi info -l``
-    lists; each worker is bound with ``ASCEND_RT_VISIBLE_DEVICES`` (its runtime then opens
-    device 0)."""
-
-    name = "ascend"
-    variable = "ASCEND_RT_VISIBLE_DEVICES"
-    command = ("npu-smi", "info", "-l")
-
-    def parse_listing(self, out: str) -> list[int]:
-        return [int(m) for m in re.findall(r"NPU ID\s*:\s*(\d+)", out)]
 
 
 class CudaPlatform(_VisibilityPlatform):

@@ -198,7 +198,9 @@ esac
 
 
 def test_ascend_probe_reads_npu_smi_health(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_pto._platforms import AscendPlatform
+    from pytest_pto._platforms import AscendPlatform, CudaPlatform
+
+    assert getattr(CudaPlatform(), "probe", None) is None  # npu-smi is Ascend's alone
 
     smi = tmp_path / "npu-smi"
     smi.write_text(NPU_SMI_DOUBLE)
