@@ -1,4 +1,6 @@
-"""Small, dependency-free statistics for round tables: Wilson intervals and Fisher's exact test.
+"""Small, dependency-free statistics for round tables: Wilson and Clopper-Pearson intervals,
+Fisher's and McNemar's exact tests, and the anytime-valid confidence sequence of
+``--pto-rounds=auto``.
 
 Why here and not scipy: the report must run anywhere pytest runs (CI images, dashboards),
 and both computations are short. Fisher's test is computed with exact integer arithmetic
@@ -10,12 +12,25 @@ scipy) need; for every table those tools handle, the p-values agree.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from statistics import NormalDist
 from typing import Literal
 
-__all__ = ["FisherResult", "fisher_exact", "wilson_interval", "z_for_confidence"]
+__all__ = [
+    "FisherResult",
+    "McNemarResult",
+    "binom_cdf",
+    "clopper_pearson",
+    "clopper_pearson_upper",
+    "confidence_sequence",
+    "fisher_exact",
+    "mcnemar_exact",
+    "sequential_decision",
+    "wilson_interval",
+    "z_for_confidence",
+]
 
 Alternative = Literal["two-sided", "less", "greater"]
 
@@ -121,3 +136,216 @@ def fisher_exact(
     p = min(Fraction(numerator, total), Fraction(1))
     odds = _odds_ratio(a, b, c, d)
     return FisherResult(p_value=float(p), p_exact=p, odds_ratio=odds, alternative=alternative)
+
+
+# --- exact binomial: Clopper-Pearson -----------------------------------------------------------
+
+
+def _check_counts(where: str, k: int, n: int) -> None:
+    for v in (k, n):
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise ValueError(f"{where}({k!r}, {n!r}): counts must be integers")
+    if n < 0 or k < 0 or k > n:
+        raise ValueError(f"{where}({k}, {n}): need 0 <= k <= n")
+
+
+def _alpha(confidence: float) -> float:
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence={confidence!r}: must be strictly between 0 and 1")
+    return 1.0 - confidence
+
+
+def binom_cdf(k: int, n: int, p: float) -> float:
+    """``P(X <= k)`` for ``X ~ Binomial(n, p)``, summed term by term in log space.
+
+    Every term is ``exp(log C(n, i) + i log p + (n-i) log(1-p))`` with exact ``lgamma``
+    coefficients, so n in the thousands neither overflows nor loses the tail (a float
+    ``comb(n, i) * p**i`` would overflow at n ~ 1030).
+    """
+    _check_counts("binom_cdf", min(max(k, 0), n), n)
+    if k < 0:
+        return 0.0
+    if k >= n or p <= 0.0:
+        return 1.0
+    if p >= 1.0:
+        return 0.0
+    lp, lq = math.log(p), math.log1p(-p)
+    lgn = math.lgamma(n + 1)
+    total = 0.0
+    for i in range(k + 1):
+        total += math.exp(lgn - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq)
+    return min(total, 1.0)
+
+
+def _bisect(f: Callable[[float], float], target: float, increasing: bool) -> float:
+    """The p in (0, 1) where the monotone ``f(p)`` crosses ``target`` (to 1e-12)."""
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2.0
+        above = f(mid) > target
+        if above == increasing:
+            hi = mid
+        else:
+            lo = mid
+    return (lo + hi) / 2.0
+
+
+def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) two-sided interval for a binomial proportion ``k / n``.
+
+    The bounds are the beta quantiles ``Beta(alpha/2; k, n-k+1)`` and
+    ``Beta(1-alpha/2; k+1, n-k)``, found here without a beta function: by bisection on the
+    exact binomial tail they are defined by (``P(X >= k | low) = alpha/2``,
+    ``P(X <= k | high) = alpha/2``). Coverage is at least ``confidence`` for every n and
+    rate, which is why a round table that "proves" something uses it (Wilson is only close
+    to nominal on average). ``n == 0`` gives ``(0.0, 1.0)``.
+    """
+    _check_counts("clopper_pearson", k, n)
+    half = _alpha(confidence) / 2.0
+    if n == 0:
+        return (0.0, 1.0)
+    low = 0.0 if k == 0 else _bisect(lambda p: 1.0 - binom_cdf(k - 1, n, p), half, True)
+    high = 1.0 if k == n else _bisect(lambda p: binom_cdf(k, n, p), half, False)
+    return (low, high)
+
+
+def clopper_pearson_upper(k: int, n: int, confidence: float = 0.95) -> float:
+    """One-sided exact upper bound: the largest rate with ``P(X <= k) >= 1 - confidence``.
+
+    For a clean run (``k == 0``) this is ``1 - (1 - confidence) ** (1 / n)``: 30 clean
+    rounds bound the failure rate below 9.5 % at 95 %, 19 clean rounds only below 14.6 %.
+    """
+    _check_counts("clopper_pearson_upper", k, n)
+    alpha = _alpha(confidence)
+    if n == 0 or k == n:
+        return 1.0
+    if k == 0:
+        return 1.0 - alpha ** (1.0 / n)
+    return _bisect(lambda p: binom_cdf(k, n, p), alpha, False)
+
+
+# --- McNemar's exact test for paired rounds ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class McNemarResult:
+    """Result of :func:`mcnemar_exact`: ``only_a``/``only_b`` are the discordant pairs (A
+    failed and B passed / the reverse); ``p_exact`` is the exact rational p-value."""
+
+    p_value: float
+    p_exact: Fraction
+    only_a: int
+    only_b: int
+
+
+def mcnemar_exact(only_a: int, only_b: int) -> McNemarResult:
+    """Exact (binomial) McNemar test, two-sided, on the discordant pairs of paired rounds.
+
+    Under "no difference" every discordant pair is equally likely to go either way, so
+    ``only_a ~ Binomial(only_a + only_b, 1/2)``; the two-sided p-value is twice the smaller
+    tail, capped at 1 (for p = 1/2 the binomial is symmetric, so this equals the
+    sum-of-less-probable-outcomes definition of ``scipy.stats.binomtest``). Concordant pairs
+    carry no information about the difference and do not enter. Exact integers throughout.
+    """
+    for v in (only_a, only_b):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise ValueError(f"mcnemar_exact({only_a!r}, {only_b!r}): need integers >= 0")
+    n = only_a + only_b
+    small = min(only_a, only_b)
+    tail = sum(math.comb(n, i) for i in range(small + 1))
+    p = min(Fraction(2 * tail, 2**n), Fraction(1))
+    return McNemarResult(p_value=float(p), p_exact=p, only_a=only_a, only_b=only_b)
+
+
+# --- anytime-valid confidence sequence for --pto-rounds=auto -----------------------------------
+
+#: Prior of the mixture martingale (Beta(1, 1), uniform): symmetric, so neither decision is
+#: favoured; a deterministic failure is decided within 2 rounds at the default target.
+CS_PRIOR = (1.0, 1.0)
+
+
+def _log_mixture_ratio(k: int, n: int, p: float) -> float:
+    """log M_n(p): the Beta-binomial mixture likelihood over the likelihood at ``p``.
+
+    ``M_n(p) = B(a + k, b + n - k) / B(a, b) / (p^k (1-p)^(n-k))`` is a nonnegative
+    martingale with mean 1 when the true rate is ``p``, so by Ville's inequality
+    ``P(exists n: M_n(p) >= 1/alpha) <= alpha`` (Robbins 1970; Howard et al. 2021, "Time-
+    uniform, nonparametric, nonasymptotic confidence sequences").
+    """
+    a, b = CS_PRIOR
+
+    def lbeta(x: float, y: float) -> float:
+        return math.lgamma(x) + math.lgamma(y) - math.lgamma(x + y)
+
+    if p <= 0.0:
+        return math.inf if k > 0 else lbeta(a, b + n) - lbeta(a, b)
+    if p >= 1.0:
+        return math.inf if k < n else lbeta(a + n, b) - lbeta(a, b)
+    mix = lbeta(a + k, b + n - k) - lbeta(a, b)
+    return mix - k * math.log(p) - (n - k) * math.log1p(-p)
+
+
+def confidence_sequence(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Anytime-valid bounds ``(low, high)`` of the failure rate after ``k`` failures in ``n``
+    rounds: ``{p : M_n(p) < 1/alpha}``.
+
+    Unlike a fixed-n interval recomputed after every round, the probability that the true
+    rate is *ever* outside these bounds, over all n, is at most ``1 - confidence``; so a run
+    may look after every round and stop whenever it likes. The set is an interval (``log
+    M_n`` is convex in p) that contains ``k / n`` (the mixture never beats the maximum
+    likelihood).
+    """
+    _check_counts("confidence_sequence", k, n)
+    threshold = math.log(1.0 / _alpha(confidence))
+    if n == 0:
+        return (0.0, 1.0)
+    mle = k / n
+
+    def outside(p: float) -> float:
+        return _log_mixture_ratio(k, n, p)
+
+    low = 0.0
+    if k > 0 and outside(0.0) >= threshold:
+        lo, hi = 0.0, mle
+        for _ in range(60):
+            mid = (lo + hi) / 2.0
+            if outside(mid) >= threshold:
+                lo = mid
+            else:
+                hi = mid
+        low = lo
+    high = 1.0
+    if k < n and outside(1.0) >= threshold:
+        lo, hi = mle, 1.0
+        for _ in range(60):
+            mid = (lo + hi) / 2.0
+            if outside(mid) >= threshold:
+                hi = mid
+            else:
+                lo = mid
+        high = hi
+    return (low, high)
+
+
+Decision = Literal["passes", "flaky", "undecided", "running"]
+
+
+def sequential_decision(
+    failures: int, rounds: int, target: float, max_rounds: int, confidence: float = 0.95
+) -> Decision:
+    """The ``--pto-rounds=auto`` rule after ``rounds`` rounds with ``failures`` failures.
+
+    ``passes`` once the confidence sequence's upper bound is below ``target``, ``flaky``
+    once its lower bound is above it, ``undecided`` at ``max_rounds`` without either, else
+    ``running``. Because the bounds hold simultaneously for every n, the probability that a
+    run ever decides wrongly (``passes`` with a true rate >= target, or ``flaky`` with a
+    true rate <= target) is at most ``1 - confidence`` (5 % by default), whenever it stops.
+    """
+    if not 0.0 < target < 1.0:
+        raise ValueError(f"target={target!r}: must be strictly between 0 and 1")
+    _check_counts("sequential_decision", failures, rounds)
+    # The sequence is an interval around k/n: target lies outside it exactly when
+    # M_n(target) >= 1/alpha, on the side of k/n (no bisection needed per round).
+    if rounds and _log_mixture_ratio(failures, rounds, target) >= math.log(1 / _alpha(confidence)):
+        return "passes" if failures / rounds < target else "flaky"
+    return "undecided" if rounds >= max_rounds else "running"
