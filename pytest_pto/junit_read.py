@@ -233,6 +233,9 @@ class _CaseReader:
             file=file,
             line=line,
             verdict=self.verdict(),
+            seed=(props.get("pto.seed") or "").strip() or None,
+            decision=(props.get("pto.decision") or "").strip() or None,
+            target_fail_rate=self.float_prop("pto.target_fail_rate"),
         )
 
 

@@ -65,9 +65,16 @@ target, a FIFO or a character device in place; a directory, a full device or an 
 place is an error naming the path and the cause. Markdown and JSON output end with the
 report's provenance: date, git commit, this command, the runs' pytest commands and seeds.
 
-Between the variants of one test (every pair, or each against --baseline) the
-failure rates are compared with Fisher's exact test (two-sided, exact arithmetic), so
-"15/30 vs 0/30" comes with a p-value (not adjusted for multiple comparisons)."""
+Every row is followed by what its rounds prove: the exact (Clopper-Pearson) interval of the
+failure rate, for a clean run the one-sided bound ("30 clean rounds: failure rate below
+9.5 % (95 %)"), and for --pto-rounds=auto runs the decision (passes / flaky / undecided,
+pto.decision) and the rounds it took.
+
+Between the variants of one test (every pair, or each against --baseline) the failure rates
+are compared with an exact two-sided test, so "15/30 vs 0/30" comes with a p-value (not
+adjusted for multiple comparisons): McNemar's exact test when the rounds are paired (every
+round of both variants has its partner with the same round index and pto.seed: variants
+run the same seeds), else Fisher's exact test; the table says which one was used."""
 
 EPILOG = f"""\
 exit status:
@@ -139,13 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--alpha",
         type=_fraction("--alpha"),
         default=0.05,
-        help="significance level of Fisher's exact test (default 0.05)",
+        help="significance level of the variant comparisons (McNemar or Fisher, default 0.05)",
     )
     parser.add_argument(
         "--confidence",
         type=_fraction("--confidence"),
         default=0.95,
-        help="confidence level of the Wilson pass-rate interval (default 0.95)",
+        help="confidence level of the Wilson pass-rate and Clopper-Pearson failure-rate "
+        "intervals (default 0.95)",
     )
     parser.add_argument(
         "--title", default="pytest-pto rounds", help="heading of the Markdown report"
@@ -279,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             f"--baseline {args.baseline}: no rounds of that variant; variants present: "
             + (", ".join(known) if known else "none")
         )
-    comparisons = compare(rows, baseline=args.baseline, alpha=args.alpha)
+    comparisons = compare(rows, baseline=args.baseline, alpha=args.alpha, records=data.records)
 
     prov = provenance(data, list(sys.argv[1:] if argv is None else argv))
     if args.format == "json":

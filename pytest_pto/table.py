@@ -4,8 +4,11 @@ One module serves both the plugin's terminal summary (records built from live re
 ``pto-report`` (records read back from JUnit files), so a table looks the same wherever it is
 printed. Rows have the shape of DESIGN section 1: rounds, pass, failing rounds, then one
 column per outcome class that occurred, plus a Wilson pass-rate interval and which ranks
-failed; :func:`compare` adds Fisher's exact test between the variants of one test so
-"15/30 vs 0/30" comes with a p-value.
+failed; :func:`statement` says what the rounds prove (the exact Clopper-Pearson interval
+of the failure rate, for a clean run the one-sided bound: "30 clean rounds: failure rate
+below 9.5 % (95 %)", and the ``--pto-rounds=auto`` decision); :func:`compare` adds an exact
+test between the variants of one test so "15/30 vs 0/30" comes with a p-value: McNemar's
+when the rounds are paired (same round index and seed in both variants), else Fisher's.
 
 Counting rules (documented because dashboards depend on them):
 
@@ -37,7 +40,13 @@ from itertools import combinations
 from typing import Any
 
 from pytest_pto._outcome_grammar import OUTCOME_RULE, int_value, outcome_parts
-from pytest_pto.stats import fisher_exact, wilson_interval
+from pytest_pto.stats import (
+    clopper_pearson,
+    clopper_pearson_upper,
+    fisher_exact,
+    mcnemar_exact,
+    wilson_interval,
+)
 
 __all__ = [
     "INFRA_OUTCOMES",
@@ -54,6 +63,7 @@ __all__ = [
     "parse_outcome",
     "render_markdown",
     "render_text",
+    "statement",
     "strip_round_id",
     "strip_variant_id",
     "summarize",
@@ -105,6 +115,9 @@ class RoundRecord:
     line: int | None = None
     init_skew_partial: bool = False  # init_skew_ms is a lower bound
     verdict: str | None = None  # pto.verdict: "product" or "infra" (None: not recorded)
+    seed: str | None = None  # pto.seed: the round's PTO_SIM_MALLOC_SEED (pairs variants)
+    decision: str | None = None  # pto.decision (--pto-rounds=auto): state after this round
+    target_fail_rate: float | None = None  # pto.target_fail_rate of an auto round
 
     @property
     def passed(self) -> bool:
@@ -145,6 +158,16 @@ class SummaryRow:
     infra: int = 0
     failed_ranks: dict[str, dict[int | None, int]] = field(default_factory=dict)
     max_init_skew_partial: bool = False
+    #: exact (Clopper-Pearson) two-sided interval of the failure rate, and the one-sided
+    #: upper bound, at ``confidence``
+    fail_low: float = 0.0
+    fail_high: float = 1.0
+    fail_upper: float = 1.0
+    #: ``--pto-rounds=auto``: passes / flaky / undecided (None: fixed rounds), the rounds
+    #: it took and the target failure rate it was decided against
+    decision: str | None = None
+    decision_rounds: int | None = None
+    target_fail_rate: float | None = None
 
     @property
     def product_rounds(self) -> int:
@@ -162,7 +185,13 @@ class SummaryRow:
 
 @dataclass(frozen=True)
 class Comparison:
-    """Fisher's exact test (two-sided) of the failure rates of two variants of one test."""
+    """An exact two-sided test of the failure rates of two variants of one test.
+
+    ``method`` is ``mcnemar`` when every round of both variants has its partner (same round
+    index and seed) in the other: then ``only_a``/``only_b`` are the discordant pairs (A
+    failed and B passed, and the reverse) and ``odds_ratio`` is ``only_a / only_b``; else
+    ``fisher`` on the 2x2 table of failing and passing rounds.
+    """
 
     test: str
     ranks: int | None
@@ -175,6 +204,15 @@ class Comparison:
     p_value: float
     odds_ratio: float
     alpha: float = 0.05
+    method: str = "fisher"
+    only_a: int | None = None
+    only_b: int | None = None
+
+    @property
+    def method_text(self) -> str:
+        if self.method == "mcnemar":
+            return f"McNemar exact, paired ({self.only_a} vs {self.only_b} discordant)"
+        return "Fisher exact"
 
     @property
     def significant(self) -> bool:
@@ -294,6 +332,7 @@ class _Acc:
     ranks: dict[str, dict[int | None, int]] = field(default_factory=dict)
     max_skew: float | None = None
     skew_partial: bool = False
+    decision: tuple[int, str, float | None] | None = None  # (round, decision, target)
 
 
 def summarize(records: Iterable[RoundRecord], confidence: float = 0.95) -> list[SummaryRow]:
@@ -305,6 +344,8 @@ def summarize(records: Iterable[RoundRecord], confidence: float = 0.95) -> list[
         acc.passed += rec.passed
         acc.infra += rec.infra
         acc.outcomes[rec.outcome] = acc.outcomes.get(rec.outcome, 0) + 1
+        if rec.decision is not None and (acc.decision is None or rec.round >= acc.decision[0]):
+            acc.decision = (rec.round, rec.decision, rec.target_fail_rate)
         if not rec.passed and not rec.infra:
             per_rank = acc.ranks.setdefault(rec.outcome, {})
             per_rank[rec.rank] = per_rank.get(rec.rank, 0) + 1
@@ -318,6 +359,9 @@ def summarize(records: Iterable[RoundRecord], confidence: float = 0.95) -> list[
     for (test, variant, ranks), acc in accs.items():
         product = acc.rounds - acc.infra
         low, high = wilson_interval(acc.passed, product, confidence) if product else (0.0, 1.0)
+        failed = product - acc.passed
+        fail_low, fail_high = clopper_pearson(failed, product, confidence)
+        decision = acc.decision
         rows.append(
             SummaryRow(
                 test=test,
@@ -337,6 +381,12 @@ def summarize(records: Iterable[RoundRecord], confidence: float = 0.95) -> list[
                     for o in sorted(acc.ranks, key=outcome_sort_key)
                 },
                 max_init_skew_partial=acc.skew_partial,
+                fail_low=fail_low,
+                fail_high=fail_high,
+                fail_upper=clopper_pearson_upper(failed, product, confidence),
+                decision=decision[1] if decision else None,
+                decision_rounds=decision[0] if decision else None,
+                target_fail_rate=decision[2] if decision else None,
             )
         )
     return rows
@@ -348,10 +398,43 @@ def _rank_order(item: tuple[int | None, int]) -> tuple[int, int]:
     return (-n, rank if rank is not None else 1 << 30)
 
 
+def _pairs(
+    records: Sequence[RoundRecord], key: tuple[str, int | None], a: str | None, b: str | None
+) -> tuple[int, int] | None:
+    """Discordant pairs ``(A failed & B passed, A passed & B failed)`` when the product rounds
+    of variants ``a`` and ``b`` of one test pair up one to one by (round index, seed); None
+    when any round lacks its partner, a seed is unknown, or a (round, seed) repeats (several
+    runs merged): then the rounds are independent samples and Fisher's test applies."""
+    sides: list[dict[tuple[int, str], bool]] = [{}, {}]
+    for rec in records:
+        if (rec.test, rec.ranks) != key or rec.infra or rec.variant not in (a, b):
+            continue
+        if rec.seed is None:
+            return None
+        side = sides[0 if rec.variant == a else 1]
+        k = (rec.round, rec.seed)
+        if k in side:
+            return None
+        side[k] = rec.passed
+    if not sides[0] or sides[0].keys() != sides[1].keys():
+        return None
+    only_a = sum(1 for k, ok in sides[0].items() if not ok and sides[1][k])
+    only_b = sum(1 for k, ok in sides[0].items() if ok and not sides[1][k])
+    return only_a, only_b
+
+
 def compare(
-    rows: Sequence[SummaryRow], baseline: str | None = None, alpha: float = 0.05
+    rows: Sequence[SummaryRow],
+    baseline: str | None = None,
+    alpha: float = 0.05,
+    records: Sequence[RoundRecord] | None = None,
 ) -> list[Comparison]:
-    """Fisher's exact test between variants of the same test (and rank count).
+    """An exact test between variants of the same test (and rank count).
+
+    With ``records`` (the rounds behind ``rows``), two variants whose rounds are paired (see
+    :func:`_pairs`) get McNemar's exact test on the discordant pairs (variants run the same
+    round seeds, so round K of both saw the same init-latency draws); otherwise, and without
+    ``records``, Fisher's exact test on the failing/passing counts.
 
     Without ``baseline`` every pair of variants is compared (in row order); with it, each
     other variant is compared against the baseline (tests without that variant get no
@@ -370,7 +453,14 @@ def compare(
             base = [r for r in group if r.variant == baseline]
             pairs = [(base[0], r) for r in group if base and r.variant != baseline]
         for a, b in pairs:
-            res = fisher_exact(((a.failed, a.passed), (b.failed, b.passed)))
+            paired = _pairs(records, (test, ranks), a.variant, b.variant) if records else None
+            if paired is not None:
+                mc = mcnemar_exact(*paired)
+                p_value, method = mc.p_value, "mcnemar"
+                odds = paired[0] / paired[1] if paired[1] else (math.inf if paired[0] else math.nan)
+            else:
+                res = fisher_exact(((a.failed, a.passed), (b.failed, b.passed)))
+                p_value, odds, method = res.p_value, res.odds_ratio, "fisher"
             out.append(
                 Comparison(
                     test=test,
@@ -381,9 +471,12 @@ def compare(
                     rounds_a=a.rounds,
                     failed_b=b.failed,
                     rounds_b=b.rounds,
-                    p_value=res.p_value,
-                    odds_ratio=res.odds_ratio,
+                    p_value=p_value,
+                    odds_ratio=odds,
                     alpha=alpha,
+                    method=method,
+                    only_a=paired[0] if paired else None,
+                    only_b=paired[1] if paired else None,
                 )
             )
     return out
@@ -403,6 +496,57 @@ def format_p(p: float) -> str:
 
 def _pct(x: float) -> str:
     return f"{100.0 * x:.1f}%"
+
+
+def _pct_sp(x: float) -> str:
+    return f"{100.0 * x:.1f} %"
+
+
+def statement(row: SummaryRow) -> str:
+    """What the rounds of ``row`` prove, in one sentence.
+
+    A clean run gives the exact one-sided bound ("30 clean rounds: failure rate below 9.5 %
+    (95 %)"); otherwise the failures and the exact two-sided Clopper-Pearson interval. An
+    ``--pto-rounds=auto`` decision follows with the rounds it took; its bound is the
+    anytime-valid one (the fixed-n interval before it assumes the number of rounds was fixed
+    in advance, which it was not: read the decision).
+    """
+    conf = f"{100 * row.confidence:g} %"
+    n = row.product_rounds
+    if n == 0:
+        text = "no product rounds (only infrastructure outcomes): nothing proven"
+    elif row.failed == 0:
+        word = "clean round" if n == 1 else "clean rounds"
+        text = f"{n} {word}: failure rate below {_pct_sp(row.fail_upper)} ({conf})"
+    else:
+        text = (
+            f"{row.failed}/{n} rounds failed: failure rate {_pct_sp(row.failed / n)}, "
+            f"{conf} interval [{_pct_sp(row.fail_low)}, {_pct_sp(row.fail_high)}] "
+            "(Clopper-Pearson)"
+        )
+    if row.decision is not None:
+        target = _pct_sp(row.target_fail_rate) if row.target_fail_rate is not None else "target"
+        meaning = {
+            "passes": f"failure rate below {target}",
+            "flaky": f"failure rate above {target}",
+            "undecided": f"not decided against {target} within the maximum rounds",
+            "running": "stopped before a decision",
+        }.get(row.decision, row.decision)
+        text += (
+            f"; auto: {row.decision} after {row.decision_rounds} rounds ({meaning}, "
+            "anytime-valid, error at most 5 %)"
+        )
+    return text
+
+
+def _statements(rows: Sequence[SummaryRow]) -> list[str]:
+    out = []
+    for r in rows:
+        name = r.test + (f" [{r.variant}]" if r.variant else "")
+        if r.ranks is not None:
+            name += f" (ranks {r.ranks})"
+        out.append(f"{name}: {statement(r)}")
+    return out
 
 
 def _interval(row: SummaryRow) -> str:
@@ -496,10 +640,12 @@ def _comparison_table(comps: Sequence[Comparison]) -> tuple[list[str], list[list
         "variant B",
         "fail A",
         "fail B",
-        "p (Fisher, two-sided)",
+        "p (two-sided)",
+        "test",
         "significant",
     ]
-    right = [False] + ([True] if show_ranks else []) + [False, False, True, True, True, False]
+    right = [False] + ([True] if show_ranks else [])
+    right += [False, False, True, True, True, False, False]
     cells = []
     for c in comps:
         line = [c.test] + ([_opt_int(c.ranks)] if show_ranks else [])
@@ -509,6 +655,7 @@ def _comparison_table(comps: Sequence[Comparison]) -> tuple[list[str], list[list
             f"{c.failed_a}/{c.rounds_a}",
             f"{c.failed_b}/{c.rounds_b}",
             format_p(c.p_value),
+            c.method_text,
             f"yes (p < {c.alpha:g})" if c.significant else "no",
         ]
         cells.append(line)
@@ -532,9 +679,14 @@ def render_text(rows: Sequence[SummaryRow], comparisons: Sequence[Comparison] = 
     if not rows:
         return "no pto rounds recorded\n"
     lines = _aligned(*_table(rows))
+    lines += ["", *_statements(rows)]
     if comparisons:
         alpha = comparisons[0].alpha
-        lines += ["", f"variant comparisons: failure rates, Fisher's exact test, alpha {alpha:g}"]
+        lines += [
+            "",
+            f"variant comparisons: failure rates, McNemar's exact test on paired rounds, "
+            f"else Fisher's exact test, alpha {alpha:g}",
+        ]
         lines += _aligned(*_comparison_table(comparisons))
     return "\n".join(lines) + "\n"
 
@@ -558,12 +710,13 @@ def render_markdown(
     if not rows:
         return "\n".join([*lines, "_no pto rounds recorded_"]) + "\n"
     lines += _markdown(*_table(rows))
+    lines += ["", *(f"- {_md_cell(s)}" for s in _statements(rows))]
     if comparisons:
         alpha = comparisons[0].alpha
         lines += [
             "",
-            f"Variant comparisons — failure rates, Fisher's exact test (two-sided), "
-            f"alpha {alpha:g}:",
+            f"Variant comparisons — failure rates, McNemar's exact test on paired rounds, "
+            f"else Fisher's exact test (two-sided), alpha {alpha:g}:",
             "",
         ]
         lines += _markdown(*_comparison_table(comparisons))
@@ -608,6 +761,15 @@ def to_json(rows: Sequence[SummaryRow], comparisons: Sequence[Comparison] = ()) 
                 "pass_high": r.pass_high,
                 "max_init_skew_ms": r.max_init_skew_ms,
                 "max_init_skew_partial": r.max_init_skew_partial,
+                "fail_rate": r.fail_rate,
+                "fail_low": r.fail_low,
+                "fail_high": r.fail_high,
+                "fail_upper_one_sided": r.fail_upper,
+                "fail_interval": "clopper-pearson",
+                "statement": statement(r),
+                "decision": r.decision,
+                "decision_rounds": r.decision_rounds,
+                "target_fail_rate": r.target_fail_rate,
             }
             for r in rows
         ],
@@ -621,7 +783,12 @@ def to_json(rows: Sequence[SummaryRow], comparisons: Sequence[Comparison] = ()) 
                 "rounds_a": c.rounds_a,
                 "failed_b": c.failed_b,
                 "rounds_b": c.rounds_b,
-                "test_name": "fisher_exact_two_sided",
+                "test_name": (
+                    "mcnemar_exact_two_sided" if c.method == "mcnemar" else "fisher_exact_two_sided"
+                ),
+                "paired": c.method == "mcnemar",
+                "discordant_a": c.only_a,
+                "discordant_b": c.only_b,
                 "p_value": c.p_value,
                 "odds_ratio": _finite(c.odds_ratio),
                 "alpha": c.alpha,

@@ -155,7 +155,9 @@ def test_markdown_output_file(
     assert capsys.readouterr().out == ""
     text = out.read_text()
     assert "| test | variant | ranks | rounds | pass | failing rounds |" in text
-    assert "| before-fixes | both-fixes | 15/30 | 0/30 | 5.8e-06 | yes (p < 0.05) |" in text
+    assert (
+        "| before-fixes | both-fixes | 15/30 | 0/30 | 5.8e-06 | Fisher exact | yes (p < 0.05) |"
+    ) in text
     assert "latch-fix | both-fixes" not in text  # --baseline: only comparisons against it
 
 

@@ -188,7 +188,11 @@ def test_infra_outcomes_stay_out_of_the_pass_rate_and_failing_ranks_are_named() 
         "sched_error_code=100": {1: 2, 0: 1},
     }
     text = render_text([row])
-    header, _, line = text.splitlines()
+    header, _, line, _, said = text.splitlines()
+    assert said == (
+        "t[2] [v] (ranks 2): 4/5 rounds failed: failure rate 80.0 %, 95 % interval "
+        "[28.4 %, 99.5 %] (Clopper-Pearson)"
+    )
     assert "failing rounds" in header and "fail " not in header + " "
     assert "device_unavailable (infra)" in header
     assert "pass rate excl. infra [95% CI]" in header
