@@ -34,6 +34,10 @@ PROPERTY_NAMES = (
     "pto.attempt",
     "pto.first_outcome",
     "pto.first_devices",
+    "pto.seed",
+    "pto.decision",
+    "pto.decision_rounds",
+    "pto.target_fail_rate",
 )
 
 
@@ -54,6 +58,7 @@ def round_properties(
     attempt: int | None = None,
     first_outcome: str | None = None,
     first_devices: Sequence[int] = (),
+    decision: str | None = None,
 ) -> list[tuple[str, str]]:
     """Properties in a fixed order; optional ones only where they apply."""
     props = [
@@ -92,6 +97,14 @@ def round_properties(
         props.append(("pto.first_outcome", first_outcome))
         if first_devices:
             props.append(("pto.first_devices", ",".join(str(d) for d in first_devices)))
+    # the seed the round really ran with (a variant's or marker's env may pin its own): rounds
+    # of two variants with the same round index and seed are paired
+    props.append(("pto.seed", str(plan.env.get("PTO_SIM_MALLOC_SEED", plan.seed))))
+    if decision is not None:  # --pto-rounds=auto: the running state after this round
+        props.append(("pto.decision", decision))
+        props.append(("pto.target_fail_rate", f"{plan.target_fail_rate:g}"))
+        if decision != "running":
+            props.append(("pto.decision_rounds", str(plan.round)))
     return props
 
 

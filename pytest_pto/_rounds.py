@@ -3,7 +3,9 @@
 
 A test is *distributed* when it carries ``@pytest.mark.pto`` or uses the ``pto_world`` fixture.
 It is parametrized, after its own parametrization, by variant (when a variants file is used)
-and then by round, so ids end in ``...-<variant>-round-K`` and stay stable across runs.
+and then by round, so ids end in ``...-<variant>-round-K`` and stay stable across runs. With
+``--pto-rounds=auto`` the round parameter is the single ``round-auto`` item, which runs its
+rounds ``round-1``, ``round-2``, ... itself (:mod:`pytest_pto._auto_rounds`).
 ``ranks=[2, 4]`` in the marker adds a ``ranks-N`` parameter before those.
 
 Per-item precedence: session settings < variant < marker.
@@ -26,6 +28,7 @@ from pytest_pto._variants import Variant
 __all__ = [
     "MARKER_KEYS",
     "RANKS_PARAM",
+    "AUTO_ROUND",
     "ROUND_PARAM",
     "VARIANT_PARAM",
     "MarkerSpec",
@@ -39,6 +42,7 @@ __all__ = [
 ]
 
 ROUND_PARAM = "_pto_round"
+AUTO_ROUND = "auto"  # the round parameter of the one --pto-rounds=auto item of a test
 VARIANT_PARAM = "_pto_variant"
 RANKS_PARAM = "_pto_ranks"
 MARKER_KEYS = {
@@ -204,6 +208,9 @@ def parametrize(
             VARIANT_PARAM, [v.name for v in variants], ids=[v.name for v in variants], indirect=True
         )
     metafunc.fixturenames.append(ROUND_PARAM)
+    if settings.auto_rounds:  # one item; it runs (and reports) its rounds one by one
+        metafunc.parametrize(ROUND_PARAM, [AUTO_ROUND], ids=["round-auto"], indirect=True)
+        return
     rounds = range(1, settings.rounds + 1)
     metafunc.parametrize(
         ROUND_PARAM, list(rounds), ids=[f"round-{k}" for k in rounds], indirect=True
@@ -242,7 +249,9 @@ def _check_rank_env(
 
 def derive_seed(base: int, round_no: int) -> int:
     """PTO_SIM_MALLOC_SEED of round K: deterministic, different per round, and the same for
-    every variant and test, so variants are compared on the same init-latency draws."""
+    every variant and test (it depends on the round index only, never on the variant), so
+    variants are compared on the same init-latency draws: their rounds are *paired*, and
+    ``pto-report`` compares them with McNemar's test (``pto.seed`` per round)."""
     return (base * 1_000_003 + round_no * 7919) % (2**31 - 1)
 
 
@@ -287,11 +296,15 @@ class RoundPlan:
     platform: str
     runtime: str = "libpto"
     devices_per_rank: int = 1
+    auto: bool = False  # --pto-rounds=auto: rounds until a sequential decision
+    target_fail_rate: float = 0.05
+    target_outcome: str = "any"
 
 
 def plan_for(item: pytest.Item, settings: Settings, variants: Mapping[str, Variant]) -> RoundPlan:
     params: dict[str, Any] = dict(getattr(getattr(item, "callspec", None), "params", {}) or {})
-    round_no = int(params.get(ROUND_PARAM, 1))
+    raw_round = params.get(ROUND_PARAM, 1)
+    round_no = 1 if raw_round == AUTO_ROUND else int(raw_round)
     variant = variants.get(params[VARIANT_PARAM]) if VARIANT_PARAM in params else None
     spec = marker_spec(item)
     ranks = settings.ranks
@@ -359,4 +372,7 @@ def plan_for(item: pytest.Item, settings: Settings, variants: Mapping[str, Varia
             else (variant.runtime if variant is not None and variant.runtime else settings.runtime)
         ),
         devices_per_rank=per_rank,
+        auto=settings.auto_rounds,
+        target_fail_rate=settings.target_fail_rate,
+        target_outcome=settings.target_outcome,
     )

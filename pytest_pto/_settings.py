@@ -74,6 +74,42 @@ def _int_at_least(minimum: int, maximum: int | None = None) -> Callable[[str], i
     return parse
 
 
+def _rounds(text: str) -> int | str:
+    """``R`` (fixed rounds) or ``auto`` (rounds until a sequential decision)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return _int_at_least(1, MAX_ROUNDS)(text)
+    except _BadValue:
+        raise _BadValue(f"must be an integer >= 1 and <= {MAX_ROUNDS}, or 'auto'") from None
+
+
+def _rate(text: str) -> float:
+    """A failure rate strictly between 0 and 1: ``0.05`` or ``5%``."""
+    word = text.strip()
+    rule = "must be a failure rate strictly between 0 and 1 (0.05) or a percentage (5%)"
+    if not word.isascii():
+        raise _BadValue(rule)
+    try:
+        value = float(word[:-1]) / 100.0 if word.endswith("%") else float(word)
+    except ValueError:
+        raise _BadValue(rule) from None
+    if not 0.0 < value < 1.0:
+        raise _BadValue(rule)
+    return value
+
+
+def _outcome_class(text: str) -> str:
+    from pytest_pto._outcome_grammar import OUTCOME_RULE, outcome_parts
+
+    word = text.strip()
+    if word in ("any", "failed-any"):
+        return "any"
+    if outcome_parts(word) is None or word == "passed":
+        raise _BadValue(f"must be 'any' or a failure class ({OUTCOME_RULE})")
+    return word
+
+
 def _seconds(text: str) -> float:
     word = text.strip()
     if not word.isascii():  # float() also takes other scripts' digits
@@ -284,9 +320,45 @@ OPTIONS: tuple[Option, ...] = (
         "pto_rounds",
         "PTO_ROUNDS",
         1,
+        _rounds,
+        "rounds per distributed test; each round is its own item, id suffix round-K (default "
+        "1). 'auto': one item per test (id round-auto) runs rounds round-1, round-2, ... until "
+        "an anytime-valid 95-percent confidence sequence of the failure rate (Robbins' beta-binomial "
+        "mixture) decides 'passes' (upper bound below --pto-target-fail-rate) or 'flaky' (lower "
+        "bound above it), at most --pto-max-rounds; the chance that the decision is ever wrong "
+        "is at most 5 percent, although it looks after every round",
+        "R|auto",
+    ),
+    Option(
+        "max_rounds",
+        "--pto-max-rounds",
+        "pto_max_rounds",
+        "PTO_MAX_ROUNDS",
+        200,
         _int_at_least(1, MAX_ROUNDS),
-        "rounds per distributed test; each round is its own item, id suffix round-K (default 1)",
-        "R",
+        "--pto-rounds=auto: rounds at most per test before it ends 'undecided' (default 200)",
+        "N",
+    ),
+    Option(
+        "target_fail_rate",
+        "--pto-target-fail-rate",
+        "pto_target_fail_rate",
+        "PTO_TARGET_FAIL_RATE",
+        0.05,
+        _rate,
+        "--pto-rounds=auto: the failure rate a test is decided against (default 0.05; 5 percent)",
+        "RATE",
+    ),
+    Option(
+        "target_outcome",
+        "--pto-target-outcome",
+        "pto_target_outcome",
+        "PTO_TARGET_OUTCOME",
+        "any",
+        _outcome_class,
+        "--pto-rounds=auto: the failure class whose rate is decided, e.g. "
+        "sched_error_code=100 (default any: every product failure)",
+        "CLASS",
     ),
     Option(
         "platform",
@@ -550,7 +622,11 @@ class Settings:
     """The resolved session settings; ``sources`` tells where each value came from."""
 
     ranks: int = 2
-    rounds: int = 1
+    rounds: int = 1  # with --pto-rounds=auto: max_rounds (the most any test may take)
+    auto_rounds: bool = False
+    max_rounds: int = 200
+    target_fail_rate: float = 0.05
+    target_outcome: str = "any"
     platform: str = "sim"
     runtime: str = "libpto"
     devices: tuple[int, ...] = ()
@@ -642,6 +718,9 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
             values[opt.dest] = opt.default
     if values["lock_dir"] is None:
         values["lock_dir"] = default_lock_dir()
+    values["auto_rounds"] = values["rounds"] == "auto"
+    if values["auto_rounds"]:
+        values["rounds"] = values["max_rounds"]
     _check_runtime(config, values["runtime"], sources.get("runtime"))
     values["devices"] = _check_devices(values, sources)
     if values["platform"] == "sim":

@@ -15,7 +15,14 @@ import pytest
 
 from pytest_pto._junit_props import properties_dict
 from pytest_pto.outcomes import outcome_sort_key
-from pytest_pto.table import RoundRecord, base_test_id, parse_outcome, render_text, summarize
+from pytest_pto.table import (
+    RoundRecord,
+    base_test_id,
+    compare,
+    parse_outcome,
+    render_text,
+    summarize,
+)
 
 __all__ = ["SummaryCollector", "tally_text"]
 
@@ -85,6 +92,9 @@ class SummaryCollector:
             file=fspath,
             line=lineno + 1 if isinstance(lineno, int) else None,
             verdict=props.get("pto.verdict"),
+            seed=props.get("pto.seed"),
+            decision=props.get("pto.decision"),
+            target_fail_rate=_float(props.get("pto.target_fail_rate")),
         )
         self.records.append(record)
         events = getattr(report, "pto_events", None)
@@ -95,4 +105,7 @@ class SummaryCollector:
         return record, tally, _int(props.get("pto.rounds")) or 1
 
     def render(self) -> str:
-        return render_text(summarize(self.records))
+        """The table, what each row proves, and the variant comparisons (paired when the
+        rounds are: same round index and seed)."""
+        rows = summarize(self.records)
+        return render_text(rows, compare(rows, records=self.records))

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from pytest_pto._adapter import RuntimeAdapter, TestInfo
+from pytest_pto._auto_rounds import counts_as_failure, is_auto_item, run_auto_rounds
 from pytest_pto._junit_props import round_properties
 from pytest_pto._registry import RuntimeRef, RuntimeResolveError, resolve_runtime
 from pytest_pto._rounds import ROUND_PARAM, MarkerError, RoundPlan, parametrize, plan_for
@@ -145,6 +146,25 @@ def _finish_junit(config: pytest.Config, settings: Settings) -> None:
         sys.stderr.write(f"pytest-pto: --junitxml {path}: pto attributes not added: {exc}\n")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    """A ``round-auto`` item (``--pto-rounds=auto``) runs its rounds here, one report set
+    per round (:mod:`pytest_pto._auto_rounds`); every other item goes pytest's own way."""
+    if not is_auto_item(item):
+        return None
+    session = item.config.stash.get(SESSION_KEY, None)
+    if session is None:
+        return None
+    cap = session.settings.max_rounds
+
+    def decided(sub: pytest.Item) -> bool:
+        state = sub.stash.get(ROUND_KEY, None)
+        return state is None or state.decision != "running"
+
+    run_auto_rounds(item, nextitem, decided, cap)
+    return True
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_pto_select_devices(
     config: pytest.Config, pool: DevicePool, free: frozenset[int], count: int
@@ -213,6 +233,7 @@ class _RoundState:
     plan: RoundPlan
     handle: PtoWorld | None = None
     outcome: RoundOutcome | None = None
+    decision: str | None = None  # --pto-rounds=auto: the state after this round
 
 
 def _plan(item: pytest.Item, session: PtoSession) -> RoundPlan:
@@ -295,6 +316,8 @@ class PtoSession:
         self._old_sigterm: Any = None
         self.retried: list[str] = []  # rounds retried after an infra failure (terminal lines)
         self.quarantines: list[Quarantine] = []  # written by this process
+        #: --pto-rounds=auto: (failures, product rounds) per (test, variant) in this session
+        self._auto: dict[tuple[str, str | None], list[int]] = {}
 
     def load(self) -> None:
         """Resolve the settings now (raises pytest.UsageError naming the bad source)."""
@@ -484,10 +507,17 @@ class PtoSession:
 
     def _header_lines(self, s: Settings) -> list[str]:
         rt = "off" if s.round_timeout is None else f"{s.round_timeout:g} s"
+        rounds = str(s.rounds)
+        if s.auto_rounds:
+            what = "" if s.target_outcome == "any" else f" of {s.target_outcome}"
+            rounds = (
+                f"auto (at most {s.max_rounds}, target failure rate{what} "
+                f"{100 * s.target_fail_rate:g}%)"
+            )
         lines = [
             f"pto: platform {s.platform}, devices {_fmt_devices(s.devices)} "
             f"({len(s.devices)}), lock dir {s.lock_dir} (lock timeout {s.lock_timeout:g} s)",
-            f"pto: ranks {s.ranks}, rounds {s.rounds}, latch policy {s.latch_policy}, "
+            f"pto: ranks {s.ranks}, rounds {rounds}, latch policy {s.latch_policy}, "
             f"init barrier {'on' if s.init_barrier else 'off'}, init timeout "
             f"{s.init_timeout:g} s, round timeout {rt}, seed {s.seed}",
         ]
@@ -662,6 +692,8 @@ class PtoSession:
         if handle is not None:
             handle.outcome = outcome.outcome
             self._quarantine(item, handle, outcome)
+        if state.plan.auto:
+            state.decision = self._auto_decision(state.plan, outcome.outcome)
         props = round_properties(
             state.plan,
             outcome,
@@ -674,6 +706,7 @@ class PtoSession:
             attempt=handle.attempt if handle is not None else 1,
             first_outcome=handle.first_outcome if handle is not None else None,
             first_devices=handle.first_devices if handle is not None else (),
+            decision=state.decision,
         )
         item.config.hook.pytest_pto_round_properties(item=item, properties=tuple(props))
         item.user_properties.extend(props)
@@ -687,6 +720,20 @@ class PtoSession:
             report.pto_events = handle.events()  # type: ignore[attr-defined]
         item.config.hook.pytest_pto_round_finished(item=item, outcome=outcome)
         return report
+
+    def _auto_decision(self, plan: RoundPlan, outcome: str) -> str:
+        """The sequential decision after this round (infrastructure rounds do not count)."""
+        from pytest_pto.stats import sequential_decision
+        from pytest_pto.table import is_infra
+
+        tally = self._auto.setdefault((plan.base_id, plan.variant), [0, 0])
+        if not is_infra(outcome):
+            tally[0] += counts_as_failure(outcome, plan.target_outcome)
+            tally[1] += 1
+        decision = sequential_decision(tally[0], tally[1], plan.target_fail_rate, plan.rounds)
+        if decision == "running" and plan.round >= plan.rounds:
+            decision = "undecided"  # the cap counts rounds run, infrastructure ones too
+        return decision
 
     def _classify(
         self, item: pytest.Item, exc: BaseException | None, handle: PtoWorld | None
@@ -752,7 +799,20 @@ class PtoSession:
             )
         record, tally, rounds = added
         total = sum(tally.values())
-        if rounds > 1 and total == rounds:
+        decision = dict(report.user_properties).get("pto.decision")
+        if decision is not None:  # --pto-rounds=auto: said once decided
+            if decision != "running":
+                tr = self.config.pluginmanager.get_plugin("terminalreporter")
+                if tr is not None:
+                    variant = f" [{record.variant}]" if record.variant else ""
+                    tr.ensure_newline()
+                    if tr._tw.width_of_current_line:
+                        tr._tw.line()
+                    tr.write_line(
+                        f"pto: {record.test}{variant}: auto: {decision} after {record.round} "
+                        f"rounds: {tally_text(tally)}"
+                    )
+        elif rounds > 1 and total == rounds:
             tr = self.config.pluginmanager.get_plugin("terminalreporter")
             if tr is not None:
                 variant = f" [{record.variant}]" if record.variant else ""
