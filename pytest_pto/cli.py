@@ -14,11 +14,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["devices_main", "report_main"]
+__all__ = ["bisect_main", "devices_main", "report_main"]
 
 
 def report_main(argv: list[str] | None = None) -> int:
     from pytest_pto.report_cli import main
+
+    return int(main(argv) or 0)
+
+
+def bisect_main(argv: list[str] | None = None) -> int:
+    from pytest_pto.bisect_cli import main
 
     return int(main(argv) or 0)
 
