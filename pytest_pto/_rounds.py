@@ -26,9 +26,9 @@ from pytest_pto._settings import Settings
 from pytest_pto._variants import Variant
 
 __all__ = [
+    "AUTO_ROUND",
     "MARKER_KEYS",
     "RANKS_PARAM",
-    "AUTO_ROUND",
     "ROUND_PARAM",
     "VARIANT_PARAM",
     "MarkerSpec",

@@ -321,12 +321,13 @@ OPTIONS: tuple[Option, ...] = (
         "PTO_ROUNDS",
         1,
         _rounds,
-        "rounds per distributed test; each round is its own item, id suffix round-K (default "
-        "1). 'auto': one item per test (id round-auto) runs rounds round-1, round-2, ... until "
-        "an anytime-valid 95-percent confidence sequence of the failure rate (Robbins' beta-binomial "
-        "mixture) decides 'passes' (upper bound below --pto-target-fail-rate) or 'flaky' (lower "
-        "bound above it), at most --pto-max-rounds; the chance that the decision is ever wrong "
-        "is at most 5 percent, although it looks after every round",
+        "rounds per distributed test; each round is its own item, id suffix round-K "
+        "(default 1). 'auto': one item per test (id round-auto) runs rounds round-1, "
+        "round-2, ... until an anytime-valid 95-percent confidence sequence of the failure "
+        "rate (Robbins' beta-binomial mixture) decides 'passes' (upper bound below "
+        "--pto-target-fail-rate) or 'flaky' (lower bound above it), at most "
+        "--pto-max-rounds; the chance that the decision is ever wrong is at most 5 percent, "
+        "although it looks after every round",
         "R|auto",
     ),
     Option(

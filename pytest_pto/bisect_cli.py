@@ -128,7 +128,9 @@ class Bisector:
                 f"--rootdir={tree}", f"--junitxml={junit}", "--pto-rounds=auto",
                 *self.options, *self.pytest_args,
             ]  # fmt: skip
-            proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
+            proc = subprocess.run(
+                cmd, cwd=tree, env=env, capture_output=True, text=True, check=False
+            )
             try:
                 rows = summarize(read_junit(junit).records) if junit.exists() else []
             except ReportInputError as exc:
@@ -173,7 +175,9 @@ def _undecided(result: CommitResult) -> BisectError:
 
 def bisect(bisector: Bisector, good: str, bad: str) -> int:
     repo = bisector.repo
-    path = _git(repo, "rev-list", "--first-parent", "--ancestry-path", "--reverse", f"{good}..{bad}")
+    path = _git(
+        repo, "rev-list", "--first-parent", "--ancestry-path", "--reverse", f"{good}..{bad}"
+    )
     commits = [good, *path.split()]
     bisector.say(f"{len(commits) - 1} commit(s) after {good[:12]} up to {bad[:12]}")
     at_bad = bisector.evaluate(bad)

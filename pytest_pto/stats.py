@@ -217,7 +217,7 @@ def clopper_pearson_upper(k: int, n: int, confidence: float = 0.95) -> float:
     """
     _check_counts("clopper_pearson_upper", k, n)
     alpha = _alpha(confidence)
-    if n == 0 or k == n:
+    if k == n:  # n == 0 too: nothing observed, nothing bounded
         return 1.0
     if k == 0:
         return 1.0 - alpha ** (1.0 / n)

@@ -77,7 +77,8 @@ def _bisect(repo: Path, good: str, bad: str, *extra: str) -> int:
 
 def _no_leftovers(repo: Path) -> None:
     assert _git(repo, "worktree", "list").count("\n") == 0  # only the main work tree
-    mine = [p for p in os.listdir(tempfile.gettempdir()) if p.startswith(f"pto-bisect-{os.getpid()}-")]
+    prefix = f"pto-bisect-{os.getpid()}-"
+    mine = [p for p in os.listdir(tempfile.gettempdir()) if p.startswith(prefix)]
     assert mine == []
 
 
@@ -115,7 +116,8 @@ def test_says_so_when_nothing_changes(
     repo, commits = build_repo(tmp_path, [0.0, None, None])
     assert _bisect(repo, commits[0], commits[-1]) == 1
     out = capsys.readouterr().out
-    assert f"nothing changes across {commits[0][:12]}..{commits[-1][:12]}: both ends are good" in out
+    span = f"{commits[0][:12]}..{commits[-1][:12]}"
+    assert f"nothing changes across {span}: both ends are good" in out
     _no_leftovers(repo)
 
 
