@@ -102,9 +102,9 @@ def round_properties(
     props.append(("pto.seed", str(plan.env.get("PTO_SIM_MALLOC_SEED", plan.seed))))
     if decision is not None:  # --pto-rounds=auto: the running state after this round
         props.append(("pto.decision", decision))
-        props.append(("pto.target_fail_rate", f"{plan.target_fail_rate:g}"))
         if decision != "running":
             props.append(("pto.decision_rounds", str(plan.round)))
+        props.append(("pto.target_fail_rate", f"{plan.target_fail_rate:g}"))
     return props
 
 

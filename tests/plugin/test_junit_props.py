@@ -6,6 +6,8 @@ code-less outcomes are the boundaries a truthiness test (``if outcome.rank:``) w
 
 from __future__ import annotations
 
+import dataclasses
+
 from pytest_pto._junit_props import PROPERTY_NAMES, properties_dict, round_properties
 from pytest_pto._rounds import RoundPlan
 from pytest_pto.outcomes import RoundOutcome
@@ -53,6 +55,7 @@ def test_a_failure_on_rank_0_with_a_code_has_every_property_in_order() -> None:
         attempt=2,
         first_outcome="device_unavailable",
         first_devices=(0, 1, 2, 3),
+        decision="flaky",
     )
     assert props == [
         ("pto.outcome", "orch_error_code=3"),
@@ -74,13 +77,30 @@ def test_a_failure_on_rank_0_with_a_code_has_every_property_in_order() -> None:
         ("pto.attempt", "2"),
         ("pto.first_outcome", "device_unavailable"),
         ("pto.first_devices", "0,1,2,3"),
+        ("pto.seed", "0"),
+        ("pto.decision", "flaky"),
+        ("pto.decision_rounds", "2"),
+        ("pto.target_fail_rate", "0.05"),
     ]
     assert [name for name, _ in props] == list(PROPERTY_NAMES)
 
 
 def test_a_pass_has_only_what_applies() -> None:
     props = dict(round_properties(plan(variant=None), RoundOutcome("passed")))
-    assert props == {"pto.outcome": "passed", "pto.round": "2", "pto.rounds": "5", "pto.ranks": "4"}
+    assert props == {
+        "pto.outcome": "passed",
+        "pto.round": "2",
+        "pto.rounds": "5",
+        "pto.ranks": "4",
+        "pto.seed": "0",
+    }
+
+
+def test_the_seed_is_the_one_the_round_ran_with_and_auto_rounds_carry_their_state() -> None:
+    pinned = dataclasses.replace(plan(), env={"PTO_SIM_MALLOC_SEED": "77"})
+    assert dict(round_properties(pinned, RoundOutcome("passed")))["pto.seed"] == "77"
+    running = dict(round_properties(plan(), RoundOutcome("passed"), decision="running"))
+    assert running["pto.decision"] == "running" and "pto.decision_rounds" not in running
 
 
 def test_stream_sync_timeout_names_its_rank_but_no_code() -> None:
