@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's first Quick start command: the allreduce incident of DESIGN.md section 1,
+# The README's first Quick start command: the allreduce incident of docs/design.md section 1,
 # reproduced by mechanism on the built-in `sim` platform.
 #
 # Runs examples/test_incident.py (2- and 4-rank mesh allreduce) under the four variants of

@@ -48,7 +48,7 @@ def _int(ctx: str, arg: str, value: Any, lo: int, hi: int) -> int:
 
 
 class State(enum.IntEnum):
-    """Mailbox states of a chip worker (DESIGN section 3); the numbers are the contract."""
+    """Mailbox states of a chip worker (docs/design.md section 5); the numbers are the contract."""
 
     IDLE = 0
     TASK_READY = 1

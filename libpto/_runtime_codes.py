@@ -1,6 +1,6 @@
 """Runtime error codes and stall sub-classes as module constants (``libpto.SCHEDULER_TIMEOUT``).
 
-The numbers are the real runtime's (DESIGN section 3); ``libpto.errors.ERROR_CODES`` maps the
+The numbers are the real runtime's (docs/design.md §5); ``libpto.errors.ERROR_CODES`` maps the
 same names, and a test checks the two agree with the C library's names.
 """
 

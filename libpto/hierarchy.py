@@ -5,7 +5,7 @@ mailboxes.
 (:mod:`libpto._zygote`); each initialises its runtime (libpto's, bound to the world's comm
 window, or the one a runtime adapter named by ``WorldConfig.runtime`` brings up) and publishes
 INIT_DONE (or INIT_FAILED with its error). With ``init_barrier`` on (the fix of
-DESIGN section 1) the parent waits for every rank before it dispatches anything, then resets each
+docs/design.md §1) the parent waits for every rank before it dispatches anything, then resets each
 mailbox to IDLE; off, each rank picks up its first task as soon as its own init is done, which
 reproduces the old behaviour where a fast rank's op budget pays for a slow peer's init.
 

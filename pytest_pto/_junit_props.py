@@ -1,4 +1,4 @@
-"""The JUnit properties of one round (DESIGN section 4 names).
+"""The JUnit properties of one round (docs/design.md section 4 names).
 
 They are attached as ``item.user_properties`` (what ``record_property`` does), so pytest's own
 ``--junitxml`` writes them, and under xdist they travel with the reports to the controller,

@@ -1,7 +1,7 @@
 """The one grammar of outcome class strings, shared by classification, tables and reports.
 
 An outcome class is ``name`` or ``name=value``: ``name`` is ``[a-z][a-z0-9_]*`` and ``value``
-is ``[A-Za-z0-9_.-]+``. The fixed classes of DESIGN section 4 (``passed``, ``hang``,
+is ``[A-Za-z0-9_.-]+``. The fixed classes of docs/design.md section 4 (``passed``, ``hang``,
 ``sched_error_code=100``, ...) are instances of it, and so are the classes a runtime adapter
 invents (``device_error_code=507018``, ``hccl_error=EI0006``, ``collective_timeout``): one rule,
 so that a class reaches the terminal table, JUnit, GitHub annotations and ``pto-report``

@@ -175,7 +175,7 @@ class PtoWorld:
             self.log_dir = _round_log_dir()
             self._own_log_dir = True
 
-    # -- the test API (DESIGN section 4) -------------------------------------------------------
+    # -- the test API (docs/design.md §4) -------------------------------------------------------
     @property
     def size(self) -> int:
         return self.plan.ranks
@@ -412,7 +412,7 @@ class PtoWorld:
 
     def _world_config(self, world_config: Any, devices: tuple[int, ...]) -> Any:
         """This round's WorldConfig: the plan, the adapter, the platform's device binding and
-        the conventional environment of distributed jobs (DESIGN: worker environment)."""
+        the conventional environment of distributed jobs (docs/design.md section 4.5)."""
         plan = self.plan
         per_rank = plan.devices_per_rank
         size = plan.ranks

@@ -61,7 +61,7 @@ def pytest_pto_round_started(item: pytest.Item, world: Any) -> None:
 
 @hookspec
 def pytest_pto_round_finished(item: pytest.Item, outcome: RoundOutcome) -> None:
-    """The round ended with ``outcome`` (one DESIGN section 4 class); its chip workers may still
+    """The round ended with ``outcome`` (one docs/design.md §4 class); its chip workers may still
     be up (they are closed at teardown). Called once per round."""
 
 

@@ -40,7 +40,7 @@ from pytest_pto.table import RoundRecord, base_test_id, parse_outcome, strip_rou
 
 __all__ = ["JUnitData", "ReportInputError", "expand_inputs", "read_junit", "read_junit_files"]
 
-#: Property names of DESIGN section 4 (``pto.test`` is an optional extra: the test id without
+#: Property names of docs/design.md §4 (``pto.test`` is an optional extra: the test id without
 #: variant and round parts, as the plugin's terminal summary prints it).
 PROP_PREFIX = "pto."
 

@@ -1,4 +1,4 @@
-"""One round's result -> exactly one outcome class (DESIGN section 4 strings).
+"""One round's result -> exactly one outcome class (docs/design.md section 4 strings).
 
 A failed rank is described as a :class:`~pytest_pto.RankFailure` (rank, phase, kind, exception
 type, message, integer code, exit status, signal, log tail) and offered, in this order, to the

@@ -2,7 +2,7 @@
 
 One module serves both the plugin's terminal summary (records built from live reports) and
 ``pto-report`` (records read back from JUnit files), so a table looks the same wherever it is
-printed. Rows have the shape of DESIGN section 1: rounds, pass, failing rounds, then one
+printed. Rows have the shape of docs/design.md section 1: rounds, pass, failing rounds, then one
 column per outcome class that occurred, plus a Wilson pass-rate interval and which ranks
 failed; :func:`statement` says what the rounds prove (the exact Clopper-Pearson interval
 of the failure rate, for a clean run the one-sided bound: "30 clean rounds: failure rate
@@ -70,7 +70,7 @@ __all__ = [
     "to_json",
 ]
 
-#: The fixed outcome classes of DESIGN section 4, in table-column order. ``sched_error_code=N``
+#: The fixed outcome classes of docs/design.md §4, in table-column order. ``sched_error_code=N``
 #: and ``orch_error_code=N`` are families (one class per code N).
 OUTCOMES = (
     "passed",
@@ -311,7 +311,7 @@ def is_infra(outcome: str) -> bool:
 
 
 def outcome_sort_key(outcome: str) -> tuple[int, str, int, str]:
-    """Column order: DESIGN section 4's order, error-code families by code, then the classes
+    """Column order: docs/design.md section 4's order, error-code families by code, then the classes
     of runtime adapters (by name, then value), anything else last."""
     parsed = outcome_parts(outcome)
     name, value = parsed if parsed is not None else ("~", None)

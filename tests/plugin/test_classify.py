@@ -1,4 +1,4 @@
-"""``classify()`` maps every outcome class, boundaries included (DESIGN section 4 strings).
+"""``classify()`` maps every outcome class, boundaries included (docs/design.md section 4 strings).
 
 Unit tests over the real libpto exception classes (the objects a round really raises, built
 with the facts their producers attach), so a changed comparison (``>= 100`` -> ``> 100``), a

@@ -98,7 +98,7 @@ def test_each_variant_shows_its_outcome_class(
     assert outcomes["both-fixes"]["pto.outcome"] == "passed"
     assert float(outcomes["both-fixes"]["pto.init_skew_ms"]) >= SKEW_WITH_BARRIER_MS * 0.9
 
-    # the terminal table has the shape of DESIGN section 1's
+    # the terminal table has the shape of docs/design.md section 1's
     out = result.stdout.str()
     assert "pto rounds" in out
     assert "sched_error_code=100" in out and "stream_sync_timeout" in out

@@ -1,4 +1,4 @@
-"""The JUnit properties of one round (DESIGN section 4 names), from a classified outcome.
+"""The JUnit properties of one round (docs/design.md section 4 names), from a classified outcome.
 
 Unit tests of ``round_properties``: which property appears when, with what text. Rank 0 and
 code-less outcomes are the boundaries a truthiness test (``if outcome.rank:``) would lose.

@@ -2,7 +2,7 @@
 
 ``make_run`` is a test double of the plugin's JUnit writer, not a plugin run: a real pytest
 session (real ``--junitxml``, xdist included, so the files have exactly pytest's structure)
-whose tests record the DESIGN section 4 properties by hand from a plan, and fail the way the
+whose tests record the docs/design.md section 4 properties by hand from a plan, and fail the way the
 plugin does (message naming the outcome class and rank). By construction every failure is on
 rank ``STAND_IN_FAILED_RANK`` and the error name is the one of the planned code. The pto
 plugin is disabled in these inner sessions. pto-report over JUnit of a real plugin run (real
@@ -101,7 +101,7 @@ def make_run(
 
 @pytest.fixture
 def incident_plan() -> dict[str, list[str]]:
-    """DESIGN section 1's table: 15/30 sched_error_code=100, 1/30 stream_sync_timeout, 0/30."""
+    """docs/design.md §1's table: 15/30 sched_error_code=100, 1/30 stream_sync_timeout, 0/30."""
     before = ["sched_error_code=100" if k % 2 else "passed" for k in range(30)]
     latch = ["stream_sync_timeout" if k == 7 else "passed" for k in range(30)]
     return {"before-fixes": before, "latch-fix": latch, "both-fixes": ["passed"] * 30}

@@ -87,7 +87,7 @@ def test_summarize_counts_and_order() -> None:
     assert both.max_init_skew_ms == 30.0 and before.max_init_skew_ms is None
     assert (round(before.pass_low, 4), round(before.pass_high, 4)) == (0.3315, 0.6685)
     assert before.pass_rate == 0.5 and both.fail_rate == 0.0
-    # DESIGN section 4 order, code families by code, unknown classes last
+    # docs/design.md section 4 order, code families by code, unknown classes last
     assert list(u.outcomes) == [
         "failed",
         "sched_error_code=101",
