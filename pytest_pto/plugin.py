@@ -689,11 +689,12 @@ class PtoSession:
                 HANG, outcome.rank, message=outcome.message, stacks=handle.stacks()
             )
         state.outcome = outcome
+        verdict = self._verdict(handle, outcome)
         if handle is not None:
             handle.outcome = outcome.outcome
             self._quarantine(item, handle, outcome)
         if state.plan.auto:
-            state.decision = self._auto_decision(state.plan, outcome.outcome)
+            state.decision = self._auto_decision(state.plan, outcome.outcome, verdict)
         props = round_properties(
             state.plan,
             outcome,
@@ -702,7 +703,7 @@ class PtoSession:
             init_skew_partial=handle.init_skew_partial if handle is not None else False,
             lock_wait_ms=handle.lock_wait_ms if handle is not None else None,
             host=self.pool.host if self._pool is not None else socket.gethostname(),
-            verdict=self._verdict(handle, outcome),
+            verdict=verdict,
             attempt=handle.attempt if handle is not None else 1,
             first_outcome=handle.first_outcome if handle is not None else None,
             first_devices=handle.first_devices if handle is not None else (),
@@ -721,13 +722,13 @@ class PtoSession:
         item.config.hook.pytest_pto_round_finished(item=item, outcome=outcome)
         return report
 
-    def _auto_decision(self, plan: RoundPlan, outcome: str) -> str:
-        """The sequential decision after this round (infrastructure rounds do not count)."""
+    def _auto_decision(self, plan: RoundPlan, outcome: str, verdict: str) -> str:
+        """The sequential decision after this round: infrastructure rounds (the round's
+        ``pto.verdict``, the same rule as the tables' pass rate) do not count."""
         from pytest_pto.stats import sequential_decision
-        from pytest_pto.table import is_infra
 
         tally = self._auto.setdefault((plan.base_id, plan.variant), [0, 0])
-        if not is_infra(outcome):
+        if verdict != INFRA:
             tally[0] += counts_as_failure(outcome, plan.target_outcome)
             tally[1] += 1
         decision = sequential_decision(tally[0], tally[1], plan.target_fail_rate, plan.rounds)

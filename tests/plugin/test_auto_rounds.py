@@ -76,6 +76,31 @@ def test_max_rounds_ends_undecided(ptester: pytest.Pytester) -> None:
     assert junit_cases(junit)["test_rate[round-3]"]["props"]["pto.decision"] == "undecided"
 
 
+def test_infra_rounds_do_not_count_in_the_decision(
+    ptester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round that failed on a poisoned device is ``pto.verdict=infra``: it is left out of
+    the decision as it is left out of the tables' pass rate, so a test whose every round ends
+    on a faulty device (and its retry too) is never decided "flaky"."""
+    monkeypatch.setenv("PTO_SIM_DEVICE_FAULTS", "0=507899,1=507899")
+    result, junit = _run(
+        ptester,
+        0.0,
+        "--pto-rounds=auto",
+        "--pto-max-rounds=3",
+        "--pto-devices=0-1",
+        "--pto-quarantine=off",
+    )
+    out = result.stdout.str()
+    assert "auto: undecided after 3 rounds" in out, out
+    cases = junit_cases(junit)
+    assert sorted(cases) == [f"test_rate[round-{k}]" for k in range(1, 4)]
+    for props in (c["props"] for c in cases.values()):
+        assert props["pto.outcome"] == "device_error_code=507899"
+        assert props["pto.verdict"] == "infra"
+    assert cases["test_rate[round-2]"]["props"]["pto.decision"] == "running"
+
+
 def test_collect_only_shows_one_auto_item(ptester: pytest.Pytester) -> None:
     ptester.makepyfile(test_seeded=SEEDED.format(rate=0.0))
     result = ptester.runpytest_subprocess("--collect-only", "-q", "--pto-rounds=auto")
