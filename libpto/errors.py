@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from libpto._runtime_codes import ERROR_CODES
+
 __all__ = [
     "ERROR_CODES",
     "CommError",
@@ -39,29 +41,7 @@ __all__ = [
     "error_name",
 ]
 
-# Runtime error codes latched in the device header (orchestrator 1..99, scheduler 100+).
-# Upstream's numbers keep upstream's meanings; SIM_* are the simulator's own conditions (sim-only
-# codes outside upstream's used ranges 1..11 and 100..104, inside their families).
-ERROR_CODES: dict[str, int] = {
-    "NONE": 0,
-    "SCOPE_DEADLOCK": 1,
-    "HEAP_RING_DEADLOCK": 2,
-    "FLOW_CONTROL_DEADLOCK": 3,
-    "DEP_POOL_OVERFLOW": 4,
-    "INVALID_ARGS": 5,
-    "REQUIRE_SYNC_START_INVALID": 7,
-    "TENSOR_WAIT_TIMEOUT": 8,
-    "EXPLICIT_ORCH_FATAL": 9,
-    "SCOPE_TASKS_OVERFLOW": 10,
-    "TENSORMAP_OVERFLOW": 11,
-    "SCHEDULER_TIMEOUT": 100,
-    "ASYNC_COMPLETION_INVALID": 101,
-    "ASYNC_WAIT_OVERFLOW": 102,
-    "ASYNC_REGISTRATION_FAILED": 103,
-    "READY_QUEUE_OVERFLOW": 104,
-    "SIM_HEAP_COMMIT_FAILED": 90,
-    "SIM_KERNEL_FAILED": 190,
-}
+# ERROR_CODES (runtime error code name -> number) is read from the C library's one list.
 _CODE_NAMES = {v: k for k, v in ERROR_CODES.items()}
 
 
@@ -203,6 +183,8 @@ class RankOpFailed(RankError):
     ``error`` is the libpto error, or ``traceback`` the Python one."""
 
 
+# The one mapping from a C status to its exception class, keyed by the names C gives
+# (pto_strerror); a test checks every failing status of C's list has exactly one entry.
 _STATUS_CLASSES: dict[str, type[PtoError]] = {
     "PTO_E_INVALID_ARG": InvalidArgument,
     "PTO_E_CONFIG": ConfigError,

@@ -41,24 +41,16 @@ static char *last_error_buf(int create)
     return buf;
 }
 
+/* Every function below is generated from the X-macros of pto_status.h: a code is named and
+ * enumerated exactly as it is declared. */
+#define STATUS_CASE(name, value, meaning) case PTO_##name: return "PTO_" #name;
+#define ERROR_CASE(name, value) case PTO_ERR_##name: return #name;
+#define STALL_CASE(name, value, short_name) case PTO_STALL_##name: return short_name;
+
 const char *pto_strerror(int status)
 {
     switch (status) {
-    case PTO_OK: return "PTO_OK";
-    case PTO_E_INVALID_ARG: return "PTO_E_INVALID_ARG";
-    case PTO_E_CONFIG: return "PTO_E_CONFIG";
-    case PTO_E_NOMEM: return "PTO_E_NOMEM";
-    case PTO_E_STATE: return "PTO_E_STATE";
-    case PTO_E_TIMEOUT: return "PTO_E_TIMEOUT";
-    case PTO_E_STREAM_SYNC_TIMEOUT: return "PTO_E_STREAM_SYNC_TIMEOUT";
-    case PTO_E_ORCH: return "PTO_E_ORCH";
-    case PTO_E_SCHED: return "PTO_E_SCHED";
-    case PTO_E_SYS: return "PTO_E_SYS";
-    case PTO_E_NOT_FOUND: return "PTO_E_NOT_FOUND";
-    case PTO_E_EXISTS: return "PTO_E_EXISTS";
-    case PTO_E_PEER_DEAD: return "PTO_E_PEER_DEAD";
-    case PTO_E_ABORTED: return "PTO_E_ABORTED";
-    case PTO_E_RANGE: return "PTO_E_RANGE";
+    PTO_STATUS_MAP(STATUS_CASE)
     default: return "UNKNOWN";
     }
 }
@@ -66,24 +58,7 @@ const char *pto_strerror(int status)
 const char *pto_error_name(int code)
 {
     switch (code) {
-    case PTO_ERR_NONE: return "NONE";
-    case PTO_ERR_SCOPE_DEADLOCK: return "SCOPE_DEADLOCK";
-    case PTO_ERR_HEAP_RING_DEADLOCK: return "HEAP_RING_DEADLOCK";
-    case PTO_ERR_FLOW_CONTROL_DEADLOCK: return "FLOW_CONTROL_DEADLOCK";
-    case PTO_ERR_DEP_POOL_OVERFLOW: return "DEP_POOL_OVERFLOW";
-    case PTO_ERR_INVALID_ARGS: return "INVALID_ARGS";
-    case PTO_ERR_REQUIRE_SYNC_START_INVALID: return "REQUIRE_SYNC_START_INVALID";
-    case PTO_ERR_TENSOR_WAIT_TIMEOUT: return "TENSOR_WAIT_TIMEOUT";
-    case PTO_ERR_EXPLICIT_ORCH_FATAL: return "EXPLICIT_ORCH_FATAL";
-    case PTO_ERR_SCOPE_TASKS_OVERFLOW: return "SCOPE_TASKS_OVERFLOW";
-    case PTO_ERR_TENSORMAP_OVERFLOW: return "TENSORMAP_OVERFLOW";
-    case PTO_ERR_SCHEDULER_TIMEOUT: return "SCHEDULER_TIMEOUT";
-    case PTO_ERR_ASYNC_COMPLETION_INVALID: return "ASYNC_COMPLETION_INVALID";
-    case PTO_ERR_ASYNC_WAIT_OVERFLOW: return "ASYNC_WAIT_OVERFLOW";
-    case PTO_ERR_ASYNC_REGISTRATION_FAILED: return "ASYNC_REGISTRATION_FAILED";
-    case PTO_ERR_READY_QUEUE_OVERFLOW: return "READY_QUEUE_OVERFLOW";
-    case PTO_ERR_SIM_HEAP_COMMIT_FAILED: return "SIM_HEAP_COMMIT_FAILED";
-    case PTO_ERR_SIM_KERNEL_FAILED: return "SIM_KERNEL_FAILED";
+    PTO_ERROR_MAP(ERROR_CASE)
     default: return "UNKNOWN";
     }
 }
@@ -91,13 +66,48 @@ const char *pto_error_name(int code)
 const char *pto_stall_name(int sub_class)
 {
     switch (sub_class) {
-    case PTO_STALL_NONE: return "NONE";
-    case PTO_STALL_S1_RUNNING_STALLED: return "S1";
-    case PTO_STALL_S3_READY_ALL_IDLE: return "S3";
-    case PTO_STALL_S4_DEP_DEADLOCK: return "S4";
-    case PTO_STALL_S5_ORCH_STARVATION: return "S5";
+    PTO_STALL_MAP(STALL_CASE)
     default: return "UNKNOWN";
     }
+}
+
+struct code_entry {
+    int value;
+    const char *name;
+};
+
+#define STATUS_ENTRY(name, value, meaning) {PTO_##name, "PTO_" #name},
+#define ERROR_ENTRY(name, value) {PTO_ERR_##name, #name},
+#define STALL_ENTRY(name, value, short_name) {PTO_STALL_##name, short_name},
+
+static const struct code_entry status_table[] = {PTO_STATUS_MAP(STATUS_ENTRY)};
+static const struct code_entry error_table[] = {PTO_ERROR_MAP(ERROR_ENTRY)};
+static const struct code_entry stall_table[] = {PTO_STALL_MAP(STALL_ENTRY)};
+
+static int entry_at(const struct code_entry *table, int n, int i, int *value, const char **name)
+{
+    if (i < 0 || i >= n || !value || !name)
+        return 0;
+    *value = table[i].value;
+    *name = table[i].name;
+    return 1;
+}
+
+#define N_OF(table) ((int)(sizeof(table) / sizeof((table)[0])))
+
+int pto_status_at(int i, int *value, const char **name)
+{
+    return entry_at(status_table, N_OF(status_table), i, value, name);
+}
+
+int pto_error_code_at(int i, int *value, const char **name)
+{
+    return entry_at(error_table, N_OF(error_table), i, value, name);
+}
+
+int pto_stall_at(int i, int *value, const char **name)
+{
+    return entry_at(stall_table, N_OF(stall_table), i, value, name);
 }
 
 const char *pto_last_error(void)

@@ -16,6 +16,7 @@ import time
 import pytest
 
 import libpto
+from libpto import _runtime_codes, errors
 from libpto._ffi import ffi, lib
 from libpto.errors import ERROR_CODES, lib_str
 from libpto.runtime import _error_details
@@ -278,6 +279,63 @@ def test_python_codes_match_the_c_names() -> None:
     # upstream's numbers keep upstream's meanings
     assert ERROR_CODES["ASYNC_COMPLETION_INVALID"] == 101
     assert ERROR_CODES["EXPLICIT_ORCH_FATAL"] == 9
+
+
+# The public numbers: read from C's one list (pto_status.h), pinned here so that an edit of
+# that list which renumbers a code fails a test instead of silently changing a contract.
+PINNED_ERROR_CODES = {
+    "NONE": 0,
+    "SCOPE_DEADLOCK": 1,
+    "HEAP_RING_DEADLOCK": 2,
+    "FLOW_CONTROL_DEADLOCK": 3,
+    "DEP_POOL_OVERFLOW": 4,
+    "INVALID_ARGS": 5,
+    "REQUIRE_SYNC_START_INVALID": 7,
+    "TENSOR_WAIT_TIMEOUT": 8,
+    "EXPLICIT_ORCH_FATAL": 9,
+    "SCOPE_TASKS_OVERFLOW": 10,
+    "TENSORMAP_OVERFLOW": 11,
+    "SCHEDULER_TIMEOUT": 100,
+    "ASYNC_COMPLETION_INVALID": 101,
+    "ASYNC_WAIT_OVERFLOW": 102,
+    "ASYNC_REGISTRATION_FAILED": 103,
+    "READY_QUEUE_OVERFLOW": 104,
+    "SIM_HEAP_COMMIT_FAILED": 90,
+    "SIM_KERNEL_FAILED": 190,
+}
+
+
+def test_code_tables_come_from_c_and_keep_their_numbers() -> None:
+    assert ERROR_CODES == PINNED_ERROR_CODES
+    for name, code in ERROR_CODES.items():
+        if name != "NONE":
+            assert getattr(libpto, name) == code and name in libpto.__all__
+    stalls = _runtime_codes.STALL_CLASSES
+    assert stalls == {"NONE": 0, "S1": 1, "S3": 3, "S4": 4, "S5": 5, "UNKNOWN": 99}
+    for short, value in stalls.items():
+        assert lib_str(lib.pto_stall_name(value)) == short
+        if short != "NONE":
+            assert getattr(libpto, f"STALL_{short}") == value
+    statuses = _runtime_codes.STATUS_CODES
+    assert statuses["PTO_OK"] == 0 and statuses["PTO_E_RANGE"] == -14 and len(statuses) == 15
+    for name, value in statuses.items():
+        assert lib_str(lib.pto_strerror(value)) == name and getattr(lib, name) == value
+    # unknown numbers have a name too, never NULL
+    assert lib_str(lib.pto_error_name(6)) == "UNKNOWN"
+    assert lib_str(lib.pto_stall_name(2)) == "UNKNOWN"
+    assert lib_str(lib.pto_strerror(-99)) == "UNKNOWN"
+
+
+def test_every_c_status_has_one_exception_class() -> None:
+    """errors.py's one mapping is keyed by the C names: no status without a class, no stale key."""
+    failing = set(_runtime_codes.STATUS_CODES) - {"PTO_OK"}
+    assert set(errors._STATUS_CLASSES) == failing
+    for name, value in _runtime_codes.STATUS_CODES.items():
+        if name == "PTO_OK":
+            continue
+        with pytest.raises(errors._STATUS_CLASSES[name]) as info:
+            errors.check(value, "test")
+        assert info.value.details["status"] == name
 
 
 def test_header_with_both_codes_gives_an_error_carrying_both() -> None:
