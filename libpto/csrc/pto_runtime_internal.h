@@ -1,4 +1,5 @@
-/* Internal structures of the sim runtime (shared by runtime.c and kernels.c; not an API). */
+/* Internal structures of the sim runtime, shared by runtime.c (life cycle, orchestrator, cores),
+ * sched.c (schedulers, latch policies), graph.c (task graphs) and kernels.c; not an API. */
 #ifndef PTO_RUNTIME_INTERNAL_H
 #define PTO_RUNTIME_INTERNAL_H
 
@@ -183,6 +184,34 @@ int pto_kernel_resolve(pto_rt *rt, const pto_task_desc *d, void *out[3], int64_t
 
 /* runtime.c: pointer to [off, off + n) of a device buffer (api lock held) */
 int pto_rt_buffer_ptr(pto_rt *rt, int32_t id, uint64_t off, uint64_t n, void **out);
+/* runtime.c: zeroed, cache-line aligned memory (NULL for n == 0 or no memory) */
+void *pto_zalloc(size_t n);
+/* runtime.c: the ready queue (Vyukov MPMC): room for n tasks; pop one (0: empty) */
+int pto_q_reserve(pto_mpmc *q, uint64_t n);
+int pto_q_pop(pto_mpmc *q, uint32_t *v);
+/* runtime.c: end the run RUNNING -> `to` exactly once (1: this call did); wakes host and cores */
+int pto_finish_run(pto_rt *rt, uint32_t to);
+/* runtime.c: task t completed (core_task: it ran on a core); releases fanouts and producers */
+void pto_complete_task(pto_rt *rt, pto_graph *g, uint32_t t, int core_task);
+/* runtime.c: park a runtime thread until the next run (0: shut down); leave the current run */
+int pto_park_until_run(pto_rt *rt, uint32_t *seen);
+void pto_leave_run(pto_rt *rt);
+
+/* sched.c: the scheduler thread's body (pthread start routine; arg is its pto_sched) */
+void *pto_sched_main(void *arg);
+/* sched.c: write a code into the latch header; first writer wins (returns 1) and owns the
+ * locators; `thread` is a scheduler index or PTO_LATCH_THREAD_ORCH, `role` PTO_LATCHED_BY_* */
+int pto_latch(pto_rt *rt, int thread, int orch_code, int sched_code, int sub, int64_t stuck,
+              int core, int ring, int role, const char *fmt, ...)
+    __attribute__((format(printf, 10, 11)));
+/* sched.c: tasks RUNNING on cores / waiting in the ready queue, approximately */
+int64_t pto_running_estimate(pto_rt *rt);
+int64_t pto_ready_estimate(pto_rt *rt);
+
+/* graph.c: free a graph's memory (the runtime's list is the caller's); ready a graph for a run
+ * (CSR edges, run state, operands; a bad operand is remembered for the orchestrator's latch) */
+void pto_graph_free(pto_graph *g);
+int pto_graph_prepare(pto_rt *rt, pto_graph *g);
 
 /* config.c */
 int pto_rt_init_delay_ms(const pto_rt_config *cfg, int64_t *ms);

@@ -1,5 +1,8 @@
-/* The sim chip: orchestrator, scheduler threads with the two latch policies, simulated cores.
- * See pto_runtime.h for the model; this file is the mechanism.
+/* The sim chip's life cycle and orchestrator: the ready queue, task completion, the thread
+ * life cycle, the simulated cores, the orchestrator (ring allocation, flow control, its latch
+ * codes), create/destroy, device buffers, submit/sync/abort, the state dump and test hooks.
+ * The scheduler threads and their latch policies are in sched.c, task graphs in graph.c; the
+ * structures they share are in pto_runtime_internal.h. See pto_runtime.h for the model.
  */
 #include "pto_runtime_internal.h"
 
@@ -15,12 +18,9 @@
 
 #define COMMIT_STEP (2ULL << 20)
 #define QUIESCE_LIMIT_NS (10LL * 1000000000LL)
-#define SCHED_SLEEP_NS 50000LL
-
-static void free_graph(pto_graph *g);
 
 /* Zeroed, cache-line aligned (the structs hold _Alignas(64) members; calloc gives 16). */
-static void *zalloc(size_t n)
+void *pto_zalloc(size_t n)
 {
     void *p = NULL;
     if (n == 0 || posix_memalign(&p, PTO_CL, n) != 0)
@@ -31,7 +31,7 @@ static void *zalloc(size_t n)
 
 /* ------------------------------------------------------------------ ready queue (Vyukov) */
 
-static int q_reserve(pto_mpmc *q, uint64_t n)
+int pto_q_reserve(pto_mpmc *q, uint64_t n)
 {
     uint64_t cap = 4;
     while (cap < n)
@@ -73,7 +73,7 @@ static void q_push(pto_mpmc *q, uint32_t v)
     atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
 }
 
-static int q_pop(pto_mpmc *q, uint32_t *v)
+int pto_q_pop(pto_mpmc *q, uint32_t *v)
 {
     uint64_t pos = atomic_load_explicit(&q->deq, memory_order_relaxed);
     pto_qcell *c;
@@ -105,7 +105,7 @@ static void wake_all_cores(pto_rt *rt)
 }
 
 /* RUNNING -> `to` exactly once; wakes the host and the sleeping cores. */
-static int finish_run(pto_rt *rt, uint32_t to)
+int pto_finish_run(pto_rt *rt, uint32_t to)
 {
     uint32_t expect = PTO_RUN_RUNNING;
     if (!atomic_compare_exchange_strong_explicit(&rt->stop, &expect, to, memory_order_acq_rel,
@@ -116,90 +116,8 @@ static int finish_run(pto_rt *rt, uint32_t to)
     return 1;
 }
 
-static int64_t running_estimate(pto_rt *rt)
-{
-    int64_t popped = (int64_t)atomic_load_explicit(&rt->q.deq, memory_order_acquire);
-    int64_t done = atomic_load_explicit(&rt->completed_core, memory_order_acquire);
-    return popped > done ? popped - done : 0;
-}
-
-static int64_t ready_estimate(pto_rt *rt)
-{
-    int64_t e = (int64_t)atomic_load_explicit(&rt->q.enq, memory_order_acquire);
-    int64_t d = (int64_t)atomic_load_explicit(&rt->q.deq, memory_order_acquire);
-    return e > d ? e - d : 0;
-}
-
-/* First writer wins and owns the locators; every attempt is recorded in the bitmap. As
- * upstream, orch_error_code and sched_error_code are separate fields: a loser of the other
- * family still records its code when its field is empty, so both can be set at once. `role`:
- * PTO_LATCHED_BY_* of a code-100 latch. Returns 1 for the winner. */
-static int latch(pto_rt *rt, int thread, int orch_code, int sched_code, int sub, int64_t stuck,
-                 int core, int ring, int role, const char *fmt, ...)
-    __attribute__((format(printf, 10, 11)));
-static int latch(pto_rt *rt, int thread, int orch_code, int sched_code, int sub, int64_t stuck,
-                 int core, int ring, int role, const char *fmt, ...)
-{
-    atomic_fetch_or_explicit(&rt->latch_attempts, 1ULL << thread, memory_order_acq_rel);
-    /* Test hook (pto_rt_test_hold_latch; the mask is 0 outside tests): a held thread has
-     * recorded its attempt and waits here, before the compare-and-swap, until the host
-     * releases it or the run ends, so a test orders the writers instead of racing them. */
-    for (uint64_t n = 0; atomic_load_explicit(&rt->test_latch_hold, memory_order_acquire) &
-                         (1ULL << thread);
-         n++) {
-        if (!pto_run_live(rt))
-            break;
-        pto_backoff(n, 1000000);
-    }
-    int32_t expect = -1;
-    if (!atomic_compare_exchange_strong_explicit(&rt->latch_owner, &expect, thread,
-                                                 memory_order_acq_rel, memory_order_acquire)) {
-        /* the other family's field: record this code too (first of its family wins) */
-        int32_t zero = 0;
-        _Atomic int32_t *field = orch_code ? &rt->orch_code : &rt->sched_code;
-        int code = orch_code ? orch_code : sched_code;
-        int owner_orch = expect == PTO_LATCH_THREAD_ORCH;
-        int mine_orch = thread == PTO_LATCH_THREAD_ORCH;
-        if (owner_orch != mine_orch &&
-            atomic_compare_exchange_strong_explicit(field, &zero, code, memory_order_acq_rel,
-                                                    memory_order_acquire)) {
-            fprintf(stderr, "pto[rank %d] LATCH %s=%d (%s) by %s%d too (after %s%d's latch)\n",
-                    rt->cfg.rank, orch_code ? "orch_error_code" : "sched_error_code", code,
-                    pto_error_name(code), mine_orch ? "orchestrator" : "sched",
-                    mine_orch ? 0 : thread, owner_orch ? "orchestrator" : "sched",
-                    owner_orch ? 0 : expect);
-            fflush(stderr);
-        }
-        return 0;
-    }
-    rt->sub_class = sub;
-    rt->stuck_task = stuck;
-    rt->latch_core = core;
-    rt->latch_ring = ring;
-    rt->latched_by = role;
-    rt->latch_completed = atomic_load_explicit(&rt->completed, memory_order_acquire);
-    rt->latch_total = rt->total;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(rt->latch_msg, sizeof rt->latch_msg, fmt, ap);
-    va_end(ap);
-    if (orch_code)
-        atomic_store_explicit(&rt->orch_code, orch_code, memory_order_release);
-    if (sched_code)
-        atomic_store_explicit(&rt->sched_code, sched_code, memory_order_release);
-    fprintf(stderr, "pto[rank %d] LATCH %s=%d (%s) by %s%d: %s\n", rt->cfg.rank,
-            orch_code ? "orch_error_code" : "sched_error_code", orch_code ? orch_code : sched_code,
-            pto_error_name(orch_code ? orch_code : sched_code),
-            thread == PTO_LATCH_THREAD_ORCH ? "orchestrator" : "sched",
-            thread == PTO_LATCH_THREAD_ORCH ? 0 : thread, rt->latch_msg);
-    fflush(stderr);
-    finish_run(rt, PTO_RUN_ERROR);
-    return 1;
-}
 
 /* ------------------------------------------------------------------ task completion */
-
-static void complete_task(pto_rt *rt, pto_graph *g, uint32_t t, int core_task);
 
 /* One of t's start conditions arrived (a fanin completed, the orchestrator published it, or,
  * for an EVENT, the host fired it). The last one makes it ready. */
@@ -208,14 +126,14 @@ static void arrive(pto_rt *rt, pto_graph *g, uint32_t t)
     if (atomic_fetch_sub_explicit(&g->fanin_left[t], 1, memory_order_acq_rel) != 1)
         return;
     if (g->t[t].kernel == PTO_K_EVENT) {
-        complete_task(rt, g, t, 0);
+        pto_complete_task(rt, g, t, 0);
         return;
     }
     atomic_store_explicit(&g->state[t], PTO_TS_READY, memory_order_relaxed);
     q_push(&rt->q, t);
 }
 
-static void complete_task(pto_rt *rt, pto_graph *g, uint32_t t, int core_task)
+void pto_complete_task(pto_rt *rt, pto_graph *g, uint32_t t, int core_task)
 {
     atomic_store_explicit(&g->state[t], PTO_TS_COMPLETED, memory_order_release);
     for (uint64_t i = g->fo_off[t]; i < g->fo_off[t + 1]; i++)
@@ -231,14 +149,14 @@ static void complete_task(pto_rt *rt, pto_graph *g, uint32_t t, int core_task)
     if (core_task)
         atomic_fetch_add_explicit(&rt->completed_core, 1, memory_order_acq_rel);
     if (atomic_fetch_add_explicit(&rt->completed, 1, memory_order_acq_rel) + 1 == rt->total)
-        finish_run(rt, PTO_RUN_DONE);
+        pto_finish_run(rt, PTO_RUN_DONE);
 }
 
 /* ------------------------------------------------------------------ thread life cycle */
 
 /* Every runtime thread parks here between runs (zero CPU) until the host starts run `gen`
  * (seen + 1, ...) or shuts down. Returns 0 on shutdown. */
-static int park_until_run(pto_rt *rt, uint32_t *seen)
+int pto_park_until_run(pto_rt *rt, uint32_t *seen)
 {
     uint32_t gen;
     while ((gen = atomic_load_explicit(&rt->gen, memory_order_acquire)) == *seen)
@@ -248,7 +166,7 @@ static int park_until_run(pto_rt *rt, uint32_t *seen)
 }
 
 /* A thread is done with the current run; the last one out wakes the host's quiesce. */
-static void leave_run(pto_rt *rt)
+void pto_leave_run(pto_rt *rt)
 {
     if (atomic_fetch_sub_explicit(&rt->active, 1, memory_order_acq_rel) == 1)
         pto_futex_wake(&rt->active, 4);
@@ -266,7 +184,7 @@ static void *core_main(void *arg)
     uint32_t seen = 0;
     for (;;) {
         atomic_store_explicit(&c->parked, 1, memory_order_relaxed);
-        if (!park_until_run(rt, &seen))
+        if (!pto_park_until_run(rt, &seen))
             return NULL;
         atomic_store_explicit(&c->parked, 0, memory_order_relaxed);
         pto_graph *g = rt->g;
@@ -305,248 +223,7 @@ static void *core_main(void *arg)
                 atomic_store_explicit(&c->sleeping, 0, memory_order_relaxed);
             }
         }
-        leave_run(rt);
-    }
-}
-
-/* ------------------------------------------------------------------ schedulers */
-
-/* Lowest-index published task that is not completed (the first blocked one), for S4. */
-static int64_t first_waiting(pto_rt *rt, pto_graph *g)
-{
-    int64_t pub = atomic_load_explicit(&rt->published, memory_order_acquire);
-    for (int64_t i = 0; i < pub && i < g->n; i++)
-        if (atomic_load_explicit(&g->state[i], memory_order_acquire) < PTO_TS_COMPLETED)
-            return i;
-    return -1;
-}
-
-/* Sub-class of a stall when no core of this thread holds evidence. */
-static int classify(pto_rt *rt, pto_graph *g, int64_t *stuck, int *core)
-{
-    *core = -1;
-    *stuck = -1;
-    if (running_estimate(rt) > 0) {
-        for (int c = 0; c < rt->ncores; c++) {
-            uint32_t cur = atomic_load_explicit(&rt->cores[c].cur, memory_order_relaxed);
-            if (cur) {
-                *stuck = (int64_t)cur - 1;
-                *core = c;
-                break;
-            }
-        }
-        return PTO_STALL_S1_RUNNING_STALLED;
-    }
-    if (ready_estimate(rt) > 0)
-        return PTO_STALL_S3_READY_ALL_IDLE;
-    int64_t pub = atomic_load_explicit(&rt->published, memory_order_acquire);
-    int64_t done = atomic_load_explicit(&rt->completed, memory_order_acquire);
-    if (pub > done) {
-        *stuck = first_waiting(rt, g);
-        return PTO_STALL_S4_DEP_DEADLOCK;
-    }
-    if (pub < rt->total) {
-        *stuck = pub;
-        return PTO_STALL_S5_ORCH_STARVATION;
-    }
-    return PTO_STALL_UNKNOWN;
-}
-
-static void stall_report(pto_rt *rt, pto_sched *s, int64_t idle_ms)
-{
-    int64_t running = running_estimate(rt), ready = ready_estimate(rt);
-    int64_t pub = atomic_load_explicit(&rt->published, memory_order_acquire);
-    int64_t done = atomic_load_explicit(&rt->completed, memory_order_acquire);
-    int64_t waiting = pub - done - running - ready;
-    if (waiting < 0)
-        waiting = 0;
-    char own[128] = "";
-    size_t off = 0;
-    for (int c = s->idx; c < rt->ncores && off < sizeof own - 32; c += rt->nsched) {
-        uint32_t cur = atomic_load_explicit(&rt->cores[c].cur, memory_order_relaxed);
-        if (cur)
-            off += (size_t)snprintf(own + off, sizeof own - off, " core%d:task%u(%s)", c,
-                                    cur - 1,
-                                    pto_kernel_name(atomic_load_explicit(
-                                        &rt->cores[c].cur_kernel, memory_order_relaxed)));
-    }
-    fprintf(stderr,
-            "pto[rank %d] STALL sched%d idle %lld ms: running=%lld ready=%lld waiting=%lld "
-            "unpublished=%lld completed=%lld/%lld%s%s\n",
-            rt->cfg.rank, s->idx, (long long)idle_ms, (long long)running, (long long)ready,
-            (long long)waiting, (long long)(rt->total - pub), (long long)done,
-            (long long)rt->total, off ? " owns" : "", own);
-    fflush(stderr);
-}
-
-static void sched_run(pto_rt *rt, pto_sched *s)
-{
-    pto_graph *g = rt->g;
-    pto_core *mine[PTO_MAX_CORES];
-    int nmine = 0;
-    for (int c = s->idx; c < rt->ncores; c += rt->nsched)
-        mine[nmine++] = &rt->cores[c];
-    const int policy = rt->cfg.latch_policy;
-    const uint64_t budget = pto_ms_to_cycles(rt->cfg.sched_timeout_ms);
-    const uint64_t report = pto_ms_to_cycles(rt->cfg.stall_report_ms);
-    const int64_t max_idle = rt->cfg.max_idle_iterations;
-    const int64_t cond_poll_ns = rt->cfg.cond_poll_us * 1000;
-    uint64_t seq = 0, idle = 0, armed_at = 0, next_report = 0;
-    int64_t armed_epoch = 0, armed_done = 0;
-    atomic_store_explicit(&s->state, 1, memory_order_relaxed);
-    while (pto_run_live(rt)) {
-        int progress = 0;
-        for (int i = 0; i < nmine; i++) {
-            pto_core *c = mine[i];
-            if (c->inflight >= 0) {
-                uint64_t cond = atomic_load_explicit(&c->cond, memory_order_acquire);
-                uint64_t state = cond & 3;
-                if ((cond >> 2) == (uint64_t)c->inflight + 1 && state >= PTO_COND_FIN) {
-                    uint32_t t = (uint32_t)c->inflight;
-                    c->inflight = -1;
-                    if (state == PTO_COND_FAIL) {
-                        /* upstream has no code for "a kernel returned failure": sim-only */
-                        latch(rt, s->idx, 0, PTO_ERR_SIM_KERNEL_FAILED, PTO_STALL_NONE, t, c->idx,
-                              -1, PTO_LATCHED_BY_NONE,
-                              "task %u (%s) on core %d completed with a failure", t,
-                              pto_kernel_name(g->t[t].kernel), c->idx);
-                        break;
-                    }
-                    complete_task(rt, g, t, 1);
-                    progress = 1;
-                }
-            }
-            if (c->inflight < 0) {
-                uint32_t t;
-                if (q_pop(&rt->q, &t)) {
-                    c->inflight = t;
-                    c->dispatch_seq = ++seq;
-                    atomic_store_explicit(&g->state[t], PTO_TS_RUNNING, memory_order_relaxed);
-                    atomic_store_explicit(&c->data, t + 1, memory_order_seq_cst);
-                    if (atomic_load_explicit(&c->sleeping, memory_order_seq_cst))
-                        pto_futex_wake(&c->data, 1);
-                    progress = 1;
-                }
-            }
-        }
-        if (progress) {
-            if (idle) {
-                idle = 0;
-                atomic_store_explicit(&s->state, 1, memory_order_relaxed);
-            }
-            continue;
-        }
-        idle++;
-        if (idle == 1) {
-            armed_at = pto_syscnt();
-            armed_epoch = atomic_load_explicit(&rt->progress_epoch, memory_order_acquire);
-            armed_done = atomic_load_explicit(&rt->completed, memory_order_acquire);
-            next_report = armed_at + report;
-            atomic_store_explicit(&s->idle_since_ns, pto_now_ns(), memory_order_relaxed);
-            atomic_store_explicit(&s->state, 2, memory_order_relaxed);
-        }
-        atomic_store_explicit(&s->idle_iters, (int64_t)idle, memory_order_relaxed);
-        int owned = 0; /* cores of this thread whose task is RUNNING (COND polled above) */
-        for (int i = 0; i < nmine; i++)
-            owned += mine[i]->inflight >= 0;
-        if (policy == PTO_LATCH_IDLE_ITERATIONS && (int64_t)idle >= max_idle) {
-            int64_t stuck;
-            int core;
-            int sub = classify(rt, g, &stuck, &core);
-            int role = owned ? PTO_LATCHED_BY_OWNER
-                             : running_estimate(rt) > 0 ? PTO_LATCHED_BY_SIBLING
-                                                        : PTO_LATCHED_BY_NO_OWNER;
-            latch(rt, s->idx, 0, PTO_ERR_SCHEDULER_TIMEOUT, sub, stuck, core, -1, role,
-                  "idle-iterations: latched by %s thread %d: sched%d reached "
-                  "PTO_MAX_IDLE_ITERATIONS=%lld; %s, stuck task %lld, core %d, completed %lld/%lld",
-                  role == PTO_LATCHED_BY_OWNER     ? "owner"
-                  : role == PTO_LATCHED_BY_SIBLING ? "sibling"
-                                                   : "no-owner",
-                  s->idx, s->idx, (long long)max_idle, pto_stall_name(sub), (long long)stuck,
-                  core, (long long)atomic_load(&rt->completed), (long long)rt->total);
-            break;
-        }
-        if (idle >= 64 && (idle & 7) == 0) {
-            uint64_t now = pto_syscnt();
-            if (now >= next_report) {
-                stall_report(rt, s, (int64_t)((now - armed_at) / 50000ULL));
-                next_report += report;
-            }
-            if (policy == PTO_LATCH_OWNED_WALLCLOCK && now - armed_at >= budget) {
-                pto_core *own = NULL;
-                for (int i = 0; i < nmine; i++)
-                    if (mine[i]->inflight >= 0 &&
-                        (!own || mine[i]->dispatch_seq < own->dispatch_seq))
-                        own = mine[i];
-                if (own) {
-                    latch(rt, s->idx, 0, PTO_ERR_SCHEDULER_TIMEOUT, PTO_STALL_S1_RUNNING_STALLED,
-                          own->inflight, own->idx, -1, PTO_LATCHED_BY_OWNER,
-                          "owned-wallclock: latched by owner thread %d: sched%d owns RUNNING "
-                          "task %lld (%s) on core %d, no progress for "
-                          "PTO_SCHEDULER_TIMEOUT_MS=%lld; S1, completed %lld/%lld",
-                          s->idx, s->idx, (long long)own->inflight,
-                          pto_kernel_name(g->t[own->inflight].kernel), own->idx,
-                          (long long)rt->cfg.sched_timeout_ms,
-                          (long long)atomic_load(&rt->completed), (long long)rt->total);
-                    break;
-                }
-                /* no-progress (default): deadlock evidence is global: nothing published and
-                 * nothing completed anywhere for the whole budget, and nothing RUNNING now. An
-                 * instantaneous snapshot alone is not evidence: between a sibling's completion
-                 * of task k and its pop of task k + 1 nothing is RUNNING and k + 1 is ready (it
-                 * would read as S3, or as S4 when the counters are read across the pop).
-                 * snapshot (PTO_DEADLOCK_CHECK=snapshot): upstream's branch, exactly that
-                 * instantaneous snapshot, offered to show its false window. */
-                int64_t epoch = atomic_load_explicit(&rt->progress_epoch, memory_order_acquire);
-                int64_t done = atomic_load_explicit(&rt->completed, memory_order_acquire);
-                int snapshot = rt->cfg.deadlock_check == PTO_DEADLOCK_SNAPSHOT;
-                if ((snapshot || (epoch == armed_epoch && done == armed_done)) &&
-                    running_estimate(rt) == 0 && done < rt->total) {
-                    int64_t stuck;
-                    int core;
-                    int sub = classify(rt, g, &stuck, &core);
-                    if (sub != PTO_STALL_S1_RUNNING_STALLED) {
-                        latch(rt, s->idx, 0, PTO_ERR_SCHEDULER_TIMEOUT, sub, stuck, core, -1,
-                              PTO_LATCHED_BY_NO_OWNER,
-                              "owned-wallclock deadlock branch (%s): latched by no-owner thread "
-                              "%d: sched%d idle for PTO_SCHEDULER_TIMEOUT_MS=%lld, no thread "
-                              "owns a RUNNING task, completed %lld < total %lld; %s, stuck task "
-                              "%lld",
-                              snapshot ? "snapshot" : "no-progress", s->idx, s->idx,
-                              (long long)rt->cfg.sched_timeout_ms, (long long)done,
-                              (long long)rt->total, pto_stall_name(sub), (long long)stuck);
-                        break;
-                    }
-                }
-                /* no evidence: re-arm */
-                armed_at = now;
-                armed_epoch = epoch;
-                armed_done = done;
-            }
-        }
-        /* The COND poll cost: an idle iteration that polled RUNNING cores is slower, by
-         * PTO_SIM_COND_POLL_US per core, once the backoff reached its sleep stage. */
-        if (owned && cond_poll_ns && idle >= 80)
-            pto_sleep_ns(SCHED_SLEEP_NS + owned * cond_poll_ns);
-        else
-            pto_backoff(idle, SCHED_SLEEP_NS);
-    }
-    atomic_store_explicit(&s->state, 0, memory_order_relaxed);
-}
-
-static void *sched_main(void *arg)
-{
-    pto_sched *s = arg;
-    pto_rt *rt = s->rt;
-    char name[16];
-    snprintf(name, sizeof name, "pto-sched%d", s->idx);
-    pthread_setname_np(pthread_self(), name);
-    uint32_t seen = 0;
-    for (;;) {
-        if (!park_until_run(rt, &seen))
-            return NULL;
-        sched_run(rt, s);
-        leave_run(rt);
+        pto_leave_run(rt);
     }
 }
 
@@ -603,7 +280,7 @@ static void orch_run(pto_rt *rt)
             atomic_store_explicit(&rt->orch_next, i, memory_order_relaxed);
         }
         if (ts->arg != UINT32_MAX && rt->bad_arg >= 0 && (int64_t)ts->arg >= rt->bad_arg) {
-            latch(rt, PTO_LATCH_THREAD_ORCH, PTO_ERR_INVALID_ARGS, 0, PTO_STALL_NONE, t, -1, r,
+            pto_latch(rt, PTO_LATCH_THREAD_ORCH, PTO_ERR_INVALID_ARGS, 0, PTO_STALL_NONE, t, -1, r,
                   PTO_LATCHED_BY_NONE, "task %u (%s): %s", t, pto_kernel_name(ts->kernel),
                   rt->bad_arg_msg);
             goto out;
@@ -620,7 +297,7 @@ static void orch_run(pto_rt *rt)
                     if (!pto_run_live(rt))
                         goto out;
                     if (pto_now_ns() - t0 >= bound_ns) {
-                        latch(rt, PTO_LATCH_THREAD_ORCH, PTO_ERR_TENSOR_WAIT_TIMEOUT, 0,
+                        pto_latch(rt, PTO_LATCH_THREAD_ORCH, PTO_ERR_TENSOR_WAIT_TIMEOUT, 0,
                               PTO_STALL_NONE, p, -1, r, PTO_LATCHED_BY_NONE,
                               "task %u (tensor_wait): producer task %u (%s) not completed "
                               "within PTO_TENSOR_WAIT_TIMEOUT_MS=%lld",
@@ -633,14 +310,14 @@ static void orch_run(pto_rt *rt)
             }
         }
         if (ts->nfanin > rt->cfg.dep_pool[r]) {
-            latch(rt, PTO_LATCH_THREAD_ORCH, PTO_ERR_DEP_POOL_OVERFLOW, 0, PTO_STALL_NONE, t, -1,
+            pto_latch(rt, PTO_LATCH_THREAD_ORCH, PTO_ERR_DEP_POOL_OVERFLOW, 0, PTO_STALL_NONE, t, -1,
                   r, PTO_LATCHED_BY_NONE, "task %u needs %u dep-pool nodes (one per fanin) but ring %d's "
                   "PTO2_RING_DEP_POOL holds %llu", t, ts->nfanin, r,
                   (unsigned long long)rt->cfg.dep_pool[r]);
             goto out;
         }
         if (ts->heap_bytes > rt->cfg.heap_bytes[r]) {
-            latch(rt, PTO_LATCH_THREAD_ORCH, PTO_ERR_HEAP_RING_DEADLOCK, 0, PTO_STALL_NONE, t, -1,
+            pto_latch(rt, PTO_LATCH_THREAD_ORCH, PTO_ERR_HEAP_RING_DEADLOCK, 0, PTO_STALL_NONE, t, -1,
                   r, PTO_LATCHED_BY_NONE, "task %u needs %llu heap bytes but ring %d's PTO2_RING_HEAP is %llu", t,
                   (unsigned long long)ts->heap_bytes, r,
                   (unsigned long long)rt->cfg.heap_bytes[r]);
@@ -672,7 +349,7 @@ static void orch_run(pto_rt *rt)
                         PTO_TS_COMPLETED &&
                     g->fo_off[oldest + 1] > g->fo_off[oldest] &&
                     g->fanout[g->fo_off[oldest + 1] - 1] >= t) {
-                    latch(rt, PTO_LATCH_THREAD_ORCH, code[res], 0, PTO_STALL_NONE, t, -1, r,
+                    pto_latch(rt, PTO_LATCH_THREAD_ORCH, code[res], 0, PTO_STALL_NONE, t, -1, r,
                           PTO_LATCHED_BY_NONE,
                           "ring %d %s full (%llu tasks in flight) and can never make room: its "
                           "oldest task %u is completed but waits for consumer %u, which comes "
@@ -687,7 +364,7 @@ static void orch_run(pto_rt *rt)
                     seen_tail = R->tail;
                     stuck_since = pto_now_ns();
                 } else if ((spins & 15) == 0 && pto_now_ns() - stuck_since >= bound_ns) {
-                    latch(rt, PTO_LATCH_THREAD_ORCH, code[res], 0, PTO_STALL_NONE, t, -1, r,
+                    pto_latch(rt, PTO_LATCH_THREAD_ORCH, code[res], 0, PTO_STALL_NONE, t, -1, r,
                           PTO_LATCHED_BY_NONE,
                           "ring %d %s full (%llu tasks in flight) with no reclaim for "
                           "PTO_RING_DEADLOCK_MS=%lld before task %u; its oldest task %u is %s",
@@ -718,7 +395,7 @@ static void orch_run(pto_rt *rt)
                 if (mprotect(R->heap_base + R->committed, want - R->committed,
                              PROT_READ | PROT_WRITE) != 0) {
                     /* upstream has no code for this (9 is an explicit fatal): sim-only */
-                    latch(rt, PTO_LATCH_THREAD_ORCH, PTO_ERR_SIM_HEAP_COMMIT_FAILED, 0,
+                    pto_latch(rt, PTO_LATCH_THREAD_ORCH, PTO_ERR_SIM_HEAP_COMMIT_FAILED, 0,
                           PTO_STALL_NONE, t, -1, r, PTO_LATCHED_BY_NONE, "committing ring %d heap to %llu bytes: %s",
                           r, (unsigned long long)want, strerror(errno));
                     goto out;
@@ -742,11 +419,11 @@ static void *orch_main(void *arg)
     pthread_setname_np(pthread_self(), "pto-orch");
     uint32_t seen = 0;
     for (;;) {
-        if (!park_until_run(rt, &seen))
+        if (!pto_park_until_run(rt, &seen))
             return NULL;
         orch_run(rt);
         atomic_store_explicit(&rt->orch_state, 0, memory_order_relaxed);
-        leave_run(rt);
+        pto_leave_run(rt);
     }
 }
 
@@ -936,7 +613,7 @@ int pto_rt_create(const pto_rt_config *cfg, pto_rt **out)
     if (st != PTO_OK)
         return st;
 
-    pto_rt *rt = zalloc(sizeof *rt);
+    pto_rt *rt = pto_zalloc(sizeof *rt);
     if (!rt)
         return pto_fail(PTO_E_NOMEM, "pto_rt_create: runtime struct");
     rt->cfg = *cfg;
@@ -945,8 +622,8 @@ int pto_rt_create(const pto_rt_config *cfg, pto_rt **out)
     pthread_mutex_init(&rt->api, NULL);
     atomic_store(&rt->latch_owner, -1);
     rt->bad_arg = -1;
-    rt->sch = zalloc((size_t)rt->nsched * sizeof *rt->sch);
-    rt->cores = zalloc((size_t)rt->ncores * sizeof *rt->cores);
+    rt->sch = pto_zalloc((size_t)rt->nsched * sizeof *rt->sch);
+    rt->cores = pto_zalloc((size_t)rt->ncores * sizeof *rt->cores);
     if (!rt->sch || !rt->cores) {
         free_rt(rt);
         return pto_fail(PTO_E_NOMEM, "pto_rt_create: thread tables");
@@ -1000,7 +677,7 @@ int pto_rt_create(const pto_rt_config *cfg, pto_rt **out)
         pto_sched *s = &rt->sch[i];
         s->idx = i;
         s->rt = rt;
-        err = pthread_create(&s->th, NULL, sched_main, s);
+        err = pthread_create(&s->th, NULL, pto_sched_main, s);
         s->started = !err;
     }
     if (!err) {
@@ -1050,7 +727,7 @@ int pto_rt_destroy(pto_rt *rt)
     while (rt->graphs) {
         pto_graph *g = rt->graphs;
         rt->graphs = g->gnext;
-        free_graph(g);
+        pto_graph_free(g);
     }
     free_rt(rt);
     return PTO_OK;
@@ -1201,301 +878,6 @@ int pto_rt_buffer_ptr(pto_rt *rt, int32_t id, uint64_t off, uint64_t n, void **o
     return st;
 }
 
-/* ------------------------------------------------------------------ graphs */
-
-int pto_graph_create(pto_rt *rt, pto_graph **out)
-{
-    if (!rt || !out)
-        return pto_fail(PTO_E_INVALID_ARG, "pto_graph_create: %s is NULL", rt ? "out" : "rt");
-    pto_graph *g = calloc(1, sizeof *g);
-    if (!g)
-        return pto_fail(PTO_E_NOMEM, "pto_graph_create");
-    g->rt = rt;
-    pthread_mutex_lock(&rt->api);
-    g->gnext = rt->graphs;
-    if (rt->graphs)
-        rt->graphs->gprev = g;
-    rt->graphs = g;
-    pthread_mutex_unlock(&rt->api);
-    *out = g;
-    return PTO_OK;
-}
-
-static void free_run_state(pto_graph *g)
-{
-    free(g->fanin_left);
-    free(g->consumers_left);
-    free(g->state);
-    free(g->heap_end);
-    g->fanin_left = g->consumers_left = NULL;
-    g->state = NULL;
-    g->heap_end = NULL;
-    g->run_cap = 0;
-}
-
-int pto_graph_destroy(pto_graph *g)
-{
-    if (!g)
-        return PTO_OK;
-    pto_rt *rt = g->rt;
-    pthread_mutex_lock(&rt->api);
-    int busy = g->submitted;
-    if (!busy) {
-        if (g->gprev)
-            g->gprev->gnext = g->gnext;
-        else
-            rt->graphs = g->gnext;
-        if (g->gnext)
-            g->gnext->gprev = g->gprev;
-    }
-    int broken = rt->broken;
-    pthread_mutex_unlock(&rt->api);
-    if (busy && broken)
-        return pto_fail(PTO_E_STATE, "pto_graph_destroy: runtime threads did not stop after "
-                        "running this graph; close the runtime (it frees the graph)");
-    if (busy)
-        return pto_fail(PTO_E_STATE, "pto_graph_destroy: the graph is submitted; sync first");
-    free_graph(g);
-    return PTO_OK;
-}
-
-static void free_graph(pto_graph *g)
-{
-    free(g->t);
-    free(g->fanin);
-    free(g->args);
-    free_run_state(g);
-    free(g->fo_off);
-    free(g->fanout);
-    free(g->rptr);
-    free(g);
-}
-
-static int grow(void **p, int64_t *cap, int64_t need, size_t elem)
-{
-    if (need <= *cap)
-        return 1;
-    int64_t nc = *cap ? *cap : 64;
-    while (nc < need)
-        nc *= 2;
-    void *np = realloc(*p, (size_t)nc * elem);
-    if (!np)
-        return 0;
-    *p = np;
-    *cap = nc;
-    return 1;
-}
-
-static int add_common(pto_graph *g, const pto_task_desc *d, int64_t n, const char *fn,
-                      int64_t extra_edges)
-{
-    if (g->submitted)
-        return pto_fail(PTO_E_STATE, "%s: the graph is submitted; sync first", fn);
-    if (g->n + n > PTO_MAX_GRAPH_TASKS)
-        return pto_fail(PTO_E_RANGE, "%s: a graph holds at most %d tasks", fn,
-                        PTO_MAX_GRAPH_TASKS);
-    if (!grow((void **)&g->t, &g->cap, g->n + n, sizeof *g->t) ||
-        !grow((void **)&g->fanin, &g->edges_cap, g->nedges + extra_edges, sizeof *g->fanin) ||
-        !grow((void **)&g->args, &g->args_cap, g->nargs + 1, sizeof *g->args))
-        return pto_fail(PTO_E_NOMEM, "%s: growing the graph", fn);
-    (void)d;
-    return PTO_OK;
-}
-
-static uint32_t store_arg(pto_graph *g, const pto_task_desc *d)
-{
-    if (d->kernel == PTO_K_NOOP || d->kernel == PTO_K_HANG || d->kernel == PTO_K_EVENT ||
-        d->kernel == PTO_K_TENSOR_WAIT)
-        return UINT32_MAX;
-    g->args[g->nargs] = *d;
-    if (d->kernel == PTO_K_NOTIFY || d->kernel == PTO_K_WAIT || d->dst.space == PTO_MEM_COMM ||
-        d->src0.space == PTO_MEM_COMM || d->src1.space == PTO_MEM_COMM)
-        g->has_comm = 1;
-    return (uint32_t)g->nargs++;
-}
-
-int pto_graph_add(pto_graph *g, const pto_task_desc *d, const int64_t *deps, int64_t ndeps,
-                  int64_t *out_id)
-{
-    if (!g || !d)
-        return pto_fail(PTO_E_INVALID_ARG, "pto_graph_add: %s is NULL", g ? "desc" : "graph");
-    if (ndeps < 0 || ndeps > 0x7fffffff || (ndeps && !deps))
-        return pto_fail(PTO_E_INVALID_ARG, "pto_graph_add: ndeps=%lld invalid (deps %s)",
-                        (long long)ndeps, deps ? "given" : "NULL");
-    pto_rt *rt = g->rt;
-    pthread_mutex_lock(&rt->api);
-    int st = pto_kernel_validate(rt, d, ndeps, "pto_graph_add");
-    for (int64_t i = 0; st == PTO_OK && i < ndeps; i++)
-        if (deps[i] < 0 || deps[i] >= g->n)
-            st = pto_fail(PTO_E_INVALID_ARG, "pto_graph_add: deps[%lld]=%lld is not a task of "
-                          "this graph (ids so far: 0..%lld)", (long long)i, (long long)deps[i],
-                          (long long)g->n - 1);
-    if (st == PTO_OK)
-        st = add_common(g, d, 1, "pto_graph_add", ndeps);
-    if (st == PTO_OK) {
-        pto_task_static *ts = &g->t[g->n];
-        memset(ts, 0, sizeof *ts);
-        ts->kernel = (uint8_t)d->kernel;
-        ts->ring = (uint8_t)d->ring;
-        ts->heap_bytes = d->heap_bytes;
-        ts->nfanin = (uint32_t)ndeps;
-        ts->fanin_off = (uint64_t)g->nedges;
-        for (int64_t i = 0; i < ndeps; i++)
-            g->fanin[g->nedges++] = (uint32_t)deps[i];
-        ts->arg = store_arg(g, d);
-        if (out_id)
-            *out_id = g->n;
-        g->n++;
-        g->csr_valid = 0;
-    }
-    pthread_mutex_unlock(&rt->api);
-    return st;
-}
-
-int pto_graph_add_many(pto_graph *g, const pto_task_desc *d, int64_t n, int32_t mode, int64_t dep,
-                       int64_t *first_id)
-{
-    if (!g || !d)
-        return pto_fail(PTO_E_INVALID_ARG, "pto_graph_add_many: %s is NULL",
-                        g ? "desc" : "graph");
-    if (n < 1 || n > PTO_MAX_GRAPH_TASKS)
-        return pto_fail(PTO_E_INVALID_ARG, "pto_graph_add_many: n=%lld must be in [1, %d]",
-                        (long long)n, PTO_MAX_GRAPH_TASKS);
-    if (mode < PTO_MANY_INDEPENDENT || mode > PTO_MANY_FANOUT)
-        return pto_fail(PTO_E_INVALID_ARG, "pto_graph_add_many: mode=%d must be 0 (independent),"
-                        " 1 (chain) or 2 (fan-out)", mode);
-    if (d->kernel == PTO_K_EVENT)
-        return pto_fail(PTO_E_INVALID_ARG, "pto_graph_add_many: event tasks are added one by one");
-    pto_rt *rt = g->rt;
-    pthread_mutex_lock(&rt->api);
-    int st = pto_kernel_validate(rt, d, mode == PTO_MANY_INDEPENDENT ? 0 : 1,
-                                 "pto_graph_add_many");
-    if (st == PTO_OK && mode == PTO_MANY_FANOUT && (dep < 0 || dep >= g->n))
-        st = pto_fail(PTO_E_INVALID_ARG, "pto_graph_add_many: dep=%lld is not a task of this "
-                      "graph (ids so far: 0..%lld)", (long long)dep, (long long)g->n - 1);
-    int64_t edges = mode == PTO_MANY_INDEPENDENT ? 0 : (mode == PTO_MANY_CHAIN ? n - 1 : n);
-    if (st == PTO_OK)
-        st = add_common(g, d, n, "pto_graph_add_many", edges);
-    if (st == PTO_OK) {
-        uint32_t arg = store_arg(g, d);
-        int64_t first = g->n;
-        for (int64_t i = 0; i < n; i++) {
-            pto_task_static *ts = &g->t[g->n];
-            memset(ts, 0, sizeof *ts);
-            ts->kernel = (uint8_t)d->kernel;
-            ts->ring = (uint8_t)d->ring;
-            ts->heap_bytes = d->heap_bytes;
-            ts->arg = arg;
-            ts->fanin_off = (uint64_t)g->nedges;
-            if (mode == PTO_MANY_CHAIN && i > 0) {
-                ts->nfanin = 1;
-                g->fanin[g->nedges++] = (uint32_t)(g->n - 1);
-            } else if (mode == PTO_MANY_FANOUT) {
-                ts->nfanin = 1;
-                g->fanin[g->nedges++] = (uint32_t)dep;
-            }
-            g->n++;
-        }
-        g->csr_valid = 0;
-        if (first_id)
-            *first_id = first;
-    }
-    pthread_mutex_unlock(&rt->api);
-    return st;
-}
-
-int pto_graph_size(const pto_graph *g, int64_t *out)
-{
-    if (!g || !out)
-        return pto_fail(PTO_E_INVALID_ARG, "pto_graph_size: %s is NULL", g ? "out" : "graph");
-    pthread_mutex_lock(&g->rt->api); /* pto_graph_add may grow it in another thread */
-    *out = g->n;
-    pthread_mutex_unlock(&g->rt->api);
-    return PTO_OK;
-}
-
-static int build_csr(pto_graph *g)
-{
-    if (g->csr_valid)
-        return PTO_OK;
-    free(g->fo_off);
-    free(g->fanout);
-    g->fo_off = calloc((size_t)g->n + 1, sizeof *g->fo_off);
-    g->fanout = malloc(((size_t)g->nedges + 1) * sizeof *g->fanout);
-    if (!g->fo_off || !g->fanout)
-        return pto_fail(PTO_E_NOMEM, "pto_rt_submit: fanout lists of %lld edges",
-                        (long long)g->nedges);
-    for (int64_t e = 0; e < g->nedges; e++)
-        g->fo_off[g->fanin[e] + 1]++;
-    for (int64_t i = 0; i < g->n; i++)
-        g->fo_off[i + 1] += g->fo_off[i];
-    uint64_t *fill = malloc(((size_t)g->n + 1) * sizeof *fill);
-    if (!fill)
-        return pto_fail(PTO_E_NOMEM, "pto_rt_submit: fanout lists");
-    memcpy(fill, g->fo_off, ((size_t)g->n + 1) * sizeof *fill);
-    for (int64_t c = 0; c < g->n; c++) /* consumers in increasing order: lists come sorted */
-        for (uint32_t i = 0; i < g->t[c].nfanin; i++)
-            g->fanout[fill[g->fanin[g->t[c].fanin_off + i]]++] = (uint32_t)c;
-    free(fill);
-    g->csr_valid = 1;
-    return PTO_OK;
-}
-
-static int prepare(pto_rt *rt, pto_graph *g)
-{
-    int st = build_csr(g);
-    if (st != PTO_OK)
-        return st;
-    if (g->run_cap < g->n) {
-        free_run_state(g);
-        size_t n = (size_t)g->n;
-        g->fanin_left = malloc(n * sizeof *g->fanin_left);
-        g->consumers_left = malloc(n * sizeof *g->consumers_left);
-        g->state = malloc(n * sizeof *g->state);
-        g->heap_end = malloc(n * sizeof *g->heap_end);
-        if (!g->fanin_left || !g->consumers_left || !g->state || !g->heap_end) {
-            free_run_state(g);
-            return pto_fail(PTO_E_NOMEM, "pto_rt_submit: run state of %lld tasks",
-                            (long long)g->n);
-        }
-        g->run_cap = g->n;
-    }
-    if (g->has_comm && !rt->comm)
-        return pto_fail(PTO_E_STATE, "pto_rt_submit: the graph uses the comm window "
-                        "(notify/wait or comm operands) but no comm window is bound "
-                        "(pto_rt_bind_comm)");
-    if (!grow((void **)&g->rptr, &g->rptr_cap, 3 * g->nargs, sizeof *g->rptr))
-        return pto_fail(PTO_E_NOMEM, "pto_rt_submit: operands");
-    /* An operand that no longer resolves (a freed buffer, a comm operand outside the window
-     * bound now) is an orchestration-time argument error: the orchestrator latches
-     * INVALID_ARGS when it reaches the first task using it. Args come in task order. */
-    rt->bad_arg = -1;
-    rt->bad_arg_msg[0] = '\0';
-    for (int64_t a = 0; a < g->nargs; a++) {
-        st = pto_kernel_validate(rt, &g->args[a], 0, "pto_rt_submit");
-        if (st == PTO_OK)
-            st = pto_kernel_resolve(rt, &g->args[a], &g->rptr[3 * a], -1);
-        if ((st == PTO_E_INVALID_ARG || st == PTO_E_RANGE) && rt->bad_arg < 0) {
-            rt->bad_arg = a;
-            snprintf(rt->bad_arg_msg, sizeof rt->bad_arg_msg, "%s", pto_last_error());
-            pto_clear_error();
-            continue;
-        }
-        if (st != PTO_OK && st != PTO_E_INVALID_ARG && st != PTO_E_RANGE)
-            return st;
-    }
-    for (int64_t i = 0; i < g->n; i++) {
-        int32_t extra = g->t[i].kernel == PTO_K_EVENT ? 2 : 1; /* publish (+ fire) */
-        atomic_store_explicit(&g->fanin_left[i], (int32_t)g->t[i].nfanin + extra,
-                              memory_order_relaxed);
-        atomic_store_explicit(&g->consumers_left[i],
-                              (int32_t)(g->fo_off[i + 1] - g->fo_off[i]) + 1,
-                              memory_order_relaxed);
-        atomic_store_explicit(&g->state[i], PTO_TS_PENDING, memory_order_relaxed);
-    }
-    return q_reserve(&rt->q, (uint64_t)g->n);
-}
-
 /* ------------------------------------------------------------------ runs */
 
 int pto_rt_submit(pto_rt *rt, pto_graph *g)
@@ -1514,7 +896,7 @@ int pto_rt_submit(pto_rt *rt, pto_graph *g)
     else if (g->n > 0x7ffffffeLL)
         st = pto_fail(PTO_E_RANGE, "pto_rt_submit: graph too large");
     if (st == PTO_OK)
-        st = prepare(rt, g);
+        st = pto_graph_prepare(rt, g);
     if (st != PTO_OK) {
         pthread_mutex_unlock(&rt->api);
         return st;
@@ -1612,7 +994,7 @@ int pto_rt_sync(pto_rt *rt, int64_t timeout_ms, pto_rt_error_info *info)
     while ((s = atomic_load_explicit(&rt->stop, memory_order_acquire)) == PTO_RUN_RUNNING) {
         int64_t left = deadline == INT64_MAX ? 100000000 : deadline - pto_now_ns();
         if (left <= 0) {
-            finish_run(rt, PTO_RUN_TIMEOUT);
+            pto_finish_run(rt, PTO_RUN_TIMEOUT);
             continue;
         }
         pto_futex_wait(&rt->stop, PTO_RUN_RUNNING, left < 100000000 ? left : 100000000);
@@ -1699,7 +1081,7 @@ int pto_rt_abort(pto_rt *rt)
 {
     if (!rt)
         return pto_fail(PTO_E_INVALID_ARG, "pto_rt_abort: rt is NULL");
-    finish_run(rt, PTO_RUN_ABORT);
+    pto_finish_run(rt, PTO_RUN_ABORT);
     return PTO_OK;
 }
 
@@ -1728,7 +1110,7 @@ int pto_rt_dump_state(pto_rt *rt, char *buf, size_t cap)
     int64_t total = __atomic_load_n(&rt->total, __ATOMIC_RELAXED); /* no api lock: may be in a sync */
     OUT("runtime rank %d: run %s, tasks completed %lld / published %lld / total %lld, "
         "running %lld, ready %lld; policy %s\n",
-        rt->cfg.rank, stop < 6 ? runs[stop] : "?", (long long)done, (long long)pub, (long long)total, (long long)running_estimate(rt), (long long)ready_estimate(rt),
+        rt->cfg.rank, stop < 6 ? runs[stop] : "?", (long long)done, (long long)pub, (long long)total, (long long)pto_running_estimate(rt), (long long)pto_ready_estimate(rt),
         rt->cfg.latch_policy == PTO_LATCH_OWNED_WALLCLOCK ? "owned-wallclock" : "idle-iterations");
     int os = atomic_load(&rt->orch_state);
     if (os == 2) {
@@ -1761,7 +1143,7 @@ int pto_rt_dump_state(pto_rt *rt, char *buf, size_t cap)
                 atomic_load(&k->parked) ? "parked" : "idle");
     }
     int owner = atomic_load(&rt->latch_owner);
-    /* the message is complete once a code is published (release in latch()) */
+    /* the message is complete once a code is published (release in pto_latch()) */
     if (owner >= 0 && (atomic_load_explicit(&rt->orch_code, memory_order_acquire) ||
                        atomic_load_explicit(&rt->sched_code, memory_order_acquire)))
         OUT("  latched by %s%d: %s\n", owner == PTO_LATCH_THREAD_ORCH ? "orchestrator" : "sched",
