@@ -2,20 +2,18 @@
  * See pto_comm.h for the layout, memory order, backoff and barrier semantics. */
 #include "pto_comm.h"
 #include "pto_clock.h"
+#include "pto_sys.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/futex.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -112,41 +110,6 @@ static uint32_t *hi32(_Atomic uint64_t *w)
 #endif
 }
 
-/* Shared (not private) futex: the word lives in memory mapped by several processes. */
-static void futex_wait(uint32_t *addr, uint32_t expected, int64_t ns)
-{
-    if (ns <= 0)
-        return;
-    struct timespec ts = {.tv_sec = ns / 1000000000LL, .tv_nsec = ns % 1000000000LL};
-    syscall(SYS_futex, addr, FUTEX_WAIT, expected, &ts, NULL, 0);
-}
-
-static void futex_wake_all(uint32_t *addr)
-{
-    syscall(SYS_futex, addr, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
-}
-
-/* Is pid a live process? Zombies count as dead: they will never notify again. */
-static int pid_alive(int pid)
-{
-    if (pid <= 0)
-        return 0;
-    if (kill(pid, 0) != 0 && errno == ESRCH)
-        return 0;
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return errno == ENOENT ? 0 : 1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *rp = strrchr(buf, ')');
-    if (rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X' || rp[2] == 'x'))
-        return 0;
-    return 1;
-}
-
 static int cmp_holds(uint64_t v, int cmp, uint64_t x)
 {
     switch (cmp) {
@@ -192,24 +155,9 @@ static struct layout make_layout(int nranks, uint32_t nslots, uint64_t data_byte
 /* "pto-x" or "/pto-x" -> "/pto-x" in out; the rule is the same for every entry point. */
 static int shm_path(const char *fn, const char *name, char *out, size_t cap)
 {
-    if (!name)
-        return pto_fail(PTO_E_INVALID_ARG, "%s: name is NULL", fn);
-    const char *n = name[0] == '/' ? name + 1 : name;
-    size_t len = strlen(n);
-    if (len == 0 || len > PTO_COMM_NAME_MAX)
-        return pto_fail(PTO_E_INVALID_ARG, "%s: name '%s' must be 1..%d characters", fn, name,
-                        PTO_COMM_NAME_MAX);
-    if (strncmp(n, "pto-", 4) != 0)
-        return pto_fail(PTO_E_INVALID_ARG, "%s: name '%s' must start with 'pto-'", fn, name);
-    if (strchr(n, '/'))
-        return pto_fail(PTO_E_INVALID_ARG, "%s: name '%s' must not contain '/' after the first character",
-                        fn, name);
-    for (const unsigned char *q = (const unsigned char *)n; *q; q++)
-        if (*q <= ' ' || *q == 0x7f)
-            return pto_fail(PTO_E_INVALID_ARG,
-                            "%s: name must not contain spaces or control characters", fn);
-    snprintf(out, cap, "/%s", n);
-    return PTO_OK;
+    char what[96];
+    snprintf(what, sizeof what, "%s: name", fn);
+    return pto_sys_shm_path(what, name, "pto-", PTO_COMM_NAME_MAX, out, cap);
 }
 
 static void bind_views(pto_comm *c)
@@ -242,7 +190,7 @@ static int claim_rank(pto_comm *c, const char *fn)
         if (cur == c->pid)
             return pto_fail(PTO_E_EXISTS, "%s: rank %d of '%s' is already attached by this process (pid %d)",
                             fn, c->rank, c->name, cur);
-        if (cur != 0 && pid_alive(cur))
+        if (cur != 0 && pto_sys_pid_alive(cur))
             return pto_fail(PTO_E_EXISTS, "%s: rank %d of '%s' is already attached by live pid %d", fn,
                             c->rank, c->name, cur);
         if (atomic_compare_exchange_strong_explicit(p, &cur, c->pid, memory_order_acq_rel,
@@ -301,7 +249,7 @@ static int dead_peer(pto_comm *c, int *pid_out)
         if (r == c->rank)
             continue;
         int pid = atomic_load_explicit(&c->ranks[r].pid, memory_order_acquire);
-        if (pid != 0 && pid != c->pid && !pid_alive(pid)) {
+        if (pid != 0 && pid != c->pid && !pto_sys_pid_alive(pid)) {
             *pid_out = pid;
             return r;
         }
@@ -336,7 +284,7 @@ static int backoff_step(struct backoff *b, uint32_t *addr, uint32_t expected, _A
     if (ns > 0) {
         atomic_fetch_add_explicit(waiters, 1, memory_order_seq_cst);
         if (still(arg)) /* re-check after announcing ourselves: a notify now will wake us */
-            futex_wait(addr, expected, ns);
+            pto_sys_futex_wait(addr, expected, ns);
         atomic_fetch_sub_explicit(waiters, 1, memory_order_seq_cst);
     }
     b->sleep_ns = b->sleep_ns ? b->sleep_ns * 2 : SLEEP_MIN_NS * 2;
@@ -637,7 +585,7 @@ int pto_comm_peer_alive(const pto_comm *c, int rank, int *alive)
     int st = check_rank(fn, c, "rank", rank);
     if (st)
         return st;
-    *alive = pid_alive(atomic_load_explicit(&c->ranks[rank].pid, memory_order_acquire));
+    *alive = pto_sys_pid_alive(atomic_load_explicit(&c->ranks[rank].pid, memory_order_acquire));
     return PTO_OK;
 }
 
@@ -662,7 +610,7 @@ int pto_comm_notify(pto_comm *c, int peer, uint32_t slot, uint64_t value, int op
     else
         return pto_fail(PTO_E_INVALID_ARG, "%s: op=%d is not PTO_NOTIFY_SET (0) or PTO_NOTIFY_ADD (1)", fn, op);
     if (atomic_load_explicit(&s->waiters, memory_order_seq_cst) != 0)
-        futex_wake_all(lo32(&s->value));
+        pto_sys_futex_wake_all(lo32(&s->value));
     return PTO_OK;
 }
 
@@ -823,7 +771,7 @@ static void missing_ranks(pto_comm *c, uint32_t gen, char *buf, size_t cap, int 
         if (atomic_load_explicit(&c->ranks[r].arrived, memory_order_acquire) == gen + 1u)
             continue;
         int pid = atomic_load_explicit(&c->ranks[r].pid, memory_order_acquire);
-        if (*dead_rank < 0 && r != c->rank && pid != 0 && !pid_alive(pid)) {
+        if (*dead_rank < 0 && r != c->rank && pid != 0 && !pto_sys_pid_alive(pid)) {
             *dead_rank = r;
             *dead_pid = pid;
         }
@@ -869,7 +817,7 @@ int pto_comm_barrier_ex(pto_comm *c, int64_t timeout_ms, int64_t elapsed_ms)
             if (atomic_compare_exchange_weak_explicit(word, &cur, next, memory_order_seq_cst,
                                                       memory_order_acquire)) {
                 if (atomic_load_explicit(&c->hdr->barrier_waiters, memory_order_seq_cst) != 0)
-                    futex_wake_all(hi32(word));
+                    pto_sys_futex_wake_all(hi32(word));
                 return PTO_OK;
             }
         } else if (atomic_compare_exchange_weak_explicit(word, &cur, cur + 1, memory_order_acq_rel,

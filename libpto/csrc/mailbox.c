@@ -1,18 +1,17 @@
 /* Chip-worker mailboxes in shared memory (see pto_mailbox.h for the protocol). */
 #include "pto_mailbox.h"
 #include "pto_clock.h"
+#include "pto_sys.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/futex.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -76,19 +75,7 @@ static char *channel_data(const pto_mbox *m, int rank, int channel)
 
 static int shm_path(const char *name, char *buf, size_t cap)
 {
-    if (!name || !*name)
-        return pto_fail(PTO_E_INVALID_ARG, "mailbox name: must be a non-empty string");
-    const char *bare = name[0] == '/' ? name + 1 : name;
-    if (!*bare || strchr(bare, '/'))
-        return pto_fail(PTO_E_INVALID_ARG, "mailbox name '%s': must be one path component", name);
-    if (strlen(bare) + 2 > cap || strlen(bare) > NAME_MAX)
-        return pto_fail(PTO_E_INVALID_ARG, "mailbox name '%s': longer than %d bytes", name, NAME_MAX);
-    for (const unsigned char *q = (const unsigned char *)bare; *q; q++)
-        if (*q <= ' ' || *q == 0x7f)
-            return pto_fail(PTO_E_INVALID_ARG,
-                            "mailbox name: must not contain spaces or control characters");
-    snprintf(buf, cap, "/%s", bare);
-    return PTO_OK;
+    return pto_sys_shm_path("mailbox name", name, NULL, NAME_MAX, buf, cap);
 }
 
 static int check_rank(const pto_mbox *m, int rank)
@@ -100,20 +87,10 @@ static int check_rank(const pto_mbox *m, int rank)
     return PTO_OK;
 }
 
-static long futex(_Atomic uint32_t *addr, int op, uint32_t val, const struct timespec *ts)
-{
-    return syscall(SYS_futex, (uint32_t *)addr, op, val, ts, NULL, 0);
-}
-
-static void wake_all(_Atomic uint32_t *addr)
-{
-    futex(addr, FUTEX_WAKE, INT_MAX, NULL);
-}
-
 static void ring(pto_mbox *m)
 {
     atomic_fetch_add_explicit(&m->hdr->doorbell, 1, memory_order_acq_rel);
-    wake_all(&m->hdr->doorbell);
+    pto_sys_futex_wake_all(&m->hdr->doorbell);
 }
 
 /* One futex sleep while *addr == seen, bounded by the absolute monotonic deadline (< 0: none).
@@ -121,22 +98,18 @@ static void ring(pto_mbox *m)
  * signal. */
 static int futex_sleep(_Atomic uint32_t *addr, uint32_t seen, int64_t deadline)
 {
-    struct timespec ts, *tsp = NULL;
+    int64_t left = -1;
     if (deadline >= 0) {
-        int64_t left = deadline - pto_now_ns();
+        left = deadline - pto_now_ns();
         if (left <= 0)
             return PTO_E_TIMEOUT;
-        ts.tv_sec = left / 1000000000LL;
-        ts.tv_nsec = left % 1000000000LL;
-        tsp = &ts;
     }
-    if (futex(addr, FUTEX_WAIT, seen, tsp) == 0)
-        return PTO_OK;
-    switch (errno) {
-    case EAGAIN: return PTO_OK; /* value already changed */
+    int err = pto_sys_futex_wait(addr, seen, left);
+    switch (err) {
+    case 0: return PTO_OK; /* woken, or the value already changed */
     case ETIMEDOUT: return PTO_E_TIMEOUT;
     case EINTR: return pto_fail(PTO_E_ABORTED, "mailbox wait interrupted by a signal");
-    default: return pto_fail(PTO_E_SYS, "futex wait: %s", strerror(errno));
+    default: return pto_fail(PTO_E_SYS, "futex wait: %s", strerror(err));
     }
 }
 
@@ -349,7 +322,7 @@ int pto_mbox_store(pto_mbox *m, int rank, uint32_t state)
         return st;
     struct mbox_slot *s = slot_of(m, rank);
     atomic_store_explicit(&s->state, state, memory_order_release);
-    wake_all(&s->state);
+    pto_sys_futex_wake_all(&s->state);
     ring(m);
     return PTO_OK;
 }
@@ -365,7 +338,7 @@ int pto_mbox_cas(pto_mbox *m, int rank, uint32_t expected, uint32_t desired, int
     *swapped = atomic_compare_exchange_strong_explicit(&s->state, &expected, desired,
                                                        memory_order_acq_rel, memory_order_acquire);
     if (*swapped) {
-        wake_all(&s->state);
+        pto_sys_futex_wake_all(&s->state);
         ring(m);
     }
     return PTO_OK;
@@ -399,7 +372,7 @@ int pto_mbox_ctrl_store(pto_mbox *m, int rank, uint32_t value)
         return st;
     struct mbox_slot *s = slot_of(m, rank);
     atomic_store_explicit(&s->ctrl, value, memory_order_release);
-    wake_all(&s->ctrl);
+    pto_sys_futex_wake_all(&s->ctrl);
     ring(m);
     return PTO_OK;
 }
@@ -514,8 +487,8 @@ int pto_mbox_set_exit(pto_mbox *m, int rank, int32_t wait_status)
     atomic_store_explicit(&s->times[PTO_MBOX_T_EXIT], now, memory_order_relaxed);
     atomic_store_explicit(&s->exited, 1, memory_order_release);
     /* a worker blocked on its own words is gone; wake anyone waiting on them, and the parent */
-    wake_all(&s->state);
-    wake_all(&s->ctrl);
+    pto_sys_futex_wake_all(&s->state);
+    pto_sys_futex_wake_all(&s->ctrl);
     ring(m);
     return PTO_OK;
 }

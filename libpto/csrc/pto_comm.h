@@ -23,7 +23,8 @@
  * because the barrier completed meanwhile, the call returns PTO_OK.)
  *
  * Dead peers: each rank's attached pid is in the rank table; waits check it now and then
- * (kill(pid, 0) and /proc state) and fail with PTO_E_PEER_DEAD instead of timing out.
+ * (the pid-liveness rule of pto_sys.h: kill(pid, 0) and /proc state) and fail with
+ * PTO_E_PEER_DEAD instead of timing out.
  *
  * Rank -1 ("observer"): pto_comm_create/attach accept rank -1 for a process that is not a
  * rank (the parent that owns the window): it may notify, load and use data windows, but has

@@ -60,12 +60,12 @@ CASES: list[tuple[str, Callable[[], Any], str]] = [
     (
         "comm create space (C)",
         lambda: CommWindow.create("pto-x y", 2),
-        "name must not contain spaces or control characters",
+        "name: must not contain spaces or control characters",
     ),
     (
         "comm create tab (C)",
         lambda: CommWindow.create("pto-x\ty", 2),
-        "name must not contain spaces or control characters",
+        "name: must not contain spaces or control characters",
     ),
     (
         "comm attach NUL",
