@@ -6,7 +6,7 @@
  *     slot (task window), ring heap bytes and dep-pool nodes (one per fanin edge) in the task's
  *     ring, waiting for in-order reclamation when a ring is full (flow control). It latches
  *     orch_error_code when a ring can never make room: DEP_POOL_OVERFLOW (4), HEAP_RING_DEADLOCK
- *     (2), FLOW_CONTROL_DEADLOCK (3); see pto_runtime.c for the exact rules.
+ *     (2), FLOW_CONTROL_DEADLOCK (3); see the orchestrator in runtime.c for the exact rules.
  *   - scheduler threads: each owns cores (core c belongs to thread c % sched_threads); it pops
  *     ready tasks, writes the task id into an idle core's DATA register and polls the core's COND
  *     register for ACK then FIN of that id; on FIN it completes the task (releases fanouts, marks
@@ -25,7 +25,7 @@
  * latched_by says, for a code-100 latch, whether the latching thread owned a RUNNING task
  * (owner), did not while a sibling did (sibling), or no thread did (no-owner).
  *
- * Latch policies (PTO_LATCH_POLICY):
+ * Latch policies (PTO_LATCH_POLICY; the scheduler threads and these policies live in sched.c):
  *   idle-iterations  (the old one) each scheduler thread counts its consecutive loop iterations
  *                    without progress; at PTO_MAX_IDLE_ITERATIONS it latches SCHEDULER_TIMEOUT
  *                    whether or not a sibling owns a RUNNING task.
