@@ -7,11 +7,11 @@ real :class:`pytest.Function` with the id ``...round-K`` (the same ids as fixed 
 tables, seeds and pairing do not care how the rounds were chosen), each reported through the
 ordinary setup/call/teardown reports. Only rounds that ran appear anywhere.
 
-The decision after each round (:func:`pytest_pto.stats.sequential_decision`) is made where the
-round is classified (``makereport``) from the rounds of this session only, so it works the same
-under xdist (the item, with all its rounds, runs in one worker). Between rounds only the round's
-function-scope fixtures are torn down; module and session fixtures stay for the next round, as
-they would between fixed rounds.
+The decision after each round (:func:`pytest_pto.report._stats.sequential_decision`) is made
+where the round is classified (``makereport``) from the rounds of this session only, so it works
+the same under xdist (the item, with all its rounds, runs in one worker). Between rounds only the
+round's function-scope fixtures are torn down; module and session fixtures stay for the next
+round, as they would between fixed rounds.
 """
 
 from __future__ import annotations

@@ -100,7 +100,7 @@ def _rate(text: str) -> float:
 
 
 def _outcome_class(text: str) -> str:
-    from pytest_pto._outcome_grammar import OUTCOME_RULE, outcome_parts
+    from pytest_pto._vocabulary import OUTCOME_RULE, outcome_parts
 
     word = text.strip()
     if word in ("any", "failed-any"):

@@ -1,8 +1,8 @@
 """Terminal glue: round records from reports, a progress tally, the end-of-session table.
 
 Records are built from reports (``pto.*`` user properties), never from items, so the same code
-works in a plain session and in the xdist controller. Rendering is :mod:`pytest_pto.table`'s,
-shared with ``pto-report``.
+works in a plain session and in the xdist controller. Rendering is
+:mod:`pytest_pto.report._aggregate`'s, shared with ``pto-report``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 from pytest_pto._junit_props import properties_dict
 from pytest_pto.outcomes import outcome_sort_key
-from pytest_pto.table import (
+from pytest_pto.report._aggregate import (
     RoundRecord,
     base_test_id,
     compare,

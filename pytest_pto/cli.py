@@ -1,6 +1,6 @@
 """Console scripts: ``pto-devices`` (device pool state) and ``pto-report`` (JUnit -> tables).
 
-``pto-report`` lives in :mod:`pytest_pto.report_cli`; this module only dispatches to it so the
+``pto-report`` lives in :mod:`pytest_pto.report._cli`; this module only dispatches to it so the
 entry points in pyproject stay stable.
 """
 
@@ -18,13 +18,13 @@ __all__ = ["bisect_main", "devices_main", "report_main"]
 
 
 def report_main(argv: list[str] | None = None) -> int:
-    from pytest_pto.report_cli import main
+    from pytest_pto.report._cli import main
 
     return int(main(argv) or 0)
 
 
 def bisect_main(argv: list[str] | None = None) -> int:
-    from pytest_pto.bisect_cli import main
+    from pytest_pto.report._bisect import main
 
     return int(main(argv) or 0)
 

@@ -7,7 +7,7 @@ the ``libpto`` adapter maps libpto's ``SchedulerError``/``OrchestratorError``/
 ``StreamSyncTimeout`` to ``sched_error_code=N``/``orch_error_code=N``/``stream_sync_timeout``),
 and finally to the built-in classes (``init_failed``, ``init_timeout``, ``rank_crashed``,
 ``hang``, ``failed``). What a hook or adapter returns must follow the one outcome grammar
-(:mod:`pytest_pto._outcome_grammar`); anything else is a ``failed`` round naming who returned
+(:mod:`pytest_pto._vocabulary`); anything else is a ``failed`` round naming who returned
 it. The built-in classes read structured facts (exception types, codes, wait statuses), never
 message text, so a reworded message cannot change a dashboard's numbers.
 """
@@ -22,9 +22,11 @@ from typing import Any
 
 from libpto import errors as _e
 from pytest_pto._adapter import Classified, RankFailure, RuntimeAdapter
-from pytest_pto._outcome_grammar import OUTCOME_RULE, int_value, outcome_parts
+from pytest_pto._vocabulary import OUTCOME_RULE, int_value, outcome_parts
 from pytest_pto.devices import DeviceUnavailable
-from pytest_pto.table import outcome_sort_key  # the one column order, shared with pto-report
+from pytest_pto.report._aggregate import (
+    outcome_sort_key,  # the one column order, shared with pto-report
+)
 
 __all__ = [
     "FIXED_OUTCOMES",

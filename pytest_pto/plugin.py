@@ -725,7 +725,7 @@ class PtoSession:
     def _auto_decision(self, plan: RoundPlan, outcome: str, verdict: str) -> str:
         """The sequential decision after this round: infrastructure rounds (the round's
         ``pto.verdict``, the same rule as the tables' pass rate) do not count."""
-        from pytest_pto.stats import sequential_decision
+        from pytest_pto.report._stats import sequential_decision
 
         tally = self._auto.setdefault((plan.base_id, plan.variant), [0, 0])
         if verdict != INFRA:
@@ -839,11 +839,11 @@ class PtoSession:
         self._github(terminalreporter)
 
     def _github(self, terminalreporter: Any) -> None:
-        from pytest_pto import github
+        from pytest_pto.report import _github as github
 
         if not github.in_github_actions():
             return
-        from pytest_pto.table import render_markdown, summarize
+        from pytest_pto.report._aggregate import render_markdown, summarize
 
         for line in github.failure_annotations(self.summary.records)[:50]:
             terminalreporter.write_line(line)
@@ -862,7 +862,7 @@ class PtoSession:
         settings = self._quiet_settings()
         if settings is None or settings.trace is None:
             return
-        from pytest_pto.trace import TraceWriter
+        from pytest_pto.report._trace import TraceWriter
 
         path: Path = settings.trace
         try:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_pto.report_cli import main as report_main
-from pytest_pto.stats import mcnemar_exact
+from pytest_pto.report._cli import main as report_main
+from pytest_pto.report._stats import mcnemar_exact
 from tests.plugin.conftest import junit_cases
 
 SEEDED = """

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pytest_pto._settings import OPTIONS
-from pytest_pto.bisect_cli import main
+from pytest_pto.report._bisect import main
 
 TEST_FILE = """
 import random

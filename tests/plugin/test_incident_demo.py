@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pytest_pto.report_cli import main as report_main
+from pytest_pto.report._cli import main as report_main
 from tests.plugin.conftest import junit_cases
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_pto.report_cli import EXIT_OK, main
+from pytest_pto.report._cli import EXIT_OK, main
 
 xmlschema = pytest.importorskip("xmlschema")
 

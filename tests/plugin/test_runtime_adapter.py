@@ -486,7 +486,7 @@ def test_classification_reaches_junit_and_the_headline(contract_session: dict[st
 def test_adapter_classes_reach_pto_report(
     contract_session: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pytest_pto.report_cli import EXIT_OK, main
+    from pytest_pto.report._cli import EXIT_OK, main
 
     assert main(["--format", "json", str(contract_session["junit"])]) == EXIT_OK
     rows = {r["test"].rsplit("::", 1)[1]: r for r in json.loads(capsys.readouterr().out)["rows"]}
@@ -497,8 +497,8 @@ def test_adapter_classes_reach_pto_report(
     header = capsys.readouterr().out.splitlines()[0]
     assert "device_error_code=507018" in header and "collective_timeout" in header
     # and GitHub annotations, from the records read back
-    from pytest_pto.github import failure_annotations
-    from pytest_pto.junit_read import read_junit
+    from pytest_pto.report._github import failure_annotations
+    from pytest_pto.report._junit_read import read_junit
 
     records = [r for r in read_junit(contract_session["junit"]).records if "coded" in r.test]
     lines = failure_annotations(records)

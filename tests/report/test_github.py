@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_pto.github import (
+from pytest_pto.report._aggregate import RoundRecord
+from pytest_pto.report._github import (
     annotation,
     append_step_summary,
     emit_annotations,
@@ -16,7 +17,6 @@ from pytest_pto.github import (
     failure_annotations,
     in_github_actions,
 )
-from pytest_pto.table import RoundRecord
 
 
 def test_escaping_rules() -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_pto.junit_read import read_junit_files
-from pytest_pto.report_cli import EXIT_BAD_INPUT, EXIT_NO_DATA, EXIT_OK, main
+from pytest_pto.report._cli import EXIT_BAD_INPUT, EXIT_NO_DATA, EXIT_OK, main
+from pytest_pto.report._junit_read import read_junit_files
 from tests.report.conftest import MakeRun
 
 ROUND = (

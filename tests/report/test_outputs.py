@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from pytest_pto._atomic import OutputError, append_text, write_text_atomic
-from pytest_pto.report_cli import EXIT_BAD_INPUT, EXIT_OK, main
-from pytest_pto.trace import TraceWriter
+from pytest_pto.report._cli import EXIT_BAD_INPUT, EXIT_OK, main
+from pytest_pto.report._trace import TraceWriter
 from tests.report.conftest import MakeRun
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from junitparser import Failure, JUnitXml, Properties, Property, TestCase, TestSuite
 
-from pytest_pto.report_cli import EXIT_BAD_INPUT, EXIT_FAILURES, EXIT_NO_DATA, EXIT_OK, main
+from pytest_pto.report._cli import EXIT_BAD_INPUT, EXIT_FAILURES, EXIT_NO_DATA, EXIT_OK, main
 from tests.report.conftest import MakeRun
 
 TEST = "test_incident.py::test_allreduce[2]"

@@ -21,7 +21,7 @@ from fractions import Fraction
 
 import pytest
 
-from pytest_pto.stats import fisher_exact, wilson_interval, z_for_confidence
+from pytest_pto.report._stats import fisher_exact, wilson_interval, z_for_confidence
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from pytest_pto.stats import (
+from pytest_pto.report._stats import (
     binom_cdf,
     clopper_pearson,
     clopper_pearson_upper,

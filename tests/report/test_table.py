@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pytest_pto.table import (
+from pytest_pto.report._aggregate import (
     RoundRecord,
     base_test_id,
     compare,
@@ -165,7 +165,7 @@ def test_format_p() -> None:
 def test_table_columns_cover_exactly_the_plugins_outcome_classes() -> None:
     """pto-report and the plugin share one column order; its fixed classes are the plugin's."""
     from pytest_pto.outcomes import FIXED_OUTCOMES
-    from pytest_pto.table import OUTCOMES
+    from pytest_pto.report._aggregate import OUTCOMES
 
     assert tuple(o for o in OUTCOMES if not o.endswith("=N")) == FIXED_OUTCOMES
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pytest_pto.trace import TraceWriter, merge_parts, merge_trace_files, part_path
+from pytest_pto.report._trace import TraceWriter, merge_parts, merge_trace_files, part_path
 
 T0 = 1_700_000_000_000_000  # wall-clock microseconds, like World.events
 

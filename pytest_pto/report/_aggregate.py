@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
-from pytest_pto._outcome_grammar import OUTCOME_RULE, int_value, outcome_parts
-from pytest_pto.stats import (
+from pytest_pto._vocabulary import OUTCOME_RULE, int_value, outcome_parts
+from pytest_pto.report._stats import (
     clopper_pearson,
     clopper_pearson_upper,
     fisher_exact,
@@ -291,7 +291,7 @@ def parse_outcome(raw: str) -> str:
     """A ``pto.outcome`` value as read back (JUnit file or live report) -> its outcome class.
 
     The one place that reads outcome strings, against the one grammar
-    (:mod:`pytest_pto._outcome_grammar`: ``name`` or ``name=value``), so a new class family
+    (:mod:`pytest_pto._vocabulary`: ``name`` or ``name=value``), so a new class family
     (an adapter's ``device_error_code=507018``) needs no other reader change: classes are kept
     verbatim, ordered by :func:`outcome_sort_key` (unknown ones last), and counted as product
     failures unless listed in :data:`INFRA_OUTCOMES`. Raises ValueError for an empty value or

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from pytest_pto._atomic import append_text
-from pytest_pto.table import RoundRecord
+from pytest_pto.report._aggregate import RoundRecord
 
 __all__ = [
     "annotation",

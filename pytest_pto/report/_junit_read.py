@@ -36,7 +36,7 @@ from xml.parsers import expat
 from junitparser import Error, Failure, JUnitXml, JUnitXmlError, Properties, TestCase
 
 from pytest_pto._junit_xml import parse_props_block
-from pytest_pto.table import RoundRecord, base_test_id, parse_outcome, strip_round_id
+from pytest_pto.report._aggregate import RoundRecord, base_test_id, parse_outcome, strip_round_id
 
 __all__ = ["JUnitData", "ReportInputError", "expand_inputs", "read_junit", "read_junit_files"]
 

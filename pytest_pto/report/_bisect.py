@@ -31,8 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pytest_pto.junit_read import ReportInputError, read_junit
-from pytest_pto.table import SummaryRow, statement, summarize
+from pytest_pto.report._aggregate import SummaryRow, statement, summarize
+from pytest_pto.report._junit_read import ReportInputError, read_junit
 
 __all__ = ["CommitResult", "main"]
 

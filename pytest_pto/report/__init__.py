@@ -1,0 +1,1 @@
+"""The report wing (its public surface follows in the next commit)."""
