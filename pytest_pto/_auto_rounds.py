@@ -7,11 +7,11 @@ real :class:`pytest.Function` with the id ``...round-K`` (the same ids as fixed 
 tables, seeds and pairing do not care how the rounds were chosen), each reported through the
 ordinary setup/call/teardown reports. Only rounds that ran appear anywhere.
 
-The decision after each round (:func:`pytest_pto.report._stats.sequential_decision`) is made
-where the round is classified (``makereport``) from the rounds of this session only, so it works
-the same under xdist (the item, with all its rounds, runs in one worker). Between rounds only the
-round's function-scope fixtures are torn down; module and session fixtures stay for the next
-round, as they would between fixed rounds.
+The decision after each round (:func:`pytest_pto.report.sequential_decision`) is made where the
+round is classified (``makereport``) from the rounds of this session only, so it works the same
+under xdist (the item, with all its rounds, runs in one worker). Between rounds only the round's
+function-scope fixtures are torn down; module and session fixtures stay for the next round, as
+they would between fixed rounds.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import pytest
 from _pytest.runner import call_and_report, show_test_item
 
 from pytest_pto._rounds import AUTO_ROUND, ROUND_PARAM
+from pytest_pto._vocabulary import AUTO_ROUND_ID, PASSED, round_id
 
 __all__ = ["counts_as_failure", "is_auto_item", "round_item", "run_auto_rounds"]
 
@@ -35,7 +36,7 @@ def is_auto_item(item: pytest.Item) -> bool:
 def counts_as_failure(outcome: str, target_outcome: str) -> bool:
     """Whether a product round's class counts against the target rate: every failure, or
     only ``target_outcome`` (a whole family when it is a bare name: ``sched_error_code``)."""
-    if outcome == "passed":
+    if outcome == PASSED:
         return False
     if target_outcome == "any":
         return True
@@ -49,7 +50,7 @@ def round_item(item: pytest.Item, k: int) -> pytest.Function:
     callspec = item.callspec
     params = dict(callspec.params)
     params[ROUND_PARAM] = k
-    ids = [f"round-{k}" if i == "round-auto" else i for i in callspec._idlist]
+    ids = [round_id(k) if i == AUTO_ROUND_ID else i for i in callspec._idlist]
     new_spec = dataclasses.replace(callspec, params=params, _idlist=ids)
     name = f"{item.originalname}[{'-'.join(ids)}]"
     sub = pytest.Function.from_parent(

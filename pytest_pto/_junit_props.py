@@ -1,4 +1,5 @@
-"""The JUnit properties of one round (docs/design.md section 4 names).
+"""The JUnit properties of one round: the writer (the names and the reader are
+:mod:`pytest_pto._vocabulary`'s, docs/design.md section 4.4).
 
 They are attached as ``item.user_properties`` (what ``record_property`` does), so pytest's own
 ``--junitxml`` writes them, and under xdist they travel with the reports to the controller,
@@ -10,35 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pytest_pto._rounds import RoundPlan
+from pytest_pto._vocabulary import PROPERTY_NAMES
 from pytest_pto.outcomes import RoundOutcome
 
-__all__ = ["PROPERTY_NAMES", "properties_dict", "round_properties"]
-
-PROPERTY_NAMES = (
-    "pto.outcome",
-    "pto.round",
-    "pto.rounds",
-    "pto.ranks",
-    "pto.devices",
-    "pto.variant",
-    "pto.failed_rank",
-    "pto.error_code",
-    "pto.error_name",
-    "pto.latched_by",
-    "pto.also_latched",
-    "pto.init_skew_ms",
-    "pto.init_skew_partial",
-    "pto.lock_wait_ms",
-    "pto.host",
-    "pto.verdict",
-    "pto.attempt",
-    "pto.first_outcome",
-    "pto.first_devices",
-    "pto.seed",
-    "pto.decision",
-    "pto.decision_rounds",
-    "pto.target_fail_rate",
-)
+__all__ = ["round_properties"]
 
 
 def _ms(value: float) -> str:
@@ -60,7 +36,7 @@ def round_properties(
     first_devices: Sequence[int] = (),
     decision: str | None = None,
 ) -> list[tuple[str, str]]:
-    """Properties in a fixed order; optional ones only where they apply."""
+    """Properties in :data:`PROPERTY_NAMES` order; optional ones only where they apply."""
     props = [
         ("pto.outcome", outcome.outcome),
         ("pto.round", str(plan.round)),
@@ -105,9 +81,5 @@ def round_properties(
         if decision != "running":
             props.append(("pto.decision_rounds", str(plan.round)))
         props.append(("pto.target_fail_rate", f"{plan.target_fail_rate:g}"))
-    return props
-
-
-def properties_dict(user_properties: Sequence[tuple[str, object]]) -> dict[str, str]:
-    """The ``pto.*`` entries of a report's ``user_properties`` (last one wins)."""
-    return {str(k): str(v) for k, v in user_properties if str(k).startswith("pto.")}
+    # the order is the vocabulary's; a name missing there fails here, in every test
+    return sorted(props, key=lambda kv: PROPERTY_NAMES.index(kv[0]))

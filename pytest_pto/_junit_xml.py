@@ -9,7 +9,8 @@ junit2html and ``pto-report`` read them there). Two kinds of readers miss them:
 - validators against the Jenkins ``junit-10.xsd``, which allows no ``<properties>`` inside a
   ``<testcase>``. With ``--pto-junit-strict`` each testcase's properties move into a
   ``<system-out>`` block of the testcase (which the schema allows), one ``name=value`` per
-  line after the header line :data:`PROPS_HEADER`; ``pto-report`` reads both forms.
+  line after the header line ``PROPS_HEADER`` (:mod:`pytest_pto._vocabulary` holds it and
+  its reader); ``pto-report`` reads both forms.
 
 Every file also gets the session's ``pto.seed`` and ``pto.command`` (the pytest command line)
 as testsuite properties (allowed by the schema), so a report can say what produced it. The
@@ -26,27 +27,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pytest_pto._atomic import write_text_atomic
+from pytest_pto._vocabulary import PASSED, PROPS_HEADER
 
-__all__ = ["PROPS_HEADER", "finish_junit", "parse_props_block"]
-
-#: First line of a strict-mode testcase ``<system-out>`` that carries its properties.
-PROPS_HEADER = "[pytest-pto properties]"
-_PASSED = "passed"
-
-
-def parse_props_block(text: str | None) -> dict[str, str] | None:
-    """``name=value`` lines of a strict-mode properties block; None if ``text`` is not one."""
-    if not text:
-        return None
-    lines = text.strip("\n").splitlines()
-    if not lines or lines[0].strip() != PROPS_HEADER:
-        return None
-    out: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition("=")
-        if sep and name.strip():
-            out[name.strip()] = value
-    return out
+__all__ = ["finish_junit"]
 
 
 def _cases(elem: ET.Element) -> Iterator[ET.Element]:
@@ -130,7 +113,7 @@ def finish_junit(
                 _to_system_out(case, props_elem)
             continue
         rounds += 1
-        if outcome != _PASSED:
+        if outcome != PASSED:
             _mark_outcome(case, outcome)
         if strict:
             _to_system_out(case, props_elem)

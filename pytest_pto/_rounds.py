@@ -24,6 +24,7 @@ import pytest
 from libpto._checks import env_problems, seconds_problem
 from pytest_pto._settings import Settings
 from pytest_pto._variants import Variant
+from pytest_pto._vocabulary import AUTO_ROUND_ID, parse_test_id, ranks_id, round_id
 
 __all__ = [
     "AUTO_ROUND",
@@ -33,7 +34,6 @@ __all__ = [
     "VARIANT_PARAM",
     "MarkerSpec",
     "RoundPlan",
-    "base_test_id",
     "derive_seed",
     "is_distributed",
     "marker_spec",
@@ -200,7 +200,7 @@ def parametrize(
     if spec is not None and spec.ranks_list and spec.ranks:
         metafunc.fixturenames.append(RANKS_PARAM)
         metafunc.parametrize(
-            RANKS_PARAM, list(spec.ranks), ids=[f"ranks-{n}" for n in spec.ranks], indirect=True
+            RANKS_PARAM, list(spec.ranks), ids=[ranks_id(n) for n in spec.ranks], indirect=True
         )
     if variants:
         metafunc.fixturenames.append(VARIANT_PARAM)
@@ -209,11 +209,11 @@ def parametrize(
         )
     metafunc.fixturenames.append(ROUND_PARAM)
     if settings.auto_rounds:  # one item; it runs (and reports) its rounds one by one
-        metafunc.parametrize(ROUND_PARAM, [AUTO_ROUND], ids=["round-auto"], indirect=True)
+        metafunc.parametrize(ROUND_PARAM, [AUTO_ROUND], ids=[AUTO_ROUND_ID], indirect=True)
         return
     rounds = range(1, settings.rounds + 1)
     metafunc.parametrize(
-        ROUND_PARAM, list(rounds), ids=[f"round-{k}" for k in rounds], indirect=True
+        ROUND_PARAM, list(rounds), ids=[round_id(k) for k in rounds], indirect=True
     )
 
 
@@ -255,32 +255,12 @@ def derive_seed(base: int, round_no: int) -> int:
     return (base * 1_000_003 + round_no * 7919) % (2**31 - 1)
 
 
-def base_test_id(nodeid: str, variant: str | None, round_no: int | None) -> str:
-    """The node id without the variant and round parts: the row key of the summary table."""
-    if not nodeid.endswith("]") or "[" not in nodeid:
-        return nodeid
-    head, _, inner = nodeid[:-1].partition("[")
-    parts = inner
-    if round_no is not None:
-        suffix = f"round-{round_no}"
-        if parts == suffix:
-            parts = ""
-        elif parts.endswith("-" + suffix):
-            parts = parts[: -len(suffix) - 1]
-    if variant:
-        if parts == variant:
-            parts = ""
-        elif parts.endswith("-" + variant):
-            parts = parts[: -len(variant) - 1]
-    return f"{head}[{parts}]" if parts else head
-
-
 @dataclass(frozen=True)
 class RoundPlan:
     """Everything one round needs to know before it leases devices."""
 
     nodeid: str
-    base_id: str
+    base_id: str  # the node id without variant and round parts (the vocabulary's test id)
     round: int
     rounds: int
     variant: str | None
@@ -352,7 +332,7 @@ def plan_for(item: pytest.Item, settings: Settings, variants: Mapping[str, Varia
     vname = variant.name if variant is not None else None
     return RoundPlan(
         nodeid=item.nodeid,
-        base_id=base_test_id(item.nodeid, vname, round_no if ROUND_PARAM in params else None),
+        base_id=parse_test_id(item.nodeid, vname).base,
         round=round_no,
         rounds=settings.rounds,
         variant=vname,

@@ -1,8 +1,8 @@
 """Terminal glue: round records from reports, a progress tally, the end-of-session table.
 
-Records are built from reports (``pto.*`` user properties), never from items, so the same code
-works in a plain session and in the xdist controller. Rendering is
-:mod:`pytest_pto.report._aggregate`'s, shared with ``pto-report``.
+Records are built from reports (``pto.*`` user properties, read by the vocabulary's one
+reader), never from items, so the same code works in a plain session and in the xdist
+controller. Counting and rendering are the report wing's, shared with ``pto-report``.
 """
 
 from __future__ import annotations
@@ -13,16 +13,15 @@ from typing import Any
 
 import pytest
 
-from pytest_pto._junit_props import properties_dict
-from pytest_pto.outcomes import outcome_sort_key
-from pytest_pto.report._aggregate import (
+from pytest_pto._vocabulary import (
+    PropertyError,
     RoundRecord,
-    base_test_id,
-    compare,
-    parse_outcome,
-    render_text,
-    summarize,
+    outcome_sort_key,
+    properties_dict,
+    round_record,
 )
+from pytest_pto.report._aggregate import compare, summarize
+from pytest_pto.report._render import render_text
 
 __all__ = ["SummaryCollector", "tally_text"]
 
@@ -30,20 +29,6 @@ __all__ = ["SummaryCollector", "tally_text"]
 def tally_text(counts: Counter[str]) -> str:
     parts = sorted(counts.items(), key=lambda kv: outcome_sort_key(kv[0]))
     return ", ".join(f"{n} {name}" for name, n in parts)
-
-
-def _float(text: str | None) -> float | None:
-    try:
-        return float(text) if text is not None else None
-    except ValueError:
-        return None
-
-
-def _int(text: str | None) -> int | None:
-    try:
-        return int(text) if text is not None else None
-    except ValueError:
-        return None
 
 
 @dataclass
@@ -65,44 +50,31 @@ class SummaryCollector:
         raw = props.get("pto.outcome")
         if raw is None or not raw.strip():
             return None
-        try:
-            outcome = parse_outcome(raw)
-        except ValueError:  # not ours (a conftest's own property): nothing to count
-            return None
-        self._seen.add(report.nodeid)
-        variant = props.get("pto.variant")
-        test, rnd = base_test_id(report.nodeid, variant)
         message = ""
         crash = getattr(report.longrepr, "reprcrash", None)
         if crash is not None:
             message = str(crash.message).splitlines()[0] if crash.message else ""
         fspath, lineno = report.location[0], report.location[1]
-        record = RoundRecord(
-            test=test,
-            variant=variant,
-            round=_int(props.get("pto.round")) or rnd or 1,
-            outcome=outcome,
-            ranks=_int(props.get("pto.ranks")),
-            rank=_int(props.get("pto.failed_rank")),
-            error_code=_int(props.get("pto.error_code")),
-            init_skew_ms=_float(props.get("pto.init_skew_ms")),
-            init_skew_partial=props.get("pto.init_skew_partial") == "true",
-            duration_s=report.duration,
-            message=message,
-            file=fspath,
-            line=lineno + 1 if isinstance(lineno, int) else None,
-            verdict=props.get("pto.verdict"),
-            seed=props.get("pto.seed"),
-            decision=props.get("pto.decision"),
-            target_fail_rate=_float(props.get("pto.target_fail_rate")),
-        )
+        try:  # lenient: a conftest's own bad pto.* value is not ours to reject here
+            record = round_record(
+                props,
+                report.nodeid,
+                strict=False,
+                duration_s=report.duration,
+                message=message,
+                file=fspath,
+                line=lineno + 1 if isinstance(lineno, int) else None,
+            )
+        except PropertyError:  # not ours (a conftest's own pto.outcome): nothing to count
+            return None
+        self._seen.add(report.nodeid)
         self.records.append(record)
         events = getattr(report, "pto_events", None)
         if events:
             self.events.append((record, list(events)))
-        tally = self._tallies.setdefault((test, variant), Counter())
-        tally[outcome] += 1
-        return record, tally, _int(props.get("pto.rounds")) or 1
+        tally = self._tallies.setdefault((record.test, record.variant), Counter())
+        tally[record.outcome] += 1
+        return record, tally, record.rounds or 1
 
     def render(self) -> str:
         """The table, what each row proves, and the variant comparisons (paired when the

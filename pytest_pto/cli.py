@@ -1,7 +1,7 @@
 """Console scripts: ``pto-devices`` (device pool state) and ``pto-report`` (JUnit -> tables).
 
-``pto-report`` lives in :mod:`pytest_pto.report._cli`; this module only dispatches to it so the
-entry points in pyproject stay stable.
+``pto-report`` and ``pto-bisect`` live in the report wing (:mod:`pytest_pto.report`); this
+module only dispatches to them so the entry points in pyproject stay stable.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ __all__ = ["bisect_main", "devices_main", "report_main"]
 
 
 def report_main(argv: list[str] | None = None) -> int:
-    from pytest_pto.report._cli import main
+    from pytest_pto.report import report_main as main
 
     return int(main(argv) or 0)
 
 
 def bisect_main(argv: list[str] | None = None) -> int:
-    from pytest_pto.report._bisect import main
+    from pytest_pto.report import bisect_main as main
 
     return int(main(argv) or 0)
 

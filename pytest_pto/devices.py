@@ -726,9 +726,3 @@ class _Ticket:
             finally:
                 os.close(fd)
         return out
-
-
-def pool_for(platform: str, devices: Sequence[int] | None, lock_dir: Path) -> DevicePool:
-    """A pool over ``devices`` (default: every device of ``platform``)."""
-    ids = tuple(devices) if devices else get_platform(platform).devices()
-    return DevicePool(ids, lock_dir)

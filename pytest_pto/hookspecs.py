@@ -8,11 +8,12 @@ conftest.py or plugin). They run in the process that runs the round (an xdist wo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the real classes, for type checkers and readers; no import at run time
+    from libpto import World, WorldConfig
     from pytest_pto._adapter import Classified, RankFailure
     from pytest_pto.devices import DevicePool, Lease
     from pytest_pto.outcomes import RoundOutcome
@@ -46,7 +47,7 @@ def pytest_pto_lease_released(item: pytest.Item, lease: Lease) -> None:
 
 
 @hookspec(firstresult=True)
-def pytest_pto_world_config(item: pytest.Item, config: Any) -> Any:
+def pytest_pto_world_config(item: pytest.Item, config: WorldConfig) -> WorldConfig | None:
     """Return a replacement ``libpto.WorldConfig`` for this round (e.g. with extra ``rank_env``),
     or None to keep ``config``. Use ``dataclasses.replace``; ``devices`` must stay the leased
     ones. ``config`` already carries the round's runtime adapter (``runtime``, ``cache_dir``),
@@ -54,7 +55,7 @@ def pytest_pto_world_config(item: pytest.Item, config: Any) -> Any:
 
 
 @hookspec
-def pytest_pto_round_started(item: pytest.Item, world: Any) -> None:
+def pytest_pto_round_started(item: pytest.Item, world: World) -> None:
     """Every rank of the round passed the INIT_DONE barrier (or started, with the barrier off);
     ``world`` is the ``libpto.World``."""
 

@@ -22,46 +22,32 @@ from typing import Any
 
 from libpto import errors as _e
 from pytest_pto._adapter import Classified, RankFailure, RuntimeAdapter
-from pytest_pto._vocabulary import OUTCOME_RULE, int_value, outcome_parts
-from pytest_pto.devices import DeviceUnavailable
-from pytest_pto.report._aggregate import (
-    outcome_sort_key,  # the one column order, shared with pto-report
+from pytest_pto._vocabulary import (
+    DEVICE_UNAVAILABLE,
+    FAILED,
+    FIXED_OUTCOMES,
+    HANG,
+    INIT_FAILED,
+    INIT_TIMEOUT,
+    OUTCOME_RULE,
+    PASSED,
+    RANK_CRASHED,
+    int_value,
+    outcome_parts,
+    outcome_sort_key,
 )
+from pytest_pto.devices import DeviceUnavailable
 
 __all__ = [
     "FIXED_OUTCOMES",
     "RoundHang",
     "RoundOutcome",
     "classify",
-    "is_outcome",
     "outcome_sort_key",
     "rank_failures",
 ]
 
-PASSED = "passed"
-FAILED = "failed"
-STREAM_SYNC_TIMEOUT = "stream_sync_timeout"
-INIT_FAILED = "init_failed"
-INIT_TIMEOUT = "init_timeout"
-RANK_CRASHED = "rank_crashed"
-HANG = "hang"
-DEVICE_UNAVAILABLE = "device_unavailable"
-FIXED_OUTCOMES = (
-    PASSED,
-    FAILED,
-    STREAM_SYNC_TIMEOUT,
-    INIT_FAILED,
-    INIT_TIMEOUT,
-    RANK_CRASHED,
-    HANG,
-    DEVICE_UNAVAILABLE,
-)
 LOG_TAIL_BYTES = 16 * 1024  # of a failed rank's log, for classify
-
-
-def is_outcome(text: str) -> bool:
-    """``text`` is an outcome class: a fixed one, or ``name``/``name=value`` of an adapter."""
-    return outcome_parts(text) is not None
 
 
 class RoundHang(Exception):

@@ -33,9 +33,10 @@ from pytest_pto._settings import OPTIONS, Settings, add_options, resolve
 from pytest_pto._summary import SummaryCollector, tally_text
 from pytest_pto._torch_adapter import TorchAdapter
 from pytest_pto._variants import Variant
+from pytest_pto._vocabulary import DEVICE_UNAVAILABLE, HANG, round_label
 from pytest_pto._world_fixture import PtoWorld, RoundRuntime, session_temp_dir
 from pytest_pto.devices import DevicePool, Quarantine, choose_group
-from pytest_pto.outcomes import DEVICE_UNAVAILABLE, HANG, RoundOutcome, classify
+from pytest_pto.outcomes import RoundOutcome, classify
 
 __all__ = ["PtoSession"]
 
@@ -725,7 +726,7 @@ class PtoSession:
     def _auto_decision(self, plan: RoundPlan, outcome: str, verdict: str) -> str:
         """The sequential decision after this round: infrastructure rounds (the round's
         ``pto.verdict``, the same rule as the tables' pass rate) do not count."""
-        from pytest_pto.report._stats import sequential_decision
+        from pytest_pto.report import sequential_decision
 
         tally = self._auto.setdefault((plan.base_id, plan.variant), [0, 0])
         if verdict != INFRA:
@@ -805,22 +806,22 @@ class PtoSession:
             if decision != "running":
                 tr = self.config.pluginmanager.get_plugin("terminalreporter")
                 if tr is not None:
-                    variant = f" [{record.variant}]" if record.variant else ""
+                    label = round_label(record.test, record.variant)
                     tr.ensure_newline()
                     if tr._tw.width_of_current_line:
                         tr._tw.line()
                     tr.write_line(
-                        f"pto: {record.test}{variant}: auto: {decision} after {record.round} "
+                        f"pto: {label}: auto: {decision} after {record.round} "
                         f"rounds: {tally_text(tally)}"
                     )
         elif rounds > 1 and total == rounds:
             tr = self.config.pluginmanager.get_plugin("terminalreporter")
             if tr is not None:
-                variant = f" [{record.variant}]" if record.variant else ""
+                label = round_label(record.test, record.variant)
                 tr.ensure_newline()
                 if tr._tw.width_of_current_line:  # -q, xdist: after the dots, not glued to them
                     tr._tw.line()
-                tr.write_line(f"pto: {record.test}{variant}: {total} rounds: {tally_text(tally)}")
+                tr.write_line(f"pto: {label}: {total} rounds: {tally_text(tally)}")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker or not self.summary.records:
@@ -839,18 +840,20 @@ class PtoSession:
         self._github(terminalreporter)
 
     def _github(self, terminalreporter: Any) -> None:
-        from pytest_pto.report import _github as github
+        from pytest_pto.report import (
+            append_step_summary,
+            failure_annotations,
+            in_github_actions,
+            render_markdown,
+            summarize,
+        )
 
-        if not github.in_github_actions():
+        if not in_github_actions():
             return
-        from pytest_pto.report._aggregate import render_markdown, summarize
-
-        for line in github.failure_annotations(self.summary.records)[:50]:
+        for line in failure_annotations(self.summary.records)[:50]:
             terminalreporter.write_line(line)
         try:
-            github.append_step_summary(
-                render_markdown(summarize(self.summary.records), title="pto")
-            )
+            append_step_summary(render_markdown(summarize(self.summary.records), title="pto"))
         except OSError as exc:  # the runs are over and reported: say it, do not crash
             terminalreporter.write_line(
                 f"pytest-pto: GITHUB_STEP_SUMMARY: cannot append the table: {exc}"
@@ -862,14 +865,12 @@ class PtoSession:
         settings = self._quiet_settings()
         if settings is None or settings.trace is None:
             return
-        from pytest_pto.report._trace import TraceWriter
+        from pytest_pto.report import TraceWriter
 
         path: Path = settings.trace
         try:
             with TraceWriter(path) as writer:
                 for record, events in self.summary.events:
-                    writer.add_round(
-                        record.test, record.round, record.variant, events, outcome=record.outcome
-                    )
+                    writer.add_record(record, events)
         except (OSError, ValueError) as exc:
             sys.stderr.write(f"pytest-pto: --pto-trace {path}: not written: {exc}\n")

@@ -31,8 +31,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pytest_pto.report._aggregate import SummaryRow, statement, summarize
+from pytest_pto.report._aggregate import SummaryRow, summarize
 from pytest_pto.report._junit_read import ReportInputError, read_junit
+from pytest_pto.report._render import statement
 
 __all__ = ["CommitResult", "main"]
 

@@ -23,9 +23,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pytest_pto._atomic import write_text_atomic
-from pytest_pto.report._aggregate import compare, render_markdown, render_text, summarize, to_json
+from pytest_pto.report._aggregate import compare, summarize
 from pytest_pto.report._github import append_step_summary, emit_annotations
 from pytest_pto.report._junit_read import JUnitData, ReportInputError, read_junit_files
+from pytest_pto.report._render import render_markdown, render_text, to_json
 
 __all__ = [
     "EXIT_BAD_INPUT",

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from pytest_pto._atomic import append_text
-from pytest_pto.report._aggregate import RoundRecord
+from pytest_pto._vocabulary import RoundRecord, round_label
 
 __all__ = [
     "annotation",
@@ -78,7 +78,7 @@ def _describe(rec: RoundRecord) -> tuple[str, str]:
     variant = f" [{rec.variant}]" if rec.variant else ""
     kind = " (infra)" if rec.infra else ""
     title = f"pto {rec.outcome}{kind}, {rank}, round {rec.round}{variant}"
-    message = f"{rec.test}{variant} round {rec.round}: {rec.outcome} on {rank}"
+    message = f"{round_label(rec.test, rec.variant, rec.round)}: {rec.outcome} on {rank}"
     if rec.infra:  # a product failure is what every other annotation is: said only here
         message += " (infrastructure failure: not counted against the product)"
     if rec.message:

@@ -23,7 +23,6 @@ Reading is defensive, whatever XML library junitparser picked (lxml when install
 
 from __future__ import annotations
 
-import math
 import os
 import stat
 import xml.etree.ElementTree as ET
@@ -35,14 +34,15 @@ from xml.parsers import expat
 
 from junitparser import Error, Failure, JUnitXml, JUnitXmlError, Properties, TestCase
 
-from pytest_pto._junit_xml import parse_props_block
-from pytest_pto.report._aggregate import RoundRecord, base_test_id, parse_outcome, strip_round_id
+from pytest_pto._vocabulary import (
+    PROP_PREFIX,
+    PropertyError,
+    RoundRecord,
+    parse_props_block,
+    round_record,
+)
 
 __all__ = ["JUnitData", "ReportInputError", "expand_inputs", "read_junit", "read_junit_files"]
-
-#: Property names of docs/design.md §4 (``pto.test`` is an optional extra: the test id without
-#: variant and round parts, as the plugin's terminal summary prints it).
-PROP_PREFIX = "pto."
 
 
 class ReportInputError(Exception):
@@ -100,7 +100,7 @@ def _walk_cases(elem: Any) -> Iterator[Any]:
 
 def _props(case: TestCase) -> dict[str, str]:
     """``pto.*`` properties: testcase ``<properties>``, or the strict-mode ``<system-out>``
-    block of ``--pto-junit-strict`` files (see :mod:`pytest_pto._junit_xml`)."""
+    block of ``--pto-junit-strict`` files (the vocabulary's ``parse_props_block``)."""
     out: dict[str, str] = {}
     for elem in case._elem:
         if elem.tag == "system-out":
@@ -124,10 +124,6 @@ def _failure_message(case: TestCase) -> str:
     return ""
 
 
-def _flag(raw: str | None) -> bool:
-    return raw is not None and raw.strip().lower() in ("true", "1", "yes")
-
-
 def _guess_file(classname: str) -> tuple[str | None, list[str]]:
     """pytest writes ``classname = 'tests.test_x.TestCls'``; find the module file it came from.
 
@@ -149,94 +145,35 @@ def _guess_file(classname: str) -> tuple[str | None, list[str]]:
     return "/".join(parts[:k]) + ".py", parts[k:]
 
 
-class _CaseReader:
-    def __init__(self, path: Path, case: TestCase, props: dict[str, str]) -> None:
-        self.path, self.case, self.props = path, case, props
+def _record(path: Path, case: TestCase, props: dict[str, str]) -> RoundRecord:
+    """The vocabulary's one reader of round properties, strict, with the testcase's name
+    qualified by its module file and its location; an invalid property names the file."""
+    classname = case.classname or ""
 
-    def where(self) -> str:
-        return f"{self.path}: testcase {self.case.classname}::{self.case.name}"
+    def locate(base: str) -> tuple[str, str | None]:
+        attr_file = case._elem.get("file")  # xunit1 files carry file= and line=
+        file, rest = _guess_file(classname)
+        if attr_file:
+            file = attr_file
+        if file is not None:
+            return "::".join([file, *rest, base]), file
+        return (f"{classname}::{base}" if classname else base), None
 
-    def int_prop(self, name: str) -> int | None:
-        raw = self.props.get(name)
-        if raw is None or raw.strip() in ("", "None"):
-            return None
-        try:
-            return int(raw)
-        except ValueError:
-            raise ReportInputError(
-                f"{self.where()}: property {name}={raw!r}: must be an integer"
-            ) from None
-
-    def verdict(self) -> str | None:
-        raw = (self.props.get("pto.verdict") or "").strip()
-        if raw and raw not in ("product", "infra"):
-            raise ReportInputError(
-                f"{self.where()}: property pto.verdict={raw!r}: must be product or infra"
-            )
-        return raw or None
-
-    def float_prop(self, name: str) -> float | None:
-        raw = self.props.get(name)
-        if raw is None or raw.strip() in ("", "None"):
-            return None
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ReportInputError(
-                f"{self.where()}: property {name}={raw!r}: must be a number"
-            ) from None
-        return None if math.isnan(value) else value
-
-    def record(self) -> RoundRecord:
-        case, props = self.case, self.props
-        try:
-            outcome = parse_outcome(props["pto.outcome"])
-        except ValueError as exc:
-            raise ReportInputError(f"{self.where()}: property pto.outcome {exc}") from None
-        variant = props.get("pto.variant") or None
-        name = case.name or ""
-        classname = case.classname or ""
-        id_round: int | None
-        if "pto.test" in props:
-            test = props["pto.test"]
-            _, id_round = strip_round_id(name)
-            file = test.split("::", 1)[0] if "::" in test else None
-        else:
-            base, id_round = base_test_id(name, variant)
-            attr_file = case._elem.get("file")  # xunit1 files carry file= and line=
-            file, rest = _guess_file(classname)
-            if attr_file:
-                file = attr_file
-            if file is not None:
-                test = "::".join([file, *rest, base])
-            else:
-                test = f"{classname}::{base}" if classname else base
-        rnd = self.int_prop("pto.round")
-        if rnd is None:
-            rnd = id_round if id_round is not None else 1
-        line = None
-        raw_line = case._elem.get("line")
-        if raw_line and raw_line.isdigit():
-            line = int(raw_line) + 1  # pytest writes the 0-based line of the test function
-        return RoundRecord(
-            test=test,
-            variant=variant,
-            round=rnd,
-            outcome=outcome,
-            ranks=self.int_prop("pto.ranks"),
-            rank=self.int_prop("pto.failed_rank"),
-            error_code=self.int_prop("pto.error_code"),
-            init_skew_ms=self.float_prop("pto.init_skew_ms"),
-            init_skew_partial=_flag(props.get("pto.init_skew_partial")),
+    line = None
+    raw_line = case._elem.get("line")
+    if raw_line and raw_line.isdigit():
+        line = int(raw_line) + 1  # pytest writes the 0-based line of the test function
+    try:
+        return round_record(
+            props,
+            case.name or "",
+            locate=locate,
             duration_s=case.time if case._elem.get("time") else None,
             message=_failure_message(case),
-            file=file,
             line=line,
-            verdict=self.verdict(),
-            seed=(props.get("pto.seed") or "").strip() or None,
-            decision=(props.get("pto.decision") or "").strip() or None,
-            target_fail_rate=self.float_prop("pto.target_fail_rate"),
         )
+    except PropertyError as exc:
+        raise ReportInputError(f"{path}: testcase {case.classname}::{case.name}: {exc}") from None
 
 
 class _Refused(Exception):
@@ -327,7 +264,7 @@ def read_junit(
         if "pto.outcome" not in props:
             data.non_pto += 1
             continue
-        data.records.append(_CaseReader(p, case, props).record())
+        data.records.append(_record(p, case, props))
     return data
 
 

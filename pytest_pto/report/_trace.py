@@ -35,6 +35,7 @@ from types import TracebackType
 from typing import Any
 
 from pytest_pto._atomic import write_text_atomic
+from pytest_pto._vocabulary import RoundRecord, round_label
 
 __all__ = ["TraceWriter", "merge_parts", "merge_trace_files", "part_path", "write_json_atomic"]
 
@@ -95,6 +96,10 @@ class TraceWriter:
     def rounds(self) -> int:
         return len(self._rounds)
 
+    def add_record(self, record: RoundRecord, events: Iterable[Mapping[str, Any]]) -> None:
+        """Add the round ``record`` describes (the terminal summary's and JUnit's record)."""
+        self.add_round(record.test, record.round, record.variant, events, outcome=record.outcome)
+
     def add_round(
         self,
         test_id: str,
@@ -107,7 +112,7 @@ class TraceWriter:
         """Add one round's timeline (its own process row group; ranks as threads)."""
         if self._closed:
             raise ValueError(f"trace {self.path}: add_round after close")
-        label = test_id + (f" [{variant}]" if variant else "") + f" round {round}"
+        label = round_label(test_id, variant, round)
         if outcome:
             label += f": {outcome}"
         where = f"trace {self.path}: {label}"

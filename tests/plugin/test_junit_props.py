@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from pytest_pto._junit_props import PROPERTY_NAMES, properties_dict, round_properties
+from pytest_pto._junit_props import round_properties
 from pytest_pto._rounds import RoundPlan
+from pytest_pto._vocabulary import PROPERTY_NAMES, properties_dict
 from pytest_pto.outcomes import RoundOutcome
 
 

@@ -15,8 +15,9 @@ import libpto
 from libpto._ffi import ffi, lib
 from libpto.errors import check
 from libpto.runtime import _error_details
-from pytest_pto._junit_props import PROPERTY_NAMES, round_properties
+from pytest_pto._junit_props import round_properties
 from pytest_pto._rounds import RoundPlan
+from pytest_pto._vocabulary import PROPERTY_NAMES
 from pytest_pto.outcomes import classify
 
 

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from pytest_pto._rounds import base_test_id, derive_seed
+from pytest_pto._rounds import derive_seed
 from tests.plugin.conftest import junit_cases
 
 
@@ -280,9 +280,3 @@ def test_unknown_selected_variant(ptester: pytest.Pytester) -> None:
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "--pto-variant latch-fix: no such variant in variants.yaml" in result.stderr.str()
     assert "(it defines before-fixes, both-fixes)" in result.stderr.str()
-
-
-def test_base_test_id() -> None:
-    assert base_test_id("t.py::f[2-before-fixes-round-3]", "before-fixes", 3) == "t.py::f[2]"
-    assert base_test_id("t.py::f[round-1]", None, 1) == "t.py::f"
-    assert base_test_id("t.py::f[v-round-1]", "v", 1) == "t.py::f"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_pto.report._aggregate import RoundRecord
+from pytest_pto._vocabulary import RoundRecord
 from pytest_pto.report._github import (
     annotation,
     append_step_summary,

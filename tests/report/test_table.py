@@ -1,4 +1,4 @@
-"""Test-id helpers, summarising and the three renderings of the round table."""
+"""The round table: summarising (report._aggregate) and its three renderings (report._render)."""
 
 from __future__ import annotations
 
@@ -6,53 +6,9 @@ import json
 
 import pytest
 
-from pytest_pto.report._aggregate import (
-    RoundRecord,
-    base_test_id,
-    compare,
-    format_p,
-    render_markdown,
-    render_text,
-    strip_round_id,
-    strip_variant_id,
-    summarize,
-    to_json,
-)
-
-
-@pytest.mark.parametrize(
-    ("name", "base", "rnd"),
-    [
-        ("t.py::test_allreduce[2-before-fixes-round-3]", "t.py::test_allreduce[2-before-fixes]", 3),
-        ("test_x[round-1]", "test_x", 1),
-        ("test_x[round-12-2]", "test_x[2]", 12),
-        ("test_x[a-round-7-b]", "test_x[a-b]", 7),
-        ("test_x[ground-3]", "test_x[ground-3]", None),
-        ("test_x", "test_x", None),
-        ("test_x[2]", "test_x[2]", None),
-    ],
-)
-def test_strip_round_id(name: str, base: str, rnd: int | None) -> None:
-    assert strip_round_id(name) == (base, rnd)
-
-
-@pytest.mark.parametrize(
-    ("name", "variant", "out"),
-    [
-        ("test_a[2-before-fixes]", "before-fixes", "test_a[2]"),
-        ("test_a[before-fixes-2]", "before-fixes", "test_a[2]"),
-        ("test_a[before-fixes]", "before-fixes", "test_a"),
-        ("test_a[2-not-before-fixes-x]", "before-fixes", "test_a[2-not-x]"),
-        ("test_a[2-fixes]", "before-fixes", "test_a[2-fixes]"),
-        ("test_a[2-latch-fix]", None, "test_a[2-latch-fix]"),
-    ],
-)
-def test_strip_variant_id(name: str, variant: str | None, out: str) -> None:
-    assert strip_variant_id(name, variant) == out
-
-
-def test_base_test_id() -> None:
-    assert base_test_id("f.py::t[4-latch-fix-round-30]", "latch-fix") == ("f.py::t[4]", 30)
+from pytest_pto._vocabulary import RoundRecord
+from pytest_pto.report._aggregate import compare, summarize
+from pytest_pto.report._render import format_p, render_markdown, render_text, to_json
 
 
 def _records() -> list[RoundRecord]:
@@ -164,8 +120,8 @@ def test_format_p() -> None:
 
 def test_table_columns_cover_exactly_the_plugins_outcome_classes() -> None:
     """pto-report and the plugin share one column order; its fixed classes are the plugin's."""
+    from pytest_pto._vocabulary import OUTCOMES
     from pytest_pto.outcomes import FIXED_OUTCOMES
-    from pytest_pto.report._aggregate import OUTCOMES
 
     assert tuple(o for o in OUTCOMES if not o.endswith("=N")) == FIXED_OUTCOMES
 
