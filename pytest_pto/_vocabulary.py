@@ -83,18 +83,7 @@ FIXED_OUTCOMES = (
 )
 #: Table-column order: the fixed classes with the two error-code families (one class per
 #: code N) where they belong; every other class (an adapter's) sorts after these.
-OUTCOMES = (
-    PASSED,
-    FAILED,
-    "sched_error_code=N",
-    "orch_error_code=N",
-    STREAM_SYNC_TIMEOUT,
-    INIT_FAILED,
-    INIT_TIMEOUT,
-    RANK_CRASHED,
-    HANG,
-    DEVICE_UNAVAILABLE,
-)
+OUTCOMES = (PASSED, FAILED, "sched_error_code=N", "orch_error_code=N", *FIXED_OUTCOMES[2:])
 #: Outcomes of the test infrastructure, not of the product: outside the pass rate (files
 #: without ``pto.verdict``; with it, the verdict decides).
 INFRA_OUTCOMES = frozenset({DEVICE_UNAVAILABLE})

@@ -2,14 +2,40 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from pytest_pto._rounds import RoundPlan
 from pytest_pto._settings import OPTIONS
+
+
+def round_plan(**overrides: Any) -> RoundPlan:
+    """A RoundPlan for unit tests of what is written per round: round 2 of 5 of a 4-rank
+    ``t.py::test_x`` in variant ``latch-fix``; ``overrides`` replace fields."""
+    plan = RoundPlan(
+        nodeid="t.py::test_x[latch-fix-round-2]",
+        base_id="t.py::test_x",
+        round=2,
+        rounds=5,
+        variant="latch-fix",
+        ranks=4,
+        env={},
+        rank_env={},
+        init_barrier=True,
+        latch_policy="owned-wallclock",
+        init_timeout=60.0,
+        round_timeout=None,
+        seed=0,
+        log_dir=None,
+        platform="sim",
+    )
+    return dataclasses.replace(plan, **overrides)
 
 
 @pytest.fixture

@@ -12,26 +12,11 @@ from pytest_pto._junit_props import round_properties
 from pytest_pto._rounds import RoundPlan
 from pytest_pto._vocabulary import PROPERTY_NAMES, properties_dict
 from pytest_pto.outcomes import RoundOutcome
+from tests.plugin.conftest import round_plan
 
 
 def plan(variant: str | None = "latch-fix") -> RoundPlan:
-    return RoundPlan(
-        nodeid="t.py::test_x[round-2]",
-        base_id="t.py::test_x",
-        round=2,
-        rounds=5,
-        variant=variant,
-        ranks=4,
-        env={},
-        rank_env={},
-        init_barrier=True,
-        latch_policy="owned-wallclock",
-        init_timeout=60.0,
-        round_timeout=None,
-        seed=0,
-        log_dir=None,
-        platform="sim",
-    )
+    return round_plan(nodeid="t.py::test_x[round-2]", variant=variant)
 
 
 def test_a_failure_on_rank_0_with_a_code_has_every_property_in_order() -> None:

@@ -16,9 +16,9 @@ from libpto._ffi import ffi, lib
 from libpto.errors import check
 from libpto.runtime import _error_details
 from pytest_pto._junit_props import round_properties
-from pytest_pto._rounds import RoundPlan
 from pytest_pto._vocabulary import PROPERTY_NAMES
 from pytest_pto.outcomes import classify
+from tests.plugin.conftest import round_plan
 
 
 def _latched(status: int, orch: int, sched: int, thread: int, by: int) -> libpto.PtoError:
@@ -34,22 +34,15 @@ def _latched(status: int, orch: int, sched: int, thread: int, by: int) -> libpto
 
 
 def _props(err: BaseException) -> dict[str, str]:
-    plan = RoundPlan(
+    plan = round_plan(
         nodeid="t.py::t",
         base_id="t.py::t",
         round=1,
         rounds=1,
         variant=None,
         ranks=2,
-        env={},
-        rank_env={},
-        init_barrier=True,
         latch_policy="idle-iterations",
         init_timeout=10.0,
-        round_timeout=None,
-        seed=0,
-        log_dir=None,
-        platform="sim",
     )
     return dict(round_properties(plan, classify(err)))
 

@@ -31,7 +31,7 @@ from pytest_pto._vocabulary import (
 from pytest_pto.outcomes import RoundOutcome
 from pytest_pto.report._cli import EXIT_OK, main
 from pytest_pto.report._junit_read import read_junit
-from tests.plugin.conftest import junit_cases
+from tests.plugin.conftest import junit_cases, round_plan
 
 # --- outcome grammar -------------------------------------------------------------------------
 
@@ -179,23 +179,7 @@ def test_collected_ids_parse_to_the_plans_base_id(ptester: pytest.Pytester) -> N
 
 
 def _plan() -> RoundPlan:
-    return RoundPlan(
-        nodeid="t.py::test_x[v-round-2]",
-        base_id="t.py::test_x",
-        round=2,
-        rounds=5,
-        variant="v",
-        ranks=4,
-        env={},
-        rank_env={},
-        init_barrier=True,
-        latch_policy="owned-wallclock",
-        init_timeout=60.0,
-        round_timeout=None,
-        seed=0,
-        log_dir=None,
-        platform="sim",
-    )
+    return round_plan(nodeid="t.py::test_x[v-round-2]", variant="v")
 
 
 def test_a_negative_code_round_trips_through_the_writer_and_the_reader() -> None:
