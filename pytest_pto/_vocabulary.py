@@ -167,8 +167,6 @@ PROPERTY_NAMES = (
 #: Read, never written by the plugin: the test id without variant and round parts, for tools
 #: that write their own files (it wins over the testcase's name).
 TEST_PROPERTY = "pto.test"
-#: Testsuite-level properties: the session's base seed and its command line.
-SUITE_PROPERTY_NAMES = ("pto.seed", "pto.command")
 VERDICTS = ("product", "infra")
 #: First line of a ``--pto-junit-strict`` testcase ``<system-out>`` carrying its properties.
 PROPS_HEADER = "[pytest-pto properties]"
