@@ -194,22 +194,25 @@ def _fire_steadily(rt: libpto.Runtime, events: list[int], every_s: float) -> thr
 @pytest.mark.parametrize("check", ["snapshot", "no-progress"])
 def test_snapshot_deadlock_check_fires_while_work_progresses(check: str) -> None:
     """The window of upstream's instant snapshot: work completes without any scheduler thread's
-    own progress (here host-fired events, one every 5 ms; upstream: a sibling's completion ->
-    pop gap, or a slow orchestrator). At each 500 ms budget nothing is RUNNING and completed <
-    total, so the snapshot latches 100/S4 although ~100 events completed in that budget; the
-    no-progress check sees the completions and lets the run finish (a 100x margin)."""
+    own progress (here host-fired events, one every 10 ms; upstream: a sibling's completion ->
+    pop gap, or a slow orchestrator). At each 2 s budget nothing is RUNNING and completed <
+    total, so the snapshot latches 100/S4 although ~200 events completed in that budget; the
+    no-progress check sees the completions and lets the run finish. Margin: the firing thread
+    would have to stall for 2 s (200x its period) to starve the no-progress check; a 500 ms
+    budget was starved once under TSan on a 2-core machine at load 17. The firing lasts 6 s,
+    three budgets, so a no-progress check blind to these completions still latches."""
     with libpto.Runtime(
         latch_policy="owned-wallclock",
-        scheduler_timeout_ms=500,
+        scheduler_timeout_ms=2000,
         deadlock_check=check,
         stall_report_ms=600000,
         **LONG,
     ) as rt:
         assert rt.config["PTO_DEADLOCK_CHECK"] == check
         g = rt.graph()
-        events = [g.event() for _ in range(600)]  # ~3 s of firing
+        events = [g.event() for _ in range(600)]  # ~6 s of firing
         rt.submit(g)
-        firer = _fire_steadily(rt, events, 0.005)
+        firer = _fire_steadily(rt, events, 0.010)
         if check == "snapshot":
             with pytest.raises(libpto.SchedulerTimeout) as ei:
                 rt.sync()
