@@ -66,8 +66,7 @@ def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
             os.kill(pid, 9)
     leaks.reap_zombies()
     for name in shm:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(f"/dev/shm/{name}")
+        leaks.remove_segment(name)
     problems = [f"leaked process {pid}: {leaks.describe(pid)}" for pid in sorted(procs)]
     problems += [f"leaked shared-memory segment /dev/shm/{name}" for name in sorted(shm)]
     problems += [f"leaked device lock {path} (still held)" for path in sorted(locks)]

@@ -22,7 +22,7 @@ ROOT=$PWD
 PY=${PYTHON:-$ROOT/.venv/bin/python}
 WHICH=${*:-asan tsan}
 # every test that drives C code in-process; PTO_SANITIZE_TESTS narrows or widens it
-TESTS=${PTO_SANITIZE_TESTS:-"tests/runtime tests/hierarchy/test_mailbox.py"}
+TESTS=${PTO_SANITIZE_TESTS:-"tests/runtime tests/world/test_mailbox.py"}
 TMP=$(mktemp -d /tmp/pto-sanitize.XXXXXX)
 trap '[ -n "${PTO_SANITIZE_KEEP:-}" ] || rm -rf "$TMP"' EXIT
 

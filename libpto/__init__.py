@@ -6,7 +6,9 @@ Usable without pytest; ``pytest_pto`` builds on it.
 
 from __future__ import annotations
 
-from libpto._comm import CommWindow, cleanup_stale, new_name, parse_name
+from libpto._comm import CommWindow
+from libpto._footprint import cleanup_stale, new_name, owner_temp_dir, parse_name, pid_alive
+from libpto._procs import is_sigterm_cleanup
 from libpto._runtime_codes import (
     ASYNC_COMPLETION_INVALID,
     ASYNC_REGISTRATION_FAILED,
@@ -56,8 +58,8 @@ from libpto.errors import (
     SystemCallError,
     error_name,
 )
-from libpto.hierarchy import Chip, World, WorldConfig
 from libpto.runtime import Buffer, Graph, MemRef, RunInfo, Runtime, comm_ref
+from libpto.world import Chip, World, WorldConfig
 
 __all__ = [
     "ASYNC_COMPLETION_INVALID",
@@ -116,6 +118,9 @@ __all__ = [
     "cleanup_stale",
     "comm_ref",
     "error_name",
+    "is_sigterm_cleanup",
     "new_name",
+    "owner_temp_dir",
     "parse_name",
+    "pid_alive",
 ]

@@ -11,16 +11,15 @@ mapping alive while a call is in flight (even a long ``wait`` in another thread)
 closed window into a clear :class:`~libpto.errors.RuntimeStateError`. Every C status becomes an
 exception only through :func:`libpto.errors.check`.
 
-Shared-memory names follow ``pto-<kind>-<ownerpid>-<random>`` (:func:`new_name`), so that
-:func:`cleanup_stale` can remove what a killed owner left behind, and nothing else.
+Shared-memory names follow ``pto-<kind>-<ownerpid>-<random>``
+(:func:`libpto._footprint.new_name`), so that :func:`~libpto._footprint.cleanup_stale` can
+remove what a killed owner left behind, and nothing else.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import re
-import secrets
 import threading
 import time
 import weakref
@@ -30,6 +29,7 @@ from typing import Any
 
 from libpto._checks import name_problem
 from libpto._ffi import ffi, lib
+from libpto._footprint import new_name
 from libpto.errors import InvalidArgument, RuntimeStateError, check
 
 __all__ = [
@@ -40,9 +40,6 @@ __all__ = [
     "CMP_LT",
     "CMP_NE",
     "CommWindow",
-    "cleanup_stale",
-    "new_name",
-    "parse_name",
 ]
 
 CMP_EQ, CMP_NE, CMP_GE, CMP_GT, CMP_LE, CMP_LT = 0, 1, 2, 3, 4, 5
@@ -65,93 +62,6 @@ _U32 = (1 << 32) - 1
 _U64 = (1 << 64) - 1
 _I32 = (1 << 31) - 1
 _I64 = (1 << 63) - 1
-SHM_DIR = "/dev/shm"
-_KIND_RE = re.compile(r"^[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*$")
-_NAME_RE = re.compile(
-    r"^pto-(?P<kind>[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*)-(?P<pid>[0-9]+)-(?P<rand>[0-9a-f]+)$"
-)
-
-
-# ---------------------------------------------------------------------------------- names
-
-
-def new_name(kind: str) -> str:
-    """A fresh shared-memory name ``pto-<kind>-<pid>-<hex>`` owned by this process.
-
-    The pid is the process responsible for unlinking the segment; :func:`cleanup_stale` removes
-    it once that process is dead.
-    """
-    if not isinstance(kind, str) or not _KIND_RE.match(kind):
-        raise InvalidArgument(
-            f"new_name: kind={kind!r} must be letters, digits and '_' (inner '-' allowed)",
-            name="PTO_E_INVALID_ARG",
-        )
-    name = f"pto-{kind}-{os.getpid()}-{secrets.token_hex(6)}"
-    if len(name) > int(lib.PTO_COMM_NAME_MAX):
-        raise InvalidArgument(
-            f"new_name: kind={kind!r} is too long (name limit {int(lib.PTO_COMM_NAME_MAX)})",
-            name="PTO_E_INVALID_ARG",
-        )
-    return name
-
-
-def parse_name(name: str) -> tuple[str, int] | None:
-    """``(kind, owner pid)`` of a name of our scheme, ``None`` for any other name."""
-    m = _NAME_RE.match(name.lstrip("/"))
-    if not m:
-        return None
-    return m.group("kind"), int(m.group("pid"))
-
-
-def _pid_alive(pid: int) -> bool:
-    """True while ``pid`` is a live process; a zombie counts as dead (it will never clean up)."""
-    if pid <= 0:
-        return True  # not a real owner: never treat as dead
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by someone else
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
-    state = stat.rsplit(b")", 1)[-1].split()[:1]
-    return state not in ([b"Z"], [b"X"], [b"x"])
-
-
-def cleanup_stale(prefix: str = "pto-") -> list[str]:
-    """Unlink ``/dev/shm`` segments of our naming scheme whose owner pid is dead.
-
-    Only names that start with ``prefix`` *and* parse as ``pto-<kind>-<pid>-<hex>`` are
-    considered, and only those whose owner is gone (or a zombie) are removed: a live owner's
-    segment, or any other file, is never touched. Returns the removed names, sorted.
-    """
-    if not isinstance(prefix, str):
-        raise InvalidArgument(
-            f"cleanup_stale: prefix={prefix!r} must be a string", name="PTO_E_INVALID_ARG"
-        )
-    try:
-        entries = os.listdir(SHM_DIR)
-    except FileNotFoundError:  # pragma: no cover - no /dev/shm on this system
-        return []
-    removed: list[str] = []
-    for entry in entries:
-        if not entry.startswith(prefix):
-            continue
-        parsed = parse_name(entry)
-        if parsed is None or _pid_alive(parsed[1]):
-            continue
-        try:
-            os.unlink(os.path.join(SHM_DIR, entry))
-        except (FileNotFoundError, PermissionError, IsADirectoryError):
-            continue  # someone else cleaned it, or not ours to remove
-        removed.append(entry)
-    return sorted(removed)
 
 
 # ---------------------------------------------------------------------------------- arguments

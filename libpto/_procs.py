@@ -1,5 +1,5 @@
 """Parent-side process management: the zygote client, the registry of live worlds, cleanup on
-SIGTERM/exit, stale-segment cleanup, and wait-status text.
+SIGTERM/exit, and wait-status text (what is left on the machine is :mod:`libpto._footprint`'s).
 
 One zygote per owner process (re-created after a fork of the owner or if it dies). It is exec'd
 (never forked from the owner), so it is safe to start even when the owner already runs threads;
@@ -15,28 +15,27 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from libpto._footprint import zygote_log_path
 from libpto._zygote import ZYGOTE_MARKER, recv_msg, send_msg
 from libpto.errors import RuntimeAdapterError, SystemCallError
 
 __all__ = [
     "Zygote",
-    "cleanup_stale",
     "describe_wait_status",
     "get_zygote",
+    "is_sigterm_cleanup",
+    "kill_group",
     "register_world",
     "start_zygote",
-    "sweep_dead_owner_files",
     "unregister_world",
 ]
 
-ZYGOTE_LOG_RE = r"pto-zygote-(\d+)\.log"
 _LIBPTO_PARENT = str(Path(__file__).resolve().parent.parent)
 RESYNC_WAIT = 1.0  # after an interrupted request, how long its reply may take to arrive
 _BOOT = "import sys; sys.path.insert(0, {path!r}); from libpto._zygote import main; main()"
@@ -48,7 +47,7 @@ class Zygote:
     def __init__(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.owner = os.getpid()
-        self.log = log = Path(tempfile.gettempdir()) / f"pto-zygote-{os.getpid()}.log"
+        self.log = log = zygote_log_path()
         with open(log, "ab") as logf:
             self.proc = subprocess.Popen(
                 [
@@ -225,38 +224,6 @@ class Zygote:
                 self.log.unlink()
 
 
-def sweep_dead_owner_files(directory: Path, pattern: str) -> None:
-    """Remove the files/dirs in ``directory`` whose whole name matches ``pattern`` (a regex
-    whose group 1 is the owner pid) and whose owner died without cleaning up (SIGKILL)."""
-    import re
-    import shutil
-
-    rx = re.compile(pattern)
-    try:
-        entries = list(directory.iterdir())
-    except OSError:
-        return
-    for path in entries:
-        match = rx.fullmatch(path.name)
-        if match is None or _alive(int(match.group(1))):
-            continue
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            with contextlib.suppress(OSError):
-                path.unlink()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def kill_group(pid: int) -> None:
     for fn in (os.killpg, os.kill):
         try:
@@ -276,7 +243,7 @@ def get_zygote(blocked: Iterable[str] = ()) -> Zygote:
     global _zygote
     with _zlock:
         if _zygote is None:
-            sweep_dead_owner_files(Path(tempfile.gettempdir()), ZYGOTE_LOG_RE)
+            zygote_log_path(sweep=True)  # the logs of dead owners go
         z = _zygote
         if z is None or z.owner != os.getpid() or not z.alive or z.tainted:
             if z is not None and z.owner == os.getpid():
@@ -328,6 +295,12 @@ def _at_exit() -> None:
             z.stop()
 
 
+def is_sigterm_cleanup(handler: Any) -> bool:
+    """True for libpto's own SIGTERM handler (kill the workers, unlink the segments, then die
+    by SIGTERM): a caller with a handler of its own that cleans up the same way may replace it."""
+    return handler is _on_sigterm
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
     _emergency_cleanup()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -348,16 +321,6 @@ def _install_exit_handlers() -> None:
                 signal.signal(signal.SIGTERM, _on_sigterm)
         except ValueError:  # pragma: no cover - not the main interpreter
             pass
-
-
-# -- stale segments -----------------------------------------------------------------------------
-def cleanup_stale(prefix: str = "pto-") -> list[str]:
-    """Unlink /dev/shm segments of our naming scheme whose owner pid is dead (and only those).
-
-    The comm window module owns the naming scheme and its cleanup; this only forwards."""
-    from libpto._comm import cleanup_stale as impl
-
-    return impl(prefix)
 
 
 def describe_wait_status(status: int) -> tuple[str, dict[str, Any]]:

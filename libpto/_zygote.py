@@ -333,9 +333,10 @@ class _Server:
         while (self.live or _children()) and time.monotonic() < deadline:
             self.reap()
             time.sleep(0.005)
+        from libpto._footprint import unlink_segment
+
         for name in self.segments:
-            with contextlib.suppress(OSError):
-                os.unlink(f"/dev/shm/{name.lstrip('/')}")
+            unlink_segment(name)
         for mbox in self.mailboxes.values():
             mbox.close()
 

@@ -16,12 +16,10 @@ The round's hang budget (``round_timeout``) runs from the moment the World is up
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
 import signal
 import socket
-import tempfile
 import threading
 import time
 from collections import deque
@@ -33,6 +31,7 @@ from typing import Any
 
 import pytest
 
+import libpto
 from libpto._checks import seconds_problem
 from libpto.errors import InvalidArgument, PtoError, RankError, RuntimeAdapterError
 from pytest_pto._adapter import RoundInfo, RuntimeAdapter
@@ -47,20 +46,11 @@ _WATCHDOG_GRACE_S = 1.0
 MASTER_ADDR = "127.0.0.1"
 
 
-_swept: set[str] = set()
-
-
 def session_temp_dir(kind: str) -> Path:
     """A temporary directory ``pto-<kind>-<pid>-XXXXXXXX``, named after this process so that
     a later session removes it if this one is killed before its cleanup (the first call of
     each kind sweeps those of dead owners)."""
-    tmp = Path(tempfile.gettempdir())
-    if kind not in _swept:
-        from libpto._procs import sweep_dead_owner_files
-
-        _swept.add(kind)
-        sweep_dead_owner_files(tmp, rf"pto-{kind}-(\d+)-[a-z0-9_]{{8}}")
-    return Path(tempfile.mkdtemp(prefix=f"pto-{kind}-{os.getpid()}-", dir=tmp))
+    return libpto.owner_temp_dir(kind)
 
 
 def _round_log_dir() -> Path:
@@ -209,6 +199,14 @@ class PtoWorld:
         return self._world
 
     @property
+    def logs(self) -> dict[int, Path] | None:
+        """Each rank's log file of the running World (``None`` before it starts or after it
+        closed): the classification reads the ranks' side of a failure there."""
+        if self._world is None:
+            return None
+        return dict(getattr(self._world, "logs", {}) or {})
+
+    @property
     def lock_wait_ms(self) -> float | None:
         return self.lease.wait_ms if self.lease is not None else None
 
@@ -295,7 +293,7 @@ class PtoWorld:
                 self.runtime.prepare()
             self.lease = self._lease()
             hook.pytest_pto_lease_acquired(item=self._item, lease=self.lease)
-            from libpto.hierarchy import World, WorldConfig
+            from libpto.world import World, WorldConfig
 
             config = self._world_config(WorldConfig, self.lease.devices)
             replaced = hook.pytest_pto_world_config(item=self._item, config=config)

@@ -60,6 +60,7 @@ from typing import Any
 
 import filelock
 
+import libpto
 from pytest_pto._platforms import (
     AscendPlatform,
     CudaPlatform,
@@ -336,7 +337,7 @@ class DevicePool:
         entry was dropped."""
         changed = False
         for device, pid in list(held.items()):
-            if not everything and pid > 0 and _pid_alive(pid):
+            if not everything and pid > 0 and libpto.pid_alive(pid):
                 continue
             lock = _device_lock(self.lock_path(device))
             try:
@@ -638,16 +639,6 @@ class DevicePool:
             finally:
                 lock.release(force=True)
         return out
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+import libpto
 from pytest_pto._adapter import RuntimeAdapter, TestInfo
 from pytest_pto._auto_rounds import counts_as_failure, is_auto_item, run_auto_rounds
 from pytest_pto._junit_props import round_properties
@@ -258,7 +259,7 @@ def _wants_pto(metafunc: pytest.Metafunc) -> bool:
 
 def _is_libpto_sigterm(handler: Any) -> bool:
     """libpto's own handler (kill the workers, then die by SIGTERM): ours supersedes it."""
-    return getattr(handler, "__module__", None) == "libpto._procs"
+    return libpto.is_sigterm_cleanup(handler)
 
 
 def _is_round(item: pytest.Item) -> bool:
@@ -743,7 +744,6 @@ class PtoSession:
         if exc is None:
             return classify(None)
         runtime = handle.runtime if handle is not None else None
-        world = handle._world if handle is not None else None
         return classify(
             exc,
             runtime.adapter if runtime is not None else None,
@@ -751,7 +751,7 @@ class PtoSession:
             runtime=runtime.name if runtime is not None else "libpto",
             nodeid=item.nodeid,
             rank_devices=handle.rank_devices if handle is not None else None,
-            logs=dict(getattr(world, "logs", {}) or {}) if world is not None else None,
+            logs=handle.logs if handle is not None else None,
         )
 
     @staticmethod

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from libpto._footprint import DEAD_STATES, SHM_DIR, unlink_segment
+
 PR_SET_CHILD_SUBREAPER = 36
 SHM_PREFIXES = ("pto-", "pto_")
 # A session-lived process that forks chip workers is not a leak while its session lives; only
@@ -45,7 +47,7 @@ def descendants(root: int | None = None) -> set[int]:
             continue
         rest = stat.rsplit(")", 1)[1].split()
         state, ppid = rest[0], int(rest[1])
-        if state == "Z":
+        if state.encode() in DEAD_STATES:  # libpto's liveness rule: a zombie is no process
             continue
         children.setdefault(ppid, []).append(int(entry.name))
     out: set[int] = set()
@@ -80,16 +82,6 @@ def owner_pid(name: str) -> int | None:
     return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover - someone else's process
-        return True
-    return True
-
-
 def shm_segments(ours: set[int] | None = None) -> set[str]:
     """``/dev/shm`` entries of our naming scheme.
 
@@ -99,7 +91,7 @@ def shm_segments(ours: set[int] | None = None) -> set[str]:
     another CI job), and judging or removing it would fail or break that session.
     """
     try:
-        names = {n for n in os.listdir("/dev/shm") if n.startswith(SHM_PREFIXES)}
+        names = {n for n in os.listdir(SHM_DIR) if n.startswith(SHM_PREFIXES)}
     except FileNotFoundError:  # pragma: no cover
         return set()
     if ours is None:
@@ -146,6 +138,11 @@ class TreeWatch:
         self._stop.set()
         self._thread.join()
         self.sample()
+
+
+def remove_segment(name: str) -> None:
+    """Unlink a leaked segment so one leak does not cascade into every later test."""
+    unlink_segment(name)
 
 
 def describe(pid: int) -> str:

@@ -267,7 +267,7 @@ def test_a_round_that_fails_to_start_shows_the_headline_not_the_plugin(
     ptester: pytest.Pytester,
 ) -> None:
     """init_failed, init_timeout, device_unavailable: as op failures, the headline and the
-    rank's own frames -- no traceback through plugin.py, _world_fixture.py, hierarchy.py."""
+    rank's own frames -- no traceback through plugin.py, _world_fixture.py, world.py."""
     ptester.makepyfile(test_s=textwrap.dedent(START_FAILURES))
     lock_dir = ptester.path / "locks"
     pool = DevicePool(range(8), lock_dir)
@@ -278,7 +278,7 @@ def test_a_round_that_fails_to_start_shows_the_headline_not_the_plugin(
         held.release()
     out = result.stdout.str()
     assert result.ret == pytest.ExitCode.TESTS_FAILED, out
-    for name in ("plugin.py", "_world_fixture.py", "hierarchy.py", "devices.py"):
+    for name in ("plugin.py", "_world_fixture.py", "world.py", "devices.py"):
         assert f"pytest_pto/{name}" not in out and f"libpto/{name}" not in out, name
     assert "FAILED init_failed test_s.py::test_init_bad[round-1] - init_failed: rank " in out
     assert "PTO2_RING_HEAP=abc: must be an integer number of bytes" in out

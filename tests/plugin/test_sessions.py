@@ -216,9 +216,9 @@ SECOND_INTERRUPT = """
 import os
 from pathlib import Path
 
-import libpto.hierarchy
+import libpto.world
 
-_close = libpto.hierarchy.World.close
+_close = libpto.world.World.close
 
 
 def close(self):
@@ -226,7 +226,7 @@ def close(self):
     raise KeyboardInterrupt("a second Ctrl-C while the World closes")
 
 
-libpto.hierarchy.World.close = close
+libpto.world.World.close = close
 
 
 def pytest_pto_lease_released(item, lease):

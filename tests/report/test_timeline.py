@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from libpto.errors import InitTimeout, RankHang
-from libpto.hierarchy import World, WorldConfig
+from libpto.world import World, WorldConfig
 from pytest_pto.report._trace import TraceWriter
-from tests.hierarchy import _ops
+from tests.world import _ops
 
 SLOW_RANK_1 = {"PTO_SIM_INIT_DELAY_MS": "1:20000"}
 

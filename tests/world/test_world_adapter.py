@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from libpto.errors import InvalidArgument, RankCloseFailed, RuntimeAdapterError
-from libpto.hierarchy import World, WorldConfig
-from tests.hierarchy import _adapters
+from libpto.world import World, WorldConfig
+from tests.world import _adapters
 
 PLAIN = f"{_adapters.__name__}:Plain"
 

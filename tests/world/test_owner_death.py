@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from libpto.hierarchy import cleanup_stale
+from libpto import cleanup_stale
 from tests import leaks
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def start_owner(env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.hierarchy._parent"],
+        [sys.executable, "-m", "tests.world._parent"],
         cwd=ROOT,
         env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
@@ -132,8 +132,8 @@ def test_escaped_grandchild_dies_after_sigkill_of_owner_and_zygote(tmp_path: Pat
 def test_every_descendant_of_a_rank_dies_with_it(double_fork: bool) -> None:
     """What an op starts in a session of its own -- with its parent still the worker, or
     double-forked so it is an orphan at once -- is gone when the world's workers are."""
-    from libpto.hierarchy import World, WorldConfig
-    from tests.hierarchy import _ops
+    from libpto.world import World, WorldConfig
+    from tests.world import _ops
 
     with World.start(WorldConfig(devices=(0, 1))) as world:
         pids = world.run(_ops.start_escapee, 1, double_fork)
@@ -147,8 +147,8 @@ def test_every_descendant_of_a_rank_dies_with_it(double_fork: bool) -> None:
 def test_a_ranks_descendants_die_with_it_while_another_world_runs() -> None:
     """The zygote does not wait for *every* worker to be gone: the escapee of a closed world
     dies while another world's workers (same zygote) still run."""
-    from libpto.hierarchy import World, WorldConfig
-    from tests.hierarchy import _ops
+    from libpto.world import World, WorldConfig
+    from tests.world import _ops
 
     with World.start(WorldConfig(devices=(2, 3))) as other:
         with World.start(WorldConfig(devices=(0, 1))) as world:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from libpto.errors import InvalidArgument
-from libpto.hierarchy import World, WorldConfig
-from tests.hierarchy import _ops
+from libpto.world import World, WorldConfig
+from tests.world import _ops
 
 RULE = "must be a number of seconds > 0 and <= 1000000"
 

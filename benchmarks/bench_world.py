@@ -4,7 +4,7 @@ Prints the median (and p90) round time for 2, 4 and 8 ranks with default rings, 
 barrier release latency (last INIT_DONE -> barrier released, and -> first dispatch) at
 p50/p99. Targets (issue 3): 2-rank round median <= 20 ms; release latency p99 <= 1 ms.
 
-    .venv/bin/python benchmarks/bench_hierarchy.py [--rounds 200]
+    .venv/bin/python benchmarks/bench_world.py [--rounds 200]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from libpto._mailbox import Stamp
-from libpto.hierarchy import World, WorldConfig, start_zygote
+from libpto.world import World, WorldConfig, start_zygote
 
 
 def trivial(chip: Any) -> int:
@@ -50,9 +50,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=100)
     args = parser.parse_args()
-    import bench_hierarchy  # by module name, so ops travel like a test module's ops do
+    import bench_world  # by module name, so ops travel like a test module's ops do
 
-    op = bench_hierarchy.trivial
+    op = bench_world.trivial
     t0 = time.perf_counter()
     start_zygote()
     print(f"zygote start (once per session): {(time.perf_counter() - t0) * 1e3:.1f} ms")

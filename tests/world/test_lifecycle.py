@@ -16,9 +16,9 @@ import pytest
 
 from libpto import _procs
 from libpto.errors import InitTimeout
-from libpto.hierarchy import INIT_HOOK_ENV, World, WorldConfig, start_zygote
-from tests.hierarchy import _ops
-from tests.hierarchy.test_owner_death import wait_gone
+from libpto.world import INIT_HOOK_ENV, World, WorldConfig, start_zygote
+from tests.world import _ops
+from tests.world.test_owner_death import wait_gone
 
 
 class Interrupted(Exception):

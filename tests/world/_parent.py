@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import os
 
-from libpto.hierarchy import World, WorldConfig
-from tests.hierarchy import _ops
+from libpto.world import World, WorldConfig
+from tests.world import _ops
 
 
 def main() -> None:

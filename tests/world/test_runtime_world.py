@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from libpto.errors import ConfigError, InitFailed, RankHang, RankOpFailed, SchedulerTimeout
-from libpto.hierarchy import World, WorldConfig
 from libpto.ops import mesh_allreduce
-from tests.hierarchy import _ops
+from libpto.world import World, WorldConfig
+from tests.world import _ops
 
 
 @pytest.mark.parametrize("ranks", [2, 4, 8])

@@ -19,8 +19,8 @@ from libpto.errors import (
     RuntimeStateError,
     SchedulerTimeout,
 )
-from libpto.hierarchy import INIT_HOOK_ENV, World, WorldConfig
-from tests.hierarchy import _ops
+from libpto.world import INIT_HOOK_ENV, World, WorldConfig
+from tests.world import _ops
 
 HOOK = f"{_ops.__name__}:"
 

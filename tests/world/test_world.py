@@ -9,8 +9,8 @@ import pytest
 
 import libpto
 from libpto.errors import InvalidArgument, RankOpFailed, RuntimeStateError
-from libpto.hierarchy import World, WorldConfig, start_zygote
-from tests.hierarchy import _ops
+from libpto.world import World, WorldConfig, start_zygote
+from tests.world import _ops
 
 
 def test_run_returns_per_rank_results_in_rank_order(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Ops and init hooks used by the hierarchy tests (module level: they travel by reference)."""
+"""Ops and init hooks used by the world tests (module level: they travel by reference)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from libpto.errors import SchedulerTimeout
-from libpto.hierarchy import Chip
+from libpto.world import Chip
 
 
 def identity(chip: Chip, value: Any) -> dict[str, Any]:

@@ -29,7 +29,6 @@ import os
 import re
 import shutil
 import signal
-import tempfile
 import threading
 import time
 import weakref
@@ -38,9 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from libpto import _procs
+from libpto import _footprint, _procs
 from libpto._checks import env_problems, seconds_problem, text_problem
-from libpto._comm import CommWindow, new_name
+from libpto._comm import CommWindow
+from libpto._footprint import cleanup_stale, new_name
 from libpto._mailbox import DEFAULT_PAYLOAD_BYTES, Channel, Mailbox, Stamp, State, now_ns
 from libpto._worker import EXIT_CLOSE_FAILED, INIT_HOOK_ENV, Chip
 from libpto._worker_frames import Failure, OpRef, decode_result, encode_task
@@ -64,7 +64,6 @@ __all__ = [
     "Chip",
     "World",
     "WorldConfig",
-    "cleanup_stale",
     "start_zygote",
 ]
 
@@ -73,7 +72,6 @@ PAYLOAD_ENV = "PTO_MBOX_PAYLOAD_BYTES"
 #: whatever the label; the device binding of each rank is ``WorldConfig.device_env``.
 PLATFORMS = ("sim", "ascend", "cuda")
 _ADAPTER_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
-DEFAULT_LOGS_RE = r"pto-logs-(\d+)-[a-z0-9_]{8}"  # tempfile.mkdtemp(prefix=f"pto-logs-{pid}-")
 SHUTDOWN_GRACE = 2.0  # seconds a rank gets to leave after SHUTDOWN before it is killed
 STARTUP_GRACE = 0.5  # the same, when a failed start rolls back (a rank stuck in init won't leave)
 KILL_WAIT = 5.0  # seconds to wait for killed ranks to be reaped
@@ -81,7 +79,6 @@ STACKS_WAIT = 1.0  # seconds ranks get to answer a stack request
 FAILURE_SETTLE = 0.05  # after a first failure, how long to let other ranks report (for blame)
 POLL_SLICE_MS = 100  # longest single sleep of a wait loop (zygote liveness, deadlines)
 
-cleanup_stale = _procs.cleanup_stale
 start_zygote = _procs.start_zygote
 
 
@@ -239,8 +236,7 @@ def _default_log_dir() -> Path:
     if _default_log_root is None or not _default_log_root.exists():
         # per process, removed at exit (or by a later process if this one is killed):
         # pass WorldConfig.log_dir to keep logs
-        _procs.sweep_dead_owner_files(Path(tempfile.gettempdir()), DEFAULT_LOGS_RE)
-        _default_log_root = Path(tempfile.mkdtemp(prefix=f"pto-logs-{os.getpid()}-"))
+        _default_log_root = _footprint.owner_temp_dir("logs")
         atexit.register(shutil.rmtree, _default_log_root, True)
     return _default_log_root
 
@@ -890,7 +886,7 @@ class World:
                 return
             # workers die with their zygote (PDEATHSIG) and nobody writes their exit record
             zygote_gone = self._zygote is None or not self._zygote.alive
-            if zygote_gone and all(not _pid_running(self._pids[r]) for r in live):
+            if zygote_gone and all(not _footprint.pid_alive(self._pids[r]) for r in live):
                 return
             left = deadline - time.monotonic()
             if left <= 0:
@@ -918,7 +914,7 @@ class World:
             _procs.kill_group(pid)
         for name in (self._mbox_name, self._comm_name):
             if name:
-                _unlink_shm(name)
+                _footprint.unlink_segment(name)
 
     def _check_zygote(self, pending: set[int], when: str) -> None:
         if self._zygote is not None and not self._zygote.alive:
@@ -985,20 +981,7 @@ def _finalize(pids: list[int], segments: list[str], mbox: Mailbox, comm: Any) ->
     for pid in pids:
         _procs.kill_group(pid)
     for name in segments:
-        _unlink_shm(name)
-
-
-def _unlink_shm(name: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(f"/dev/shm/{name.lstrip('/')}")
-
-
-def _pid_running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+        _footprint.unlink_segment(name)
 
 
 def _size(path: Path) -> int:
