@@ -27,10 +27,25 @@ from array import array
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from libpto._args import (
+    CMP_EQ,
+    CMP_GE,
+    CMP_GT,
+    CMP_LE,
+    CMP_LT,
+    CMP_NE,
+    I32,
+    I64,
+    U32,
+    U64,
+    cmp_arg,
+    int_arg,
+    invalid,
+)
 from libpto._checks import name_problem
 from libpto._ffi import ffi, lib
 from libpto._footprint import new_name
-from libpto.errors import InvalidArgument, RuntimeStateError, check
+from libpto.errors import RuntimeStateError, check
 
 __all__ = [
     "CMP_EQ",
@@ -42,54 +57,10 @@ __all__ = [
     "CommWindow",
 ]
 
-CMP_EQ, CMP_NE, CMP_GE, CMP_GT, CMP_LE, CMP_LT = 0, 1, 2, 3, 4, 5
-_CMP_BY_NAME = {
-    "==": CMP_EQ,
-    "eq": CMP_EQ,
-    "!=": CMP_NE,
-    "ne": CMP_NE,
-    ">=": CMP_GE,
-    "ge": CMP_GE,
-    ">": CMP_GT,
-    "gt": CMP_GT,
-    "<=": CMP_LE,
-    "le": CMP_LE,
-    "<": CMP_LT,
-    "lt": CMP_LT,
-}
 SLICE_MS = 100  # longest time a wait stays in C before Python handles pending signals
-_U32 = (1 << 32) - 1
-_U64 = (1 << 64) - 1
-_I32 = (1 << 31) - 1
-_I64 = (1 << 63) - 1
 
 
 # ---------------------------------------------------------------------------------- arguments
-
-
-def _invalid(context: str, message: str) -> InvalidArgument:
-    return InvalidArgument(f"{context}: {message}", name="PTO_E_INVALID_ARG")
-
-
-def _int_arg(context: str, arg: str, value: Any, lo: int, hi: int) -> int:
-    """``value`` as an int in ``[lo, hi]`` (the C type's range), else InvalidArgument naming it."""
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise _invalid(context, f"{arg}={value!r} must be an integer")
-    v = int(value.__index__())
-    if not lo <= v <= hi:
-        raise _invalid(context, f"{arg}={v} out of range [{lo}, {hi}]")
-    return v
-
-
-def _cmp_arg(context: str, cmp: Any) -> int:
-    if isinstance(cmp, str):
-        code = _CMP_BY_NAME.get(cmp.strip().lower())
-        if code is None:
-            raise _invalid(context, f"cmp={cmp!r} is not one of == != >= > <= <")
-        return code
-    if isinstance(cmp, bool) or not hasattr(cmp, "__index__") or not 0 <= int(cmp) <= 5:
-        raise _invalid(context, f"cmp={cmp!r} is not a comparison (== != >= > <= < or 0..5)")
-    return int(cmp)
 
 
 def _check_name(context: str, name: Any) -> None:
@@ -97,7 +68,7 @@ def _check_name(context: str, name: Any) -> None:
     cleanup recognises as ours."""
     problem = name_problem(name)
     if problem is not None:
-        raise _invalid(context, f"name={name!r} {problem}")
+        raise invalid(context, f"name={name!r} {problem}")
 
 
 def _timeout_arg(context: str, timeout_ms: Any) -> int:
@@ -105,19 +76,19 @@ def _timeout_arg(context: str, timeout_ms: Any) -> int:
     if timeout_ms is None:
         return -1
     if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)):
-        raise _invalid(context, f"timeout_ms={timeout_ms!r} must be a number of ms or None")
+        raise invalid(context, f"timeout_ms={timeout_ms!r} must be a number of ms or None")
     if math.isnan(timeout_ms) or timeout_ms < 0:
-        raise _invalid(context, f"timeout_ms={timeout_ms!r} must be >= 0 (None: no deadline)")
+        raise invalid(context, f"timeout_ms={timeout_ms!r} must be >= 0 (None: no deadline)")
     if math.isinf(timeout_ms):
         return -1
-    return min(math.ceil(timeout_ms), _I64 // 1_000_000)
+    return min(math.ceil(timeout_ms), I64 // 1_000_000)
 
 
 def _rank_arg(context: str, rank: int | None) -> int:
     """``None`` (or -1) is an observer: a process that is not one of the ranks."""
     if rank is None:
         return -1
-    return _int_arg(context, "rank", rank, -1, _I32)
+    return int_arg(context, "rank", rank, -1, I32)
 
 
 # ---------------------------------------------------------------------------------- window
@@ -220,12 +191,12 @@ class CommWindow:
         if name is None:
             name = new_name("comm")
         _check_name(ctx, name)
-        size_ = _int_arg(ctx, "size", size, 1, int(lib.PTO_COMM_MAX_RANKS))
+        size_ = int_arg(ctx, "size", size, 1, int(lib.PTO_COMM_MAX_RANKS))
         rank_ = _rank_arg(ctx, rank)
         if rank_ >= size_:
-            raise _invalid(ctx, f"rank={rank_} out of range [0, {size_}) (or None for an observer)")
-        slots_ = _int_arg(ctx, "slots", slots, 1, int(lib.PTO_COMM_MAX_SLOTS))
-        data_ = _int_arg(ctx, "data_bytes", data_bytes, 0, _U64)
+            raise invalid(ctx, f"rank={rank_} out of range [0, {size_}) (or None for an observer)")
+        slots_ = int_arg(ctx, "slots", slots, 1, int(lib.PTO_COMM_MAX_SLOTS))
+        data_ = int_arg(ctx, "data_bytes", data_bytes, 0, U64)
         out = ffi.new("pto_comm **")
         st = lib.pto_comm_create(os.fsencode(name), size_, rank_, slots_, data_, out)
         check(st, ctx, window=name)
@@ -249,18 +220,16 @@ class CommWindow:
         env = os.environ if env is None else env
         name = env.get("PTO_COMM_NAME", "")
         if not name:
-            raise _invalid("CommWindow.attach_env", "environment variable PTO_COMM_NAME is not set")
+            raise invalid("CommWindow.attach_env", "environment variable PTO_COMM_NAME is not set")
         raw = env.get("PTO_RANK", "")
         try:
             rank = int(raw)
         except ValueError:
-            raise _invalid(
+            raise invalid(
                 "CommWindow.attach_env", f"PTO_RANK={raw!r} must be an integer rank >= 0"
             ) from None
         if rank < 0:
-            raise _invalid(
-                "CommWindow.attach_env", f"PTO_RANK={raw!r} must be an integer rank >= 0"
-            )
+            raise invalid("CommWindow.attach_env", f"PTO_RANK={raw!r} must be an integer rank >= 0")
         return cls.attach(name, rank)
 
     @staticmethod
@@ -355,9 +324,9 @@ class CommWindow:
     def notify(self, peer: int, slot: int, value: int = 1, add: bool = False) -> None:
         """Store (or with ``add``, atomically add) ``value`` into ``peer``'s ``slot`` (release)."""
         ctx = self._ctx("notify")
-        peer_ = _int_arg(ctx, "peer", peer, -(1 << 31), _I32)
-        slot_ = _int_arg(ctx, "slot", slot, 0, _U32)
-        value_ = _int_arg(ctx, "value", value, 0, _U64)
+        peer_ = int_arg(ctx, "peer", peer, -(1 << 31), I32)
+        slot_ = int_arg(ctx, "slot", slot, 0, U32)
+        value_ = int_arg(ctx, "value", value, 0, U64)
         op = lib.PTO_NOTIFY_ADD if add else lib.PTO_NOTIFY_SET
         st = self._call("notify", lib.pto_comm_notify, peer_, slot_, value_, op)
         check(st, ctx, window=self.name, peer=peer_, slot=slot_)
@@ -365,8 +334,8 @@ class CommWindow:
     def load(self, rank: int, slot: int) -> int:
         """Current value of ``rank``'s ``slot`` (acquire)."""
         ctx = self._ctx("load")
-        rank_ = _int_arg(ctx, "rank", rank, -(1 << 31), _I32)
-        slot_ = _int_arg(ctx, "slot", slot, 0, _U32)
+        rank_ = int_arg(ctx, "rank", rank, -(1 << 31), I32)
+        slot_ = int_arg(ctx, "slot", slot, 0, U32)
         out = ffi.new("uint64_t *")
         st = self._call("load", lib.pto_comm_load, rank_, slot_, out)
         check(st, ctx, window=self.name, slot=slot_)
@@ -375,9 +344,9 @@ class CommWindow:
     def test(self, slot: int, cmp: str | int, value: int) -> bool:
         """Does this rank's ``slot`` satisfy ``slot <cmp> value`` now? (no waiting)"""
         ctx = self._ctx("test")
-        slot_ = _int_arg(ctx, "slot", slot, 0, _U32)
-        cmp_ = _cmp_arg(ctx, cmp)
-        value_ = _int_arg(ctx, "value", value, 0, _U64)
+        slot_ = int_arg(ctx, "slot", slot, 0, U32)
+        cmp_ = cmp_arg(ctx, cmp)
+        value_ = int_arg(ctx, "value", value, 0, U64)
         ok = ffi.new("int *")
         st = self._call("test", lib.pto_comm_test, slot_, cmp_, value_, ok)
         check(st, ctx, window=self.name, slot=slot_)
@@ -391,9 +360,9 @@ class CommWindow:
         The GIL is released while waiting.
         """
         ctx = self._ctx("wait")
-        slot_ = _int_arg(ctx, "slot", slot, 0, _U32)
-        cmp_ = _cmp_arg(ctx, cmp)
-        value_ = _int_arg(ctx, "value", value, 0, _U64)
+        slot_ = int_arg(ctx, "slot", slot, 0, U32)
+        cmp_ = cmp_arg(ctx, cmp)
+        value_ = int_arg(ctx, "value", value, 0, U64)
         timeout_ = _timeout_arg(ctx, timeout_ms)
         last = ffi.new("uint64_t *")
         st = self._sliced(
@@ -429,7 +398,7 @@ class CommWindow:
     def rank_pid(self, rank: int) -> int:
         """Pid attached as ``rank`` (0: none)."""
         ctx = self._ctx("rank_pid")
-        rank_ = _int_arg(ctx, "rank", rank, -(1 << 31), _I32)
+        rank_ = int_arg(ctx, "rank", rank, -(1 << 31), I32)
         out = ffi.new("int *")
         st = self._call("rank_pid", lib.pto_comm_rank_pid, rank_, out)
         check(st, ctx, window=self.name)
@@ -438,7 +407,7 @@ class CommWindow:
     def peer_alive(self, rank: int) -> bool:
         """Is ``rank`` attached by a live process?"""
         ctx = self._ctx("peer_alive")
-        rank_ = _int_arg(ctx, "rank", rank, -(1 << 31), _I32)
+        rank_ = int_arg(ctx, "rank", rank, -(1 << 31), I32)
         out = ffi.new("int *")
         st = self._call("peer_alive", lib.pto_comm_peer_alive, rank_, out)
         check(st, ctx, window=self.name)
@@ -449,22 +418,22 @@ class CommWindow:
     def _data_rank(self, ctx: str, rank: int | None) -> int:
         if rank is None:
             if self.rank < 0:
-                raise _invalid(ctx, "rank=None needs a rank handle; an observer must name the rank")
+                raise invalid(ctx, "rank=None needs a rank handle; an observer must name the rank")
             return self.rank
-        return _int_arg(ctx, "rank", rank, -(1 << 31), _I32)
+        return int_arg(ctx, "rank", rank, -(1 << 31), I32)
 
     def write(self, offset: int, data: Any, rank: int | None = None) -> None:
         """Copy ``data`` (bytes, bytearray, memoryview, ``array``: any contiguous buffer) into
         ``rank``'s data window (default: this rank's) at byte ``offset``."""
         ctx = self._ctx("write")
         rank_ = self._data_rank(ctx, rank)
-        offset_ = _int_arg(ctx, "offset", offset, 0, _U64)
+        offset_ = int_arg(ctx, "offset", offset, 0, U64)
         try:
             view = memoryview(data)
         except TypeError:
-            raise _invalid(ctx, f"data of type {type(data).__name__} is not a buffer") from None
+            raise invalid(ctx, f"data of type {type(data).__name__} is not a buffer") from None
         if not view.c_contiguous:
-            raise _invalid(ctx, "data must be a contiguous buffer")
+            raise invalid(ctx, "data must be a contiguous buffer")
         nbytes = view.nbytes
         src = ffi.from_buffer(view) if nbytes else ffi.NULL
         st = self._call("write", lib.pto_comm_write, rank_, offset_, src, nbytes)
@@ -474,13 +443,13 @@ class CommWindow:
         """Fill the writable ``buffer`` from ``rank``'s data window at ``offset``; returns bytes."""
         ctx = self._ctx("read_into")
         rank_ = self._data_rank(ctx, rank)
-        offset_ = _int_arg(ctx, "offset", offset, 0, _U64)
+        offset_ = int_arg(ctx, "offset", offset, 0, U64)
         try:
             view = memoryview(buffer)
         except TypeError:
-            raise _invalid(ctx, f"buffer of type {type(buffer).__name__} is not a buffer") from None
+            raise invalid(ctx, f"buffer of type {type(buffer).__name__} is not a buffer") from None
         if view.readonly or not view.c_contiguous:
-            raise _invalid(ctx, "buffer must be writable and contiguous")
+            raise invalid(ctx, "buffer must be writable and contiguous")
         nbytes = view.nbytes
         dst = ffi.from_buffer(view) if nbytes else ffi.NULL
         st = self._call("read", lib.pto_comm_read, rank_, offset_, dst, nbytes)
@@ -490,10 +459,10 @@ class CommWindow:
     def read(self, offset: int, nbytes: int, rank: int | None = None) -> bytes:
         """``nbytes`` bytes of ``rank``'s data window (default: this rank's) from ``offset``."""
         ctx = self._ctx("read")
-        n = _int_arg(ctx, "nbytes", nbytes, 0, _U64)
+        n = int_arg(ctx, "nbytes", nbytes, 0, U64)
         if n > self.data_bytes:
             # checked before allocating: a huge nbytes must not exhaust memory first
-            raise _invalid(ctx, f"nbytes={n} exceeds the data window of {self.data_bytes} bytes")
+            raise invalid(ctx, f"nbytes={n} exceeds the data window of {self.data_bytes} bytes")
         buf = bytearray(n)
         self.read_into(offset, buf, rank)
         return bytes(buf)
@@ -506,13 +475,13 @@ class CommWindow:
             try:
                 arr = array("f", values)
             except (TypeError, ValueError, OverflowError) as e:
-                raise _invalid(self._ctx("write_floats"), f"values must be numbers ({e})") from None
+                raise invalid(self._ctx("write_floats"), f"values must be numbers ({e})") from None
         self.write(offset, arr, rank)
 
     def read_floats(self, offset: int, count: int, rank: int | None = None) -> array[float]:
         """``count`` float32 values from byte ``offset``, as ``array('f')``."""
         ctx = self._ctx("read_floats")
-        n = _int_arg(ctx, "count", count, 0, _U64 // 4)
+        n = int_arg(ctx, "count", count, 0, U64 // 4)
         out = array("f")
         out.frombytes(self.read(offset, 4 * n, rank))
         return out

@@ -10,7 +10,7 @@ where a bad value came from (environment vs keyword argument).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from libpto._checks import text_problem
@@ -131,39 +131,49 @@ def config_warning(cfg: Any) -> str:
     return lib_str(buf)
 
 
+def _ints(value: Any) -> tuple[int, ...]:
+    return tuple(int(x) for x in value)
+
+
+def _either(code: int, then: str, otherwise: str) -> Callable[[Any], str]:
+    """A two-valued C enum field as its environment spelling."""
+    return lambda value: then if value == code else otherwise
+
+
+#: environment variable -> (``pto_rt_config`` field, field value -> the variable's value)
+_EFFECTIVE: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "PTO2_RING_TASK_WINDOW": ("task_window", _ints),
+    "PTO2_RING_HEAP": ("heap_bytes", _ints),
+    "PTO2_RING_DEP_POOL": ("dep_pool", _ints),
+    "PTO_LATCH_POLICY": (
+        "latch_policy",
+        _either(lib.PTO_LATCH_OWNED_WALLCLOCK, "owned-wallclock", "idle-iterations"),
+    ),
+    "PTO_SCHEDULER_TIMEOUT_MS": ("sched_timeout_ms", int),
+    "PTO_MAX_IDLE_ITERATIONS": ("max_idle_iterations", int),
+    "PTO_STREAM_SYNC_TIMEOUT_MS": ("stream_sync_timeout_ms", int),
+    "PTO_STALL_REPORT_MS": ("stall_report_ms", int),
+    "PTO_SIM_SCHED_THREADS": ("sched_threads", int),
+    "PTO_SIM_CORES": ("cores", int),
+    "PTO_RANK": ("rank", int),
+    "PTO_SIM_INIT_DELAY_MS": ("init_delay", lib_str),
+    "PTO_SIM_MALLOC_MODEL": ("malloc_model", _either(lib.PTO_MALLOC_LONGTAIL, "longtail", "none")),
+    "PTO_SIM_MALLOC_MS_PER_GIB": ("malloc_ms_per_gib", float),
+    "PTO_SIM_MALLOC_SEED": ("malloc_seed", int),
+    "PTO_SIM_MALLOC_SIGMA": ("malloc_sigma", float),
+    "PTO_SIM_COND_POLL_US": ("cond_poll_us", int),
+    "PTO_SIM_NOTIFY_DELAY_MS": ("notify_delay", lib_str),
+    "PTO_SIM_NOTIFY_MEDIAN_MS": ("notify_median_ms", float),
+    "PTO_SIM_NOTIFY_SIGMA": ("notify_sigma", float),
+    "PTO_DEADLOCK_CHECK": (
+        "deadlock_check",
+        _either(lib.PTO_DEADLOCK_SNAPSHOT, "snapshot", "no-progress"),
+    ),
+    "PTO_RING_DEADLOCK_MS": ("ring_deadlock_ms", int),
+    "PTO_TENSOR_WAIT_TIMEOUT_MS": ("tensor_wait_timeout_ms", int),
+}
+
+
 def config_dict(cfg: Any) -> dict[str, Any]:
     """Effective values, keyed by environment variable (for logs, reports and tests)."""
-    policy = (
-        "owned-wallclock"
-        if cfg.latch_policy == lib.PTO_LATCH_OWNED_WALLCLOCK
-        else ("idle-iterations")
-    )
-    return {
-        "PTO2_RING_TASK_WINDOW": tuple(int(x) for x in cfg.task_window),
-        "PTO2_RING_HEAP": tuple(int(x) for x in cfg.heap_bytes),
-        "PTO2_RING_DEP_POOL": tuple(int(x) for x in cfg.dep_pool),
-        "PTO_LATCH_POLICY": policy,
-        "PTO_SCHEDULER_TIMEOUT_MS": int(cfg.sched_timeout_ms),
-        "PTO_MAX_IDLE_ITERATIONS": int(cfg.max_idle_iterations),
-        "PTO_STREAM_SYNC_TIMEOUT_MS": int(cfg.stream_sync_timeout_ms),
-        "PTO_STALL_REPORT_MS": int(cfg.stall_report_ms),
-        "PTO_SIM_SCHED_THREADS": int(cfg.sched_threads),
-        "PTO_SIM_CORES": int(cfg.cores),
-        "PTO_RANK": int(cfg.rank),
-        "PTO_SIM_INIT_DELAY_MS": lib_str(cfg.init_delay),
-        "PTO_SIM_MALLOC_MODEL": "longtail"
-        if cfg.malloc_model == lib.PTO_MALLOC_LONGTAIL
-        else "none",
-        "PTO_SIM_MALLOC_MS_PER_GIB": float(cfg.malloc_ms_per_gib),
-        "PTO_SIM_MALLOC_SEED": int(cfg.malloc_seed),
-        "PTO_SIM_MALLOC_SIGMA": float(cfg.malloc_sigma),
-        "PTO_SIM_COND_POLL_US": int(cfg.cond_poll_us),
-        "PTO_SIM_NOTIFY_DELAY_MS": lib_str(cfg.notify_delay),
-        "PTO_SIM_NOTIFY_MEDIAN_MS": float(cfg.notify_median_ms),
-        "PTO_SIM_NOTIFY_SIGMA": float(cfg.notify_sigma),
-        "PTO_DEADLOCK_CHECK": "snapshot"
-        if cfg.deadlock_check == lib.PTO_DEADLOCK_SNAPSHOT
-        else "no-progress",
-        "PTO_RING_DEADLOCK_MS": int(cfg.ring_deadlock_ms),
-        "PTO_TENSOR_WAIT_TIMEOUT_MS": int(cfg.tensor_wait_timeout_ms),
-    }
+    return {key: convert(getattr(cfg, field)) for key, (field, convert) in _EFFECTIVE.items()}

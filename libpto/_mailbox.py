@@ -11,6 +11,7 @@ import enum
 import os
 from typing import Any
 
+from libpto._args import I32, I64, U32, U64, int_arg
 from libpto._checks import name_problem
 from libpto._ffi import ffi, lib
 from libpto.errors import InvalidArgument, RuntimeStateError, check
@@ -27,24 +28,6 @@ __all__ = [
 ]
 
 DEFAULT_PAYLOAD_BYTES = 1 << 20
-_I32 = (1 << 31) - 1
-_U32 = (1 << 32) - 1
-_I64 = (1 << 63) - 1
-
-
-def _int(ctx: str, arg: str, value: Any, lo: int, hi: int) -> int:
-    """``value`` as an int of the C parameter's range, else InvalidArgument naming it (not the
-    OverflowError or TypeError cffi would raise)."""
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise InvalidArgument(
-            f"{ctx}: {arg}={value!r} must be an integer", name="PTO_E_INVALID_ARG"
-        )
-    v = int(value.__index__())
-    if not lo <= v <= hi:
-        raise InvalidArgument(
-            f"{ctx}: {arg}={v} out of range [{lo}, {hi}]", name="PTO_E_INVALID_ARG"
-        )
-    return v
 
 
 class State(enum.IntEnum):
@@ -115,8 +98,8 @@ class Mailbox:
     @classmethod
     def create(cls, name: str, size: int, payload_bytes: int = DEFAULT_PAYLOAD_BYTES) -> Mailbox:
         ctx = f"mailbox {name}"
-        size_ = _int(ctx, "nranks", size, -(1 << 31), _I32)
-        payload_ = _int(ctx, "payload_bytes", payload_bytes, 0, (1 << 64) - 1)
+        size_ = int_arg(ctx, "nranks", size, -(1 << 31), I32)
+        payload_ = int_arg(ctx, "payload_bytes", payload_bytes, 0, U64)
         out = ffi.new("pto_mbox **")
         check(lib.pto_mbox_create(_name(name), size_, payload_, out), ctx)
         return cls(out[0], name)
@@ -151,13 +134,13 @@ class Mailbox:
         return self._h
 
     def _rank(self, rank: Any) -> int:
-        return _int(f"mailbox {self.name}", "rank", rank, -(1 << 31), _I32)
+        return int_arg(f"mailbox {self.name}", "rank", rank, -(1 << 31), I32)
 
     def _u32(self, arg: str, value: Any) -> int:
-        return _int(f"mailbox {self.name}", arg, value, 0, _U32)
+        return int_arg(f"mailbox {self.name}", arg, value, 0, U32)
 
     def _ms(self, timeout_ms: Any) -> int:
-        return _int(f"mailbox {self.name}", "timeout_ms", timeout_ms, -(1 << 63), _I64)
+        return int_arg(f"mailbox {self.name}", "timeout_ms", timeout_ms, -(1 << 63), I64)
 
     # -- state word ---------------------------------------------------------------------------
     def load(self, rank: int) -> State:
@@ -233,14 +216,14 @@ class Mailbox:
     # -- timestamps, pid, exit record -----------------------------------------------------------
     def stamp(self, rank: int, which: Stamp, ns: int = 0) -> None:
         ctx = f"mailbox {self.name}"
-        which_ = _int(ctx, "which", which, -(1 << 31), _I32)
-        ns_ = _int(ctx, "ns", ns, -(1 << 63), _I64)
+        which_ = int_arg(ctx, "which", which, -(1 << 31), I32)
+        ns_ = int_arg(ctx, "ns", ns, -(1 << 63), I64)
         check(lib.pto_mbox_set_time(self._handle(), self._rank(rank), which_, ns_), ctx)
 
     def time(self, rank: int, which: Stamp) -> int:
         out = ffi.new("int64_t *")
         ctx = f"mailbox {self.name}"
-        which_ = _int(ctx, "which", which, -(1 << 31), _I32)
+        which_ = int_arg(ctx, "which", which, -(1 << 31), I32)
         check(lib.pto_mbox_get_time(self._handle(), self._rank(rank), which_, out), ctx)
         return int(out[0])
 
@@ -249,7 +232,7 @@ class Mailbox:
 
     def set_pid(self, rank: int, pid: int) -> None:
         ctx = f"mailbox {self.name}"
-        pid_ = _int(ctx, "pid", pid, -(1 << 31), _I32)
+        pid_ = int_arg(ctx, "pid", pid, -(1 << 31), I32)
         check(lib.pto_mbox_set_pid(self._handle(), self._rank(rank), pid_), ctx)
 
     def pid(self, rank: int) -> int:
@@ -259,7 +242,7 @@ class Mailbox:
 
     def set_exit(self, rank: int, wait_status: int) -> None:
         ctx = f"mailbox {self.name}"
-        ws = _int(ctx, "wait_status", wait_status, -(1 << 31), _I32)
+        ws = int_arg(ctx, "wait_status", wait_status, -(1 << 31), I32)
         check(lib.pto_mbox_set_exit(self._handle(), self._rank(rank), ws), ctx)
 
     def exit_status(self, rank: int) -> int | None:
@@ -275,14 +258,14 @@ class Mailbox:
         ctx = f"mailbox {self.name} rank {rank}"
         if not isinstance(data, bytes):
             raise InvalidArgument(f"{ctx}: data must be bytes, got {type(data).__name__}")
-        ch = _int(ctx, "channel", channel, -(1 << 31), _I32)
+        ch = int_arg(ctx, "channel", channel, -(1 << 31), I32)
         check(lib.pto_mbox_write(self._handle(), self._rank(rank), ch, data, len(data)), ctx)
 
     def read(self, rank: int, channel: Channel) -> bytes:
         ptr = ffi.new("void **")
         n = ffi.new("uint64_t *")
         ctx = f"mailbox {self.name}"
-        ch = _int(ctx, "channel", channel, -(1 << 31), _I32)
+        ch = int_arg(ctx, "channel", channel, -(1 << 31), I32)
         check(lib.pto_mbox_payload(self._handle(), self._rank(rank), ch, ptr, n), ctx)
         return bytes(ffi.buffer(ptr[0], n[0])) if n[0] else b""
 

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from libpto._args import I32, I64, U32, U64, cmp_arg, int_arg
 from libpto._checks import name_problem
 from libpto._config import build_config, config_dict, config_warning
 from libpto._ffi import ffi, lib
@@ -30,9 +31,7 @@ from libpto.errors import InvalidArgument, RuntimeStateError, check, lib_str
 
 __all__ = ["Buffer", "Graph", "MemRef", "RunInfo", "Runtime", "comm_ref"]
 
-_CMP = {"==": 0, "!=": 1, ">=": 2, ">": 3, "<=": 4, "<": 5}
 _MANY = {"independent": 0, "chain": 1, "fanout": 2}
-_I64 = (1 << 63) - 1
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ class MemRef:
 
     def at(self, index: int) -> MemRef:
         """The operand ``index`` float32 elements further on."""
-        _int("MemRef.at", "index", index, -(1 << 62), 1 << 62)
+        int_arg("MemRef.at", "index", index, -(1 << 62), 1 << 62)
         return MemRef(self.space, self.id, self.offset + 4 * index)
 
 
@@ -62,14 +61,6 @@ class RunInfo:
     completed: int
     total: int
     elapsed_us: int
-
-
-def _int(ctx: str, name: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgument(f"{ctx}: {name}={value!r} must be an int in [{lo}, {hi}]")
-    if not lo <= value <= hi:
-        raise InvalidArgument(f"{ctx}: {name}={value} out of range [{lo}, {hi}]")
-    return value
 
 
 class _Handle:
@@ -319,7 +310,7 @@ class Runtime:
 
     def buffer(self, count: int) -> Buffer:
         """A zeroed device buffer of ``count`` float32 elements."""
-        n = _int("Runtime.buffer", "count", count, 1, 1 << 32)
+        n = int_arg("Runtime.buffer", "count", count, 1, 1 << 32)
         out = ffi.new("int32_t *")
         with self._use("Runtime.buffer") as ptr:
             check(lib.pto_rt_buffer_alloc(ptr, 4 * n, out), "Runtime.buffer")
@@ -341,9 +332,9 @@ class Runtime:
             return -2  # PTO_SYNC_FOREVER
         if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)):
             raise InvalidArgument(f"{ctx}: timeout_ms={timeout_ms!r} must be a number > 0")
-        if not 0 < timeout_ms <= _I64 // 1_000_000:
+        if not 0 < timeout_ms <= I64 // 1_000_000:
             raise InvalidArgument(
-                f"{ctx}: timeout_ms={timeout_ms!r} must be > 0 and <= {_I64 // 1_000_000} "
+                f"{ctx}: timeout_ms={timeout_ms!r} must be > 0 and <= {I64 // 1_000_000} "
                 "(or None: the stream-sync default, inf: no deadline)"
             )
         return max(1, int(timeout_ms))
@@ -390,7 +381,7 @@ class Runtime:
 
     def fire(self, event: int) -> None:
         """Complete the EVENT task ``event`` of the run in flight (any thread)."""
-        ev = _int("Runtime.fire", "event", event, 0, _I64)
+        ev = int_arg("Runtime.fire", "event", event, 0, I64)
         with self._use("Runtime.fire") as ptr:
             check(lib.pto_rt_fire_event(ptr, ev), "Runtime.fire", rank=self.rank)
 
@@ -409,7 +400,7 @@ class Runtime:
         """Hold the latch attempts of the threads in ``mask`` (bit i: scheduler thread i, bit 63:
         the orchestrator) after they are recorded and before the first-writer-wins
         compare-and-swap, until the bit is cleared (call again) or the run ends."""
-        m = _int("Runtime._test_hold_latch", "mask", mask, 0, (1 << 64) - 1)
+        m = int_arg("Runtime._test_hold_latch", "mask", mask, 0, U64)
         with self._use("Runtime._test_hold_latch") as ptr:
             check(lib.pto_rt_test_hold_latch(ptr, m), "Runtime._test_hold_latch")
 
@@ -448,7 +439,7 @@ class Buffer:
 
     def ref(self, index: int = 0) -> MemRef:
         """Operand starting at element ``index``."""
-        _int("Buffer.ref", "index", index, 0, self.count - 1)
+        int_arg("Buffer.ref", "index", index, 0, self.count - 1)
         return MemRef(int(lib.PTO_MEM_BUFFER), self.id, 4 * index)
 
     def write(self, values: Iterable[float], index: int = 0) -> None:
@@ -458,7 +449,7 @@ class Buffer:
             data = array("f", values)
         except (TypeError, ValueError, OverflowError) as e:
             raise InvalidArgument(f"Buffer.write: values must be numbers ({e})") from None
-        _int("Buffer.write", "index", index, 0, self.count)
+        int_arg("Buffer.write", "index", index, 0, self.count)
         with self.runtime._use("Buffer.write") as ptr:
             check(
                 lib.pto_rt_buffer_write(
@@ -470,10 +461,10 @@ class Buffer:
     def read(self, count: int | None = None, index: int = 0) -> list[float]:
         from array import array
 
-        _int("Buffer.read", "index", index, 0, self.count)
+        int_arg("Buffer.read", "index", index, 0, self.count)
         left = self.count - index
         # checked before allocating: a huge count must not exhaust host memory first
-        n = left if count is None else _int("Buffer.read", "count", count, 0, left)
+        n = left if count is None else int_arg("Buffer.read", "count", count, 0, left)
         data = array("f", bytes(4 * n))
         with self.runtime._use("Buffer.read") as ptr:
             check(
@@ -498,9 +489,9 @@ def _mref(ctx: str, name: str, value: Any, out: Any) -> None:
         value = value.ref()
     if not isinstance(value, MemRef):
         raise InvalidArgument(f"{ctx}: {name}={value!r} must be a Buffer or a MemRef")
-    out.space = _int(ctx, f"{name} space", value.space, -(1 << 31), (1 << 31) - 1)
-    out.id = _int(ctx, f"{name} id", value.id, -(1 << 31), (1 << 31) - 1)
-    out.offset = _int(ctx, f"{name} offset", value.offset, 0, (1 << 64) - 1)
+    out.space = int_arg(ctx, f"{name} space", value.space, -(1 << 31), I32)
+    out.id = int_arg(ctx, f"{name} id", value.id, -(1 << 31), I32)
+    out.offset = int_arg(ctx, f"{name} offset", value.offset, 0, U64)
 
 
 class Graph:
@@ -566,14 +557,14 @@ class Graph:
     def _desc(self, ctx: str, kernel: int, ring: int, heap_bytes: int) -> Any:
         d = ffi.new("pto_task_desc *")
         d.kernel = kernel
-        d.ring = _int(ctx, "ring", ring, 0, 3)
-        d.heap_bytes = _int(ctx, "heap_bytes", heap_bytes, 0, (1 << 64) - 1)
+        d.ring = int_arg(ctx, "ring", ring, 0, 3)
+        d.heap_bytes = int_arg(ctx, "heap_bytes", heap_bytes, 0, U64)
         return d
 
     def _add(self, ctx: str, d: Any, deps: Sequence[int] | None) -> int:
         dl = list(deps or ())
         for i, dep in enumerate(dl):
-            _int(ctx, f"deps[{i}]", dep, -(1 << 63), _I64)
+            int_arg(ctx, f"deps[{i}]", dep, -(1 << 63), I64)
         arr = ffi.new("int64_t[]", dl) if dl else ffi.NULL
         out = ffi.new("int64_t *")
         with self._use(ctx) as g:
@@ -619,14 +610,14 @@ class Graph:
                 )
         p = dict(params)
         if name == "spin":
-            d.duration_us = _int(ctx, "duration_us", p.get("duration_us", 0), 0, _I64)
+            d.duration_us = int_arg(ctx, "duration_us", p.get("duration_us", 0), 0, I64)
         elif name == "crash":
             mode = p.get("mode", "segv")
             if mode not in ("segv", "abort"):
                 raise InvalidArgument(f"{ctx}: mode={mode!r} must be 'segv' or 'abort'")
             d.mode = 0 if mode == "segv" else 1
         elif name in ("fill", "add", "copy"):
-            d.count = _int(ctx, "count", p.get("count"), 1, 1 << 32)
+            d.count = int_arg(ctx, "count", p.get("count"), 1, 1 << 32)
             for op in allowed[:-1] if name != "fill" else ("dst",):
                 if op not in p:
                     raise InvalidArgument(f"{ctx}: missing operand {op}")
@@ -637,17 +628,14 @@ class Graph:
                     raise InvalidArgument(f"{ctx}: value={v!r} must be a number")
                 d.value = float(v)
         elif name == "notify":
-            d.peer = _int(ctx, "peer", p.get("peer"), 0, (1 << 31) - 1)
-            d.slot = _int(ctx, "slot", p.get("slot"), 0, (1 << 32) - 1)
-            d.signal = _int(ctx, "value", p.get("value", 1), 0, (1 << 64) - 1)
+            d.peer = int_arg(ctx, "peer", p.get("peer"), 0, I32)
+            d.slot = int_arg(ctx, "slot", p.get("slot"), 0, U32)
+            d.signal = int_arg(ctx, "value", p.get("value", 1), 0, U64)
             d.mode = 1 if p.get("add", False) else 0
         elif name == "wait":
-            d.slot = _int(ctx, "slot", p.get("slot"), 0, (1 << 32) - 1)
-            cmp = p.get("cmp", ">=")
-            if not isinstance(cmp, str) or cmp not in _CMP:
-                raise InvalidArgument(f"{ctx}: cmp={cmp!r} must be one of {', '.join(_CMP)}")
-            d.mode = _CMP[cmp]
-            d.signal = _int(ctx, "value", p.get("value"), 0, (1 << 64) - 1)
+            d.slot = int_arg(ctx, "slot", p.get("slot"), 0, U32)
+            d.mode = cmp_arg(ctx, p.get("cmp", ">="))
+            d.signal = int_arg(ctx, "value", p.get("value"), 0, U64)
         return self._add(ctx, d, deps)
 
     # convenience builders (thin wrappers over kernel())
@@ -727,10 +715,10 @@ class Graph:
         ctx = "Graph.noops"
         if not isinstance(mode, str) or mode not in _MANY:
             raise InvalidArgument(f"{ctx}: mode={mode!r} must be one of {', '.join(_MANY)}")
-        cnt = _int(ctx, "n", n, 1, 0x7FFFFFFE)
+        cnt = int_arg(ctx, "n", n, 1, 0x7FFFFFFE)
         if mode == "fanout" and dep is None:
             raise InvalidArgument(f"{ctx}: mode='fanout' needs dep=<task id>")
-        dp = -1 if dep is None else _int(ctx, "dep", dep, -(1 << 63), _I64)
+        dp = -1 if dep is None else int_arg(ctx, "dep", dep, -(1 << 63), I64)
         d = self._desc(ctx, int(lib.PTO_K_NOOP), ring, heap_bytes)
         out = ffi.new("int64_t *")
         with self._use(ctx) as g:

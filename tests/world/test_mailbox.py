@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from libpto._comm import new_name
+from libpto import new_name
 from libpto._ffi import ffi, lib
 from libpto._mailbox import Channel, Mailbox, Stamp, State, mask, now_ns
 from libpto.errors import CommError, InvalidArgument, PtoError, RuntimeStateError
