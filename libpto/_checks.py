@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
+    "ENV_MAPPING_RULE",
     "ENV_NAME_RULE",
     "MAX_SECONDS",
     "SECONDS_RULE",
-    "env_problems",
+    "EnvError",
+    "env_mapping",
     "name_problem",
     "seconds_problem",
     "text_problem",
@@ -30,6 +32,7 @@ __all__ = [
 MAX_SECONDS = 1_000_000.0
 SECONDS_RULE = f"must be a number of seconds > 0 and <= {int(MAX_SECONDS)}"
 ENV_NAME_RULE = "letters, digits and _, not starting with a digit"
+ENV_MAPPING_RULE = "must be a mapping NAME -> value"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -55,18 +58,59 @@ def text_problem(text: str) -> str | None:
     return None
 
 
-def env_problems(env: Mapping[Any, Any]) -> Iterator[tuple[Any, str]]:
-    """``(key, rule)`` for each bad entry of an environment mapping of strings."""
-    for key, value in env.items():
+class EnvError(ValueError):
+    """A bad environment mapping: ``kind`` is ``mapping`` (not a mapping at all), ``name``
+    (a bad key), ``value`` (a value of the wrong type) or ``text`` (a value no environment can
+    carry); ``key`` the entry, ``got`` the offending object, ``rule`` the broken rule.
+    :meth:`text` words it for one source."""
+
+    def __init__(self, kind: str, key: Any, got: Any, rule: str) -> None:
+        super().__init__(rule)
+        self.kind, self.key, self.got, self.rule = kind, key, got, rule
+
+    def text(
+        self,
+        where: str,
+        *,
+        mapping: str = "{where} {rule}, got {got!r}",
+        value: str = "{where}[{key!r}] {rule}, got {got!r}",
+    ) -> str:
+        """The message naming ``where`` (a marker, a variants file entry, an option); the
+        ``mapping`` and ``value`` templates (fields ``where``, ``key``, ``got``, ``rule``)
+        keep each source's own notation for those two cases."""
+        template = {"mapping": mapping, "value": value}.get(self.kind, "{where}: {rule}")
+        return template.format(where=where, key=self.key, got=self.got, rule=self.rule)
+
+
+def env_mapping(value: Any, *, numbers: bool = False) -> dict[str, str]:
+    """THE validator of an environment mapping, whichever door it came through (marker
+    ``env``/``rank_env``, a variant's ``env``, ini ``pto_env``, ``--pto-env``,
+    ``WorldConfig.env``): a copy with string values, or :class:`EnvError` for the first bad
+    entry. With ``numbers``, int and float values are accepted and written as text (YAML and
+    marker keyword arguments give numbers); bool never is (``True`` is not ``"1"``)."""
+    if not isinstance(value, Mapping):
+        raise EnvError("mapping", None, value, ENV_MAPPING_RULE)
+    out: dict[str, str] = {}
+    for key, val in value.items():
         if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
-            yield key, f"{key!r} is not a valid environment variable name ({ENV_NAME_RULE})"
-            continue
-        if not isinstance(value, str):
-            yield key, f"{key}={value!r}: the value must be a string"
-            continue
-        problem = text_problem(value)
+            raise EnvError(
+                "name",
+                key,
+                key,
+                f"{key!r} is not a valid environment variable name ({ENV_NAME_RULE})",
+            )
+        if numbers and not isinstance(val, bool) and isinstance(val, (int, float)):
+            text = str(val)
+        elif isinstance(val, str):
+            text = val
+        else:
+            rule = "must be a string or number" if numbers else "must be a string"
+            raise EnvError("value", key, val, rule)
+        problem = text_problem(text)
         if problem is not None:
-            yield key, f"{key}={value!r}: the value {problem}"
+            raise EnvError("text", key, text, f"{key}={text!r}: the value {problem}")
+        out[key] = text
+    return out
 
 
 def name_problem(name: Any) -> str | None:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from libpto import _footprint, _procs
-from libpto._checks import env_problems, seconds_problem, text_problem
+from libpto._checks import EnvError, env_mapping, seconds_problem, text_problem
 from libpto._comm import CommWindow
 from libpto._footprint import cleanup_stale, new_name
 from libpto._mailbox import DEFAULT_PAYLOAD_BYTES, Channel, Mailbox, Stamp, State, now_ns
@@ -208,10 +208,15 @@ class WorldConfig:
 
 
 def _check_env(source: str, env: Mapping[str, str]) -> None:
-    if not isinstance(env, Mapping):
-        raise InvalidArgument(f"{source}={env!r}: must be a mapping NAME -> value")
-    for _, problem in env_problems(env):  # the rules every env source shares
-        raise InvalidArgument(f"{source}: {problem}")
+    try:
+        env_mapping(env)  # the rules every env source shares
+    except EnvError as exc:
+        text = exc.text(
+            source,
+            mapping="{where}={got!r}: {rule}",
+            value="{where}: {key}={got!r}: the value {rule}",
+        )
+        raise InvalidArgument(text) from None
 
 
 def _payload_bytes() -> int:

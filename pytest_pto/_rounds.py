@@ -13,7 +13,6 @@ Per-item precedence: session settings < variant < marker.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from libpto._checks import env_problems, seconds_problem
+from libpto._checks import EnvError, env_mapping, seconds_problem
 from pytest_pto._settings import Settings
 from pytest_pto._variants import Variant
 from pytest_pto._vocabulary import AUTO_ROUND_ID, parse_test_id, ranks_id, round_id
@@ -54,7 +53,6 @@ MARKER_KEYS = {
     "runtime": "runtime name, as --pto-runtime (libpto, torch, an entry point, module:attribute)",
     "devices_per_rank": "int >= 1: devices each rank drives (chip.device_ids)",
 }
-_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class MarkerError(ValueError):
@@ -74,18 +72,10 @@ class MarkerSpec:
 
 
 def _env(where: str, value: Any) -> dict[str, str]:
-    if not isinstance(value, Mapping):
-        raise MarkerError(f"{where} must be a mapping NAME -> value, got {value!r}")
-    out: dict[str, str] = {}
-    for key, val in value.items():
-        if not isinstance(key, str) or not _ENV_KEY.match(key):
-            raise MarkerError(f"{where}: {key!r} is not a valid environment variable name")
-        if isinstance(val, bool) or not isinstance(val, (str, int, float)):
-            raise MarkerError(f"{where}[{key!r}] must be a string or number, got {val!r}")
-        out[key] = str(val)
-    for _, problem in env_problems(out):  # the rules every env source shares (NUL, ...)
-        raise MarkerError(f"{where}: {problem}")
-    return out
+    try:
+        return env_mapping(value, numbers=True)  # the rules every env source shares
+    except EnvError as exc:
+        raise MarkerError(exc.text(where)) from None
 
 
 def _seconds(where: str, value: Any) -> float:

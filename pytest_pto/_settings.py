@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from libpto._checks import SECONDS_RULE, env_problems, seconds_problem, text_problem
+from libpto._checks import SECONDS_RULE, EnvError, env_mapping, seconds_problem, text_problem
 from pytest_pto._platforms import MAX_DEVICE_ID
 
 __all__ = [
@@ -52,7 +52,6 @@ LATCH_POLICIES = ("owned-wallclock", "idle-iterations")
 #: Every round is its own item; beyond this a typo (``--pto-rounds=3000000``) would only
 #: exhaust memory during collection instead of being reported.
 MAX_ROUNDS = 100_000
-_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class _BadValue(ValueError):
@@ -281,11 +280,16 @@ def parse_env_pairs(items: list[str]) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         key = key.strip()
-        if not sep or not _ENV_KEY.match(key):
-            raise _BadValue(f"{item!r} is not KEY=VALUE with KEY a valid environment name")
-        for _, problem in env_problems({key: value}):
-            raise _BadValue(problem)
-        env[key] = value
+        try:
+            if not sep:
+                raise EnvError("name", key, item, "no '='")
+            env.update(env_mapping({key: value}))  # the rules every env source shares
+        except EnvError as exc:
+            if exc.kind == "name":  # the line's own grammar: say what it must look like
+                raise _BadValue(
+                    f"{item!r} is not KEY=VALUE with KEY a valid environment name"
+                ) from None
+            raise _BadValue(exc.rule) from None
     return env
 
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from libpto._checks import env_problems
+from libpto._checks import EnvError, env_mapping
 from pytest_pto._settings import LATCH_POLICIES
 
 __all__ = ["VARIANT_KEYS", "Variant", "VariantError", "load_variants", "select_variants"]
@@ -46,7 +46,6 @@ VARIANT_KEYS = {
     "runtime": "runtime name, as --pto-runtime (libpto, torch, an entry point, module:attribute)",
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
-_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class VariantError(ValueError):
@@ -98,18 +97,13 @@ class Variant:
 
 
 def _env(where: str, value: Any) -> dict[str, str]:
-    if not isinstance(value, Mapping):
-        raise VariantError(f"{where}: must be a mapping NAME: value")
-    out: dict[str, str] = {}
-    for key, val in value.items():
-        if not isinstance(key, str) or not _ENV_KEY.match(key):
-            raise VariantError(f"{where}: {key!r} is not a valid environment variable name")
-        if isinstance(val, bool) or not isinstance(val, (str, int, float)):
-            raise VariantError(f"{where}.{key}: must be a string or number, got {val!r}")
-        out[key] = str(val)
-    for _, problem in env_problems(out):  # the rules every env source shares (NUL, ...)
-        raise VariantError(f"{where}: {problem}")
-    return out
+    try:
+        return env_mapping(value, numbers=True)  # the rules every env source shares
+    except EnvError as exc:
+        text = exc.text(
+            where, mapping="{where}: {rule}", value="{where}.{key}: {rule}, got {got!r}"
+        )
+        raise VariantError(text) from None
 
 
 def _variant(path: Path, name: Any, body: Any) -> Variant:
