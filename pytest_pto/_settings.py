@@ -293,320 +293,6 @@ def parse_env_pairs(items: list[str]) -> dict[str, str]:
     return env
 
 
-@dataclass(frozen=True)
-class Option:
-    """One setting: where it can come from and how its text becomes a value."""
-
-    dest: str
-    flag: str | None  # command-line option
-    ini: str | None
-    env: str | None
-    default: Any
-    parse: Callable[[str], Any]
-    help: str
-    metavar: str = "VALUE"
-
-
-OPTIONS: tuple[Option, ...] = (
-    Option(
-        "ranks",
-        "--pto-ranks",
-        "pto_ranks",
-        None,
-        2,
-        _int_at_least(1),
-        "ranks of a distributed test whose pto marker does not fix them (default 2)",
-        "N",
-    ),
-    Option(
-        "rounds",
-        "--pto-rounds",
-        "pto_rounds",
-        "PTO_ROUNDS",
-        1,
-        _rounds,
-        "rounds per distributed test; each round is its own item, id suffix round-K "
-        "(default 1). 'auto': one item per test (id round-auto) runs rounds round-1, "
-        "round-2, ... until an anytime-valid 95-percent confidence sequence of the failure "
-        "rate (Robbins' beta-binomial mixture) decides 'passes' (upper bound below "
-        "--pto-target-fail-rate) or 'flaky' (lower bound above it), at most "
-        "--pto-max-rounds; the chance that the decision is ever wrong is at most 5 percent, "
-        "although it looks after every round",
-        "R|auto",
-    ),
-    Option(
-        "max_rounds",
-        "--pto-max-rounds",
-        "pto_max_rounds",
-        "PTO_MAX_ROUNDS",
-        200,
-        _int_at_least(1, MAX_ROUNDS),
-        "--pto-rounds=auto: rounds at most per test before it ends 'undecided' (default 200)",
-        "N",
-    ),
-    Option(
-        "target_fail_rate",
-        "--pto-target-fail-rate",
-        "pto_target_fail_rate",
-        "PTO_TARGET_FAIL_RATE",
-        0.05,
-        _rate,
-        "--pto-rounds=auto: the failure rate a test is decided against (default 0.05; 5 percent)",
-        "RATE",
-    ),
-    Option(
-        "target_outcome",
-        "--pto-target-outcome",
-        "pto_target_outcome",
-        "PTO_TARGET_OUTCOME",
-        "any",
-        _outcome_class,
-        "--pto-rounds=auto: the failure class whose rate is decided, e.g. "
-        "sched_error_code=100 (default any: every product failure)",
-        "CLASS",
-    ),
-    Option(
-        "platform",
-        "--pto-platform",
-        "pto_platform",
-        "PTO_PLATFORM",
-        "sim",
-        _platform,
-        "device platform: 'sim' (default, built in, 8 devices), 'ascend' (NPUs: "
-        "ASCEND_RT_VISIBLE_DEVICES or npu-smi) or 'cuda' (GPUs: CUDA_VISIBLE_DEVICES or "
-        "nvidia-smi)",
-        "NAME",
-    ),
-    Option(
-        "runtime",
-        "--pto-runtime",
-        "pto_runtime",
-        "PTO_RUNTIME",
-        "libpto",
-        _runtime_name,
-        "runtime the chip workers drive: libpto (default, built in), torch (torch.distributed, "
-        "extra pytest-pto[torch]), a name registered in the entry-point group "
-        "pytest_pto.runtimes, or module:attribute of a pytest_pto.RuntimeAdapter subclass",
-        "NAME",
-    ),
-    Option(
-        "devices",
-        "--pto-devices",
-        "pto_devices",
-        "PTO_DEVICES",
-        None,
-        parse_devices,
-        "device ids to use: 0-7, 0,2,5, mixes; default all devices of the platform",
-        "SPEC",
-    ),
-    Option(
-        "lock_dir",
-        "--pto-lock-dir",
-        "pto_lock_dir",
-        "PTO_LOCK_DIR",
-        None,
-        _dir_path,
-        "directory of the cross-process device locks (also PTO_LOCK_DIR); default a per-user "
-        "directory under the temp dir",
-        "DIR",
-    ),
-    Option(
-        "lock_timeout",
-        "--pto-lock-timeout",
-        "pto_lock_timeout",
-        "PTO_LOCK_TIMEOUT",
-        300.0,
-        _seconds,
-        "seconds a round may wait for its devices before it ends as device_unavailable "
-        "(default 300)",
-        "S",
-    ),
-    Option(
-        "init_timeout",
-        "--pto-init-timeout",
-        "pto_init_timeout",
-        "PTO_INIT_TIMEOUT",
-        60.0,
-        _seconds,
-        "startup deadline of the INIT_DONE barrier in seconds (default 60)",
-        "S",
-    ),
-    Option(
-        "round_timeout",
-        "--pto-round-timeout",
-        "pto_round_timeout",
-        "PTO_ROUND_TIMEOUT",
-        300.0,
-        _seconds_or_off,
-        "hang watchdog of one round in seconds, or 'off' (default 300); a hang dumps every "
-        "rank's stack and the session goes on",
-        "S",
-    ),
-    Option(
-        "env",
-        "--pto-env",
-        "pto_env",
-        None,
-        {},
-        str,  # list-valued: handled by resolve()
-        "KEY=VALUE environment for every chip worker (repeatable), e.g. PTO2_RING_HEAP=1048576",
-        "KEY=VALUE",
-    ),
-    Option(
-        "init_barrier",
-        "--pto-init-barrier",
-        "pto_init_barrier",
-        "PTO_INIT_BARRIER",
-        True,
-        _on_off,
-        "on (default): dispatch only after every rank wrote INIT_DONE; off reproduces the "
-        "pre-barrier behaviour",
-        "on|off",
-    ),
-    Option(
-        "latch_policy",
-        "--pto-latch-policy",
-        "pto_latch_policy",
-        "PTO_LATCH_POLICY",
-        "owned-wallclock",
-        _latch_policy,
-        "scheduler latch policy of the chip workers: owned-wallclock (default) or "
-        "idle-iterations (the old policy)",
-        "NAME",
-    ),
-    Option(
-        "log_dir",
-        "--pto-log-dir",
-        "pto_log_dir",
-        "PTO_LOG_DIR",
-        None,
-        _dir_path,
-        "keep every round's per-rank logs under DIR (default: temporary, attached to the "
-        "report of a failing round only)",
-        "DIR",
-    ),
-    Option(
-        "variants_file",
-        "--pto-variants",
-        "pto_variants",
-        "PTO_VARIANTS",
-        None,
-        _existing_file,
-        "YAML file of named variants (description, env, rank_env, latch_policy, init_barrier, "
-        "ranks); each selected variant multiplies the distributed items",
-        "FILE",
-    ),
-    Option(
-        "variant",
-        "--pto-variant",
-        "pto_variant",
-        "PTO_VARIANT",
-        None,
-        _names,
-        "run only these variants of the variants file (repeatable or comma list; default all)",
-        "NAME",
-    ),
-    Option(
-        "trace",
-        "--pto-trace",
-        "pto_trace",
-        "PTO_TRACE",
-        None,
-        _output_file,
-        "write a Chrome trace-event JSON timeline (init, barrier, op, teardown per rank)",
-        "FILE",
-    ),
-    Option(
-        "junit_strict",
-        "--pto-junit-strict",
-        "pto_junit_strict",
-        "PTO_JUNIT_STRICT",
-        False,
-        _on_off,
-        "make the --junitxml file valid against the Jenkins junit-10.xsd: each testcase's "
-        "properties move into a system-out block of name=value lines (pto-report reads both)",
-        "on|off",
-    ),
-    Option(
-        "quarantine",
-        "--pto-quarantine",
-        "pto_quarantine",
-        "PTO_QUARANTINE",
-        True,
-        _on_off,
-        "on (default): a round that fails with a poisoning device error code (the runtime "
-        "adapter's poison_codes) quarantines its device in the lock dir, and no session "
-        "sharing it leases the device until `pto-devices --release`; off: neither",
-        "on|off",
-    ),
-    Option(
-        "quarantine_ttl",
-        "--pto-quarantine-ttl",
-        "pto_quarantine_ttl",
-        "PTO_QUARANTINE_TTL",
-        None,
-        _seconds_or_off,
-        "quarantines this session writes expire after S seconds (default off: until released)",
-        "S",
-    ),
-    Option(
-        "health_check",
-        "--pto-health-check",
-        "pto_health_check",
-        "PTO_HEALTH_CHECK",
-        False,
-        _on_off,
-        "on: probe every leased device (the runtime adapter's probe) before a round uses it; "
-        "a failing device is quarantined and the lease moves on (default off)",
-        "on|off",
-    ),
-    Option(
-        "seed",
-        "--pto-seed",
-        "pto_seed",
-        "PTO_SEED",
-        1,
-        _int_at_least(0),
-        "base seed of the init-latency model; round K gets PTO_SIM_MALLOC_SEED derived from it, "
-        "so rounds resample init skew deterministically (default 1)",
-        "N",
-    ),
-    Option(
-        "torch_backend",
-        "--pto-torch-backend",
-        "pto_torch_backend",
-        "PTO_TORCH_BACKEND",
-        None,
-        _torch_backend,
-        "torch.distributed backend of --pto-runtime=torch: gloo, nccl, hccl, ... or a "
-        "'cpu:gloo,cuda:nccl' list (default: nccl on cuda, hccl on ascend when torch_npu is "
-        "installed, else gloo)",
-        "NAME",
-    ),
-)
-_BY_DEST = {opt.dest: opt for opt in OPTIONS}
-_FLAGS = frozenset({"junit_strict"})
-
-
-def add_options(parser: pytest.Parser) -> None:
-    group = parser.getgroup("pto", "pytest-pto: ranked distributed tests on locked device groups")
-    for opt in OPTIONS:
-        assert opt.flag is not None
-        extra = f" [ini {opt.ini}" + (f", env {opt.env}" if opt.env else "") + "]"
-        repeatable = opt.dest in ("env", "variant")
-        if opt.dest in _FLAGS:  # a bare switch on the command line; env/ini take on|off
-            kind: dict[str, Any] = {"action": "store_const", "const": "on"}
-        else:
-            kind = {"action": "append" if repeatable else "store", "metavar": opt.metavar}
-        group.addoption(
-            opt.flag, dest=f"pto_{opt.dest}", default=None, help=opt.help + extra, **kind
-        )
-        if opt.ini and opt.dest == "env":
-            parser.addini(opt.ini, opt.help, type="linelist", default=[])
-        elif opt.ini:
-            parser.addini(opt.ini, opt.help, type="string", default="")
-
-
 def default_lock_dir() -> Path:
     """THE default lock directory, ``<tempdir>/pto-locks-<user>``, for every entry point.
 
@@ -622,36 +308,363 @@ def default_lock_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"pto-locks-{user}"
 
 
+@dataclass(frozen=True, kw_only=True)
+class Option:
+    """One setting: where it can come from, how its text becomes a value, its default.
+
+    The :class:`Settings` field of the same name takes its default from here (``factory``
+    when the default depends on the machine, as the lock directory does)."""
+
+    dest: str
+    flag: str  # command-line option
+    ini: str | None = None
+    env: str | None = None  # environment variable
+    default: Any = None
+    factory: Callable[[], Any] | None = None  # the default, computed when it is needed
+    parse: Callable[[str], Any]
+    help: str
+    metavar: str = "VALUE"
+    repeatable: bool = False  # the option may be given many times (ini: one per line if lines)
+    switch: bool = False  # a bare switch on the command line; env/ini take on|off
+    ini_lines: bool = False  # the ini value is a list of lines
+
+    def default_value(self) -> Any:
+        return self.factory() if self.factory is not None else self.default
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        dest="ranks",
+        flag="--pto-ranks",
+        ini="pto_ranks",
+        default=2,
+        parse=_int_at_least(1),
+        help="ranks of a distributed test whose pto marker does not fix them (default 2)",
+        metavar="N",
+    ),
+    Option(
+        dest="rounds",
+        flag="--pto-rounds",
+        ini="pto_rounds",
+        env="PTO_ROUNDS",
+        default=1,
+        parse=_rounds,
+        help="rounds per distributed test; each round is its own item, id suffix round-K "
+        "(default 1). 'auto': one item per test (id round-auto) runs rounds round-1, "
+        "round-2, ... until an anytime-valid 95-percent confidence sequence of the failure "
+        "rate (Robbins' beta-binomial mixture) decides 'passes' (upper bound below "
+        "--pto-target-fail-rate) or 'flaky' (lower bound above it), at most "
+        "--pto-max-rounds; the chance that the decision is ever wrong is at most 5 percent, "
+        "although it looks after every round",
+        metavar="R|auto",
+    ),
+    Option(
+        dest="max_rounds",
+        flag="--pto-max-rounds",
+        ini="pto_max_rounds",
+        env="PTO_MAX_ROUNDS",
+        default=200,
+        parse=_int_at_least(1, MAX_ROUNDS),
+        help="--pto-rounds=auto: rounds at most per test before it ends 'undecided' (default 200)",
+        metavar="N",
+    ),
+    Option(
+        dest="target_fail_rate",
+        flag="--pto-target-fail-rate",
+        ini="pto_target_fail_rate",
+        env="PTO_TARGET_FAIL_RATE",
+        default=0.05,
+        parse=_rate,
+        help="--pto-rounds=auto: the failure rate a test is decided against "
+        "(default 0.05; 5 percent)",
+        metavar="RATE",
+    ),
+    Option(
+        dest="target_outcome",
+        flag="--pto-target-outcome",
+        ini="pto_target_outcome",
+        env="PTO_TARGET_OUTCOME",
+        default="any",
+        parse=_outcome_class,
+        help="--pto-rounds=auto: the failure class whose rate is decided, e.g. "
+        "sched_error_code=100 (default any: every product failure)",
+        metavar="CLASS",
+    ),
+    Option(
+        dest="platform",
+        flag="--pto-platform",
+        ini="pto_platform",
+        env="PTO_PLATFORM",
+        default="sim",
+        parse=_platform,
+        help="device platform: 'sim' (default, built in, 8 devices), 'ascend' (NPUs: "
+        "ASCEND_RT_VISIBLE_DEVICES or npu-smi) or 'cuda' (GPUs: CUDA_VISIBLE_DEVICES or "
+        "nvidia-smi)",
+        metavar="NAME",
+    ),
+    Option(
+        dest="runtime",
+        flag="--pto-runtime",
+        ini="pto_runtime",
+        env="PTO_RUNTIME",
+        default="libpto",
+        parse=_runtime_name,
+        help="runtime the chip workers drive: libpto (default, built in), torch "
+        "(torch.distributed, extra pytest-pto[torch]), a name registered in the entry-point group "
+        "pytest_pto.runtimes, or module:attribute of a pytest_pto.RuntimeAdapter subclass",
+        metavar="NAME",
+    ),
+    Option(
+        dest="devices",
+        flag="--pto-devices",
+        ini="pto_devices",
+        env="PTO_DEVICES",
+        parse=parse_devices,
+        help="device ids to use: 0-7, 0,2,5, mixes; default all devices of the platform",
+        metavar="SPEC",
+    ),
+    Option(
+        dest="lock_dir",
+        factory=default_lock_dir,
+        flag="--pto-lock-dir",
+        ini="pto_lock_dir",
+        env="PTO_LOCK_DIR",
+        parse=_dir_path,
+        help="directory of the cross-process device locks (also PTO_LOCK_DIR); default a per-user "
+        "directory under the temp dir",
+        metavar="DIR",
+    ),
+    Option(
+        dest="lock_timeout",
+        flag="--pto-lock-timeout",
+        ini="pto_lock_timeout",
+        env="PTO_LOCK_TIMEOUT",
+        default=300.0,
+        parse=_seconds,
+        help="seconds a round may wait for its devices before it ends as device_unavailable "
+        "(default 300)",
+        metavar="S",
+    ),
+    Option(
+        dest="init_timeout",
+        flag="--pto-init-timeout",
+        ini="pto_init_timeout",
+        env="PTO_INIT_TIMEOUT",
+        default=60.0,
+        parse=_seconds,
+        help="startup deadline of the INIT_DONE barrier in seconds (default 60)",
+        metavar="S",
+    ),
+    Option(
+        dest="round_timeout",
+        flag="--pto-round-timeout",
+        ini="pto_round_timeout",
+        env="PTO_ROUND_TIMEOUT",
+        default=300.0,
+        parse=_seconds_or_off,
+        help="hang watchdog of one round in seconds, or 'off' (default 300); a hang dumps every "
+        "rank's stack and the session goes on",
+        metavar="S",
+    ),
+    Option(
+        dest="env",
+        flag="--pto-env",
+        ini="pto_env",
+        factory=dict,
+        parse=str,  # list-valued: handled by resolve()
+        help="KEY=VALUE environment for every chip worker (repeatable), "
+        "e.g. PTO2_RING_HEAP=1048576",
+        metavar="KEY=VALUE",
+        repeatable=True,
+        ini_lines=True,
+    ),
+    Option(
+        dest="init_barrier",
+        flag="--pto-init-barrier",
+        ini="pto_init_barrier",
+        env="PTO_INIT_BARRIER",
+        default=True,
+        parse=_on_off,
+        help="on (default): dispatch only after every rank wrote INIT_DONE; off reproduces the "
+        "pre-barrier behaviour",
+        metavar="on|off",
+    ),
+    Option(
+        dest="latch_policy",
+        flag="--pto-latch-policy",
+        ini="pto_latch_policy",
+        env="PTO_LATCH_POLICY",
+        default="owned-wallclock",
+        parse=_latch_policy,
+        help="scheduler latch policy of the chip workers: owned-wallclock (default) or "
+        "idle-iterations (the old policy)",
+        metavar="NAME",
+    ),
+    Option(
+        dest="log_dir",
+        flag="--pto-log-dir",
+        ini="pto_log_dir",
+        env="PTO_LOG_DIR",
+        parse=_dir_path,
+        help="keep every round's per-rank logs under DIR (default: temporary, attached to the "
+        "report of a failing round only)",
+        metavar="DIR",
+    ),
+    Option(
+        dest="variants_file",
+        flag="--pto-variants",
+        ini="pto_variants",
+        env="PTO_VARIANTS",
+        parse=_existing_file,
+        help="YAML file of named variants (description, env, rank_env, latch_policy, init_barrier, "
+        "ranks); each selected variant multiplies the distributed items",
+        metavar="FILE",
+    ),
+    Option(
+        dest="variant",
+        flag="--pto-variant",
+        ini="pto_variant",
+        env="PTO_VARIANT",
+        parse=_names,
+        help="run only these variants of the variants file (repeatable or comma list; default all)",
+        metavar="NAME",
+        repeatable=True,
+    ),
+    Option(
+        dest="trace",
+        flag="--pto-trace",
+        ini="pto_trace",
+        env="PTO_TRACE",
+        parse=_output_file,
+        help="write a Chrome trace-event JSON timeline (init, barrier, op, teardown per rank)",
+        metavar="FILE",
+    ),
+    Option(
+        dest="junit_strict",
+        flag="--pto-junit-strict",
+        ini="pto_junit_strict",
+        env="PTO_JUNIT_STRICT",
+        default=False,
+        parse=_on_off,
+        help="make the --junitxml file valid against the Jenkins junit-10.xsd: each testcase's "
+        "properties move into a system-out block of name=value lines (pto-report reads both)",
+        metavar="on|off",
+        switch=True,
+    ),
+    Option(
+        dest="quarantine",
+        flag="--pto-quarantine",
+        ini="pto_quarantine",
+        env="PTO_QUARANTINE",
+        default=True,
+        parse=_on_off,
+        help="on (default): a round that fails with a poisoning device error code (the runtime "
+        "adapter's poison_codes) quarantines its device in the lock dir, and no session "
+        "sharing it leases the device until `pto-devices --release`; off: neither",
+        metavar="on|off",
+    ),
+    Option(
+        dest="quarantine_ttl",
+        flag="--pto-quarantine-ttl",
+        ini="pto_quarantine_ttl",
+        env="PTO_QUARANTINE_TTL",
+        parse=_seconds_or_off,
+        help="quarantines this session writes expire after S seconds (default off: until released)",
+        metavar="S",
+    ),
+    Option(
+        dest="health_check",
+        flag="--pto-health-check",
+        ini="pto_health_check",
+        env="PTO_HEALTH_CHECK",
+        default=False,
+        parse=_on_off,
+        help="on: probe every leased device (the runtime adapter's probe) before a round uses it; "
+        "a failing device is quarantined and the lease moves on (default off)",
+        metavar="on|off",
+    ),
+    Option(
+        dest="seed",
+        flag="--pto-seed",
+        ini="pto_seed",
+        env="PTO_SEED",
+        default=1,
+        parse=_int_at_least(0),
+        help="base seed of the init-latency model; round K gets PTO_SIM_MALLOC_SEED derived "
+        "from it, so rounds resample init skew deterministically (default 1)",
+        metavar="N",
+    ),
+    Option(
+        dest="torch_backend",
+        flag="--pto-torch-backend",
+        ini="pto_torch_backend",
+        env="PTO_TORCH_BACKEND",
+        parse=_torch_backend,
+        help="torch.distributed backend of --pto-runtime=torch: gloo, nccl, hccl, ... or a "
+        "'cpu:gloo,cuda:nccl' list (default: nccl on cuda, hccl on ascend when torch_npu is "
+        "installed, else gloo)",
+        metavar="NAME",
+    ),
+)
+_BY_DEST = {opt.dest: opt for opt in OPTIONS}
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("pto", "pytest-pto: ranked distributed tests on locked device groups")
+    for opt in OPTIONS:
+        extra = f" [ini {opt.ini}" + (f", env {opt.env}" if opt.env else "") + "]"
+        if opt.switch:  # a bare switch on the command line; env/ini take on|off
+            kind: dict[str, Any] = {"action": "store_const", "const": "on"}
+        else:
+            kind = {"action": "append" if opt.repeatable else "store", "metavar": opt.metavar}
+        group.addoption(
+            opt.flag, dest=f"pto_{opt.dest}", default=None, help=opt.help + extra, **kind
+        )
+        if opt.ini and opt.ini_lines:
+            parser.addini(opt.ini, opt.help, type="linelist", default=[])
+        elif opt.ini:
+            parser.addini(opt.ini, opt.help, type="string", default="")
+
+
+#: The :class:`Settings` defaults: the option table's, never written twice.
+_DEFAULT: dict[str, Any] = {opt.dest: opt.default for opt in OPTIONS if opt.factory is None}
+_FACTORY: dict[str, Callable[[], Any]] = {
+    opt.dest: opt.factory for opt in OPTIONS if opt.factory is not None
+}
+
+
 @dataclass(frozen=True)
 class Settings:
     """The resolved session settings; ``sources`` tells where each value came from."""
 
-    ranks: int = 2
-    rounds: int = 1  # with --pto-rounds=auto: max_rounds (the most any test may take)
-    auto_rounds: bool = False
-    max_rounds: int = 200
-    target_fail_rate: float = 0.05
-    target_outcome: str = "any"
-    platform: str = "sim"
-    runtime: str = "libpto"
+    ranks: int = field(default=_DEFAULT["ranks"])
+    # with --pto-rounds=auto: max_rounds (the most any test may take)
+    rounds: int = field(default=_DEFAULT["rounds"])
+    auto_rounds: bool = False  # --pto-rounds=auto
+    max_rounds: int = field(default=_DEFAULT["max_rounds"])
+    target_fail_rate: float = field(default=_DEFAULT["target_fail_rate"])
+    target_outcome: str = field(default=_DEFAULT["target_outcome"])
+    platform: str = field(default=_DEFAULT["platform"])
+    runtime: str = field(default=_DEFAULT["runtime"])
+    # resolved: the option's default (None) means every device of the platform
     devices: tuple[int, ...] = ()
-    lock_dir: Path = field(default_factory=default_lock_dir)
-    lock_timeout: float = 300.0
-    init_timeout: float = 60.0
-    round_timeout: float | None = 300.0
-    env: Mapping[str, str] = field(default_factory=dict)
-    init_barrier: bool = True
-    latch_policy: str = "owned-wallclock"
-    log_dir: Path | None = None
-    variants_file: Path | None = None
-    variant: tuple[str, ...] | None = None
-    trace: Path | None = None
-    seed: int = 1
-    junit_strict: bool = False
-    torch_backend: str | None = None
-    quarantine: bool = True
-    quarantine_ttl: float | None = None
-    health_check: bool = False
+    lock_dir: Path = field(default_factory=_FACTORY["lock_dir"])
+    lock_timeout: float = field(default=_DEFAULT["lock_timeout"])
+    init_timeout: float = field(default=_DEFAULT["init_timeout"])
+    round_timeout: float | None = field(default=_DEFAULT["round_timeout"])
+    env: Mapping[str, str] = field(default_factory=_FACTORY["env"])
+    init_barrier: bool = field(default=_DEFAULT["init_barrier"])
+    latch_policy: str = field(default=_DEFAULT["latch_policy"])
+    log_dir: Path | None = field(default=_DEFAULT["log_dir"])
+    variants_file: Path | None = field(default=_DEFAULT["variants_file"])
+    variant: tuple[str, ...] | None = field(default=_DEFAULT["variant"])
+    trace: Path | None = field(default=_DEFAULT["trace"])
+    seed: int = field(default=_DEFAULT["seed"])
+    junit_strict: bool = field(default=_DEFAULT["junit_strict"])
+    torch_backend: str | None = field(default=_DEFAULT["torch_backend"])
+    quarantine: bool = field(default=_DEFAULT["quarantine"])
+    quarantine_ttl: float | None = field(default=_DEFAULT["quarantine_ttl"])
+    health_check: bool = field(default=_DEFAULT["health_check"])
     sources: Mapping[str, str] = field(default_factory=dict)
 
     def source(self, dest: str) -> str:
@@ -720,9 +733,7 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
             sources[opt.dest] = source
             break
         else:
-            values[opt.dest] = opt.default
-    if values["lock_dir"] is None:
-        values["lock_dir"] = default_lock_dir()
+            values[opt.dest] = opt.default_value()
     values["auto_rounds"] = values["rounds"] == "auto"
     if values["auto_rounds"]:
         values["rounds"] = values["max_rounds"]

@@ -173,6 +173,22 @@ def test_help_lists_every_option_with_its_ini_key(ptester: pytest.Pytester) -> N
         assert f"[ini {opt.ini}" in flat, f"{opt.flag}: no [ini {opt.ini}] in its help"
 
 
+def test_settings_defaults_are_the_option_tables() -> None:
+    """One table: a Settings built without arguments has every option's default."""
+    import dataclasses
+
+    from pytest_pto._settings import OPTIONS, Settings, default_lock_dir
+
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    built = Settings()
+    for opt in OPTIONS:
+        assert opt.dest in fields, opt.dest
+        if opt.dest != "devices":  # None in the table: every device, known once resolved
+            assert getattr(built, opt.dest) == opt.default_value(), opt.dest
+    assert built.lock_dir == default_lock_dir() and built.env == {}
+    assert built.env is not Settings().env  # a mutable default is never shared
+
+
 def test_unwritable_github_step_summary_is_a_warning_not_a_crash(
     ptester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
