@@ -28,12 +28,6 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from libpto._args import (
-    CMP_EQ,
-    CMP_GE,
-    CMP_GT,
-    CMP_LE,
-    CMP_LT,
-    CMP_NE,
     I32,
     I64,
     U32,
@@ -48,12 +42,6 @@ from libpto._footprint import new_name
 from libpto.errors import RuntimeStateError, check
 
 __all__ = [
-    "CMP_EQ",
-    "CMP_GE",
-    "CMP_GT",
-    "CMP_LE",
-    "CMP_LT",
-    "CMP_NE",
     "CommWindow",
 ]
 
@@ -397,21 +385,20 @@ class CommWindow:
 
     def rank_pid(self, rank: int) -> int:
         """Pid attached as ``rank`` (0: none)."""
-        ctx = self._ctx("rank_pid")
-        rank_ = int_arg(ctx, "rank", rank, -(1 << 31), I32)
-        out = ffi.new("int *")
-        st = self._call("rank_pid", lib.pto_comm_rank_pid, rank_, out)
-        check(st, ctx, window=self.name)
-        return int(out[0])
+        return self._rank_query("rank_pid", lib.pto_comm_rank_pid, rank)
 
     def peer_alive(self, rank: int) -> bool:
         """Is ``rank`` attached by a live process?"""
-        ctx = self._ctx("peer_alive")
+        return bool(self._rank_query("peer_alive", lib.pto_comm_peer_alive, rank))
+
+    def _rank_query(self, op: str, fn: Callable[..., int], rank: int) -> int:
+        """One int fact about ``rank`` from C (``fn(handle, rank, int *out)``)."""
+        ctx = self._ctx(op)
         rank_ = int_arg(ctx, "rank", rank, -(1 << 31), I32)
         out = ffi.new("int *")
-        st = self._call("peer_alive", lib.pto_comm_peer_alive, rank_, out)
+        st = self._call(op, fn, rank_, out)
         check(st, ctx, window=self.name)
-        return bool(out[0])
+        return int(out[0])
 
     # ---- data windows
 
