@@ -73,3 +73,18 @@ def test_owner_temp_dir_sweeps_dead_owners_only() -> None:
 def test_sigterm_cleanup_is_recognised() -> None:
     assert not libpto.is_sigterm_cleanup(signal.SIG_DFL)
     assert not libpto.is_sigterm_cleanup(lambda signum, frame: None)
+
+
+def test_python_and_c_share_the_rule() -> None:
+    """The same verdict as C's ``pto_sys_pid_alive`` (the comm window's and mailboxes' rule)."""
+    from libpto._ffi import lib
+
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 60.0
+        while pid_alive(zombie.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)  # until it exited (unreaped: a zombie)
+        for pid in (os.getpid(), 1, 0, -1, zombie.pid, _dead_pid()):
+            assert pid_alive(pid) == bool(lib.pto_sys_pid_alive(pid)), pid
+    finally:
+        zombie.wait()
