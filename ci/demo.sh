@@ -7,7 +7,7 @@
 # adds pass-rate intervals and Fisher's exact test between the variants.
 #
 # Outputs in out/demo/: junit.xml, trace.json (open in https://ui.perfetto.dev), logs/,
-# report.md. Extra arguments go to pytest (e.g. --pto-rounds=10, -k ranks-2).
+# report.md, report.html (the self-contained page; docs/img/report.png is its screenshot). Extra arguments go to pytest (e.g. --pto-rounds=10, -k ranks-2).
 # Exit status: 0 when the demo ran (failing rounds are its point), pytest's status otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,3 +32,5 @@ echo "== pto-report $OUT/junit.xml (also written as Markdown to $OUT/report.md)"
 .venv/bin/pto-report "$OUT/junit.xml" --baseline before-fixes
 .venv/bin/pto-report "$OUT/junit.xml" --baseline before-fixes --format markdown \
   --output "$OUT/report.md" >/dev/null
+.venv/bin/pto-report "$OUT/junit.xml" --baseline before-fixes --format html \
+  --title "pytest-pto demo: the allreduce incident" --output "$OUT/report.html"

@@ -7,6 +7,13 @@
 # build; `.[dev,torch]` then finds it satisfied. The torch tests run in CI and are never
 # skipped there (conftest.py fails the session when CI=true and torch is missing).
 # PTO_SKIP_TORCH=1 leaves torch out (a developer without the wheel; the torch tests then skip).
+#
+# chromium: the HTML report's browser test (tests/report/test_html_browser.py) opens the page
+# in headless Chromium. When /usr/bin/chromium is missing it is installed from the
+# distribution's packages (Debian's `chromium`: apt-get update + install, non-interactive and
+# quiet; 20 s on this machine, most of it downloading). Without apt-get or root it is left
+# out with a notice (the browser test then skips, except under CI=true where it fails);
+# PTO_SKIP_CHROMIUM=1 leaves it out on purpose.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -25,4 +32,16 @@ else
     "${PIP[@]}" "$TORCH_PIN"
   fi
   "${PIP[@]}" -e '.[dev,torch]'
+fi
+if [[ ! -x /usr/bin/chromium && -z ${PTO_SKIP_CHROMIUM:-} ]]; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "== installing chromium (apt-get) for the HTML report's browser test"
+    start=$SECONDS
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends chromium >/dev/null
+    echo "== chromium installed in $((SECONDS - start)) s: $(/usr/bin/chromium --version)"
+  else
+    echo "== chromium not installed (needs apt-get as root): the browser test will skip" >&2
+  fi
 fi

@@ -12,8 +12,10 @@ junit2html and ``pto-report`` read them there). Two kinds of readers miss them:
   line after the header line ``PROPS_HEADER`` (:mod:`pytest_pto._vocabulary` holds it and
   its reader); ``pto-report`` reads both forms.
 
-Every file also gets the session's ``pto.seed`` and ``pto.command`` (the pytest command line)
-as testsuite properties (allowed by the schema), so a report can say what produced it. The
+Every file also gets the session's ``pto.seed``, ``pto.command`` (the pytest command line),
+``pto.commit`` (the git commit of the checkout, when known) and ``pto.timestamp`` (the run's
+start, UTC, ``YYYY-MM-DDTHH:MM:SSZ``) as testsuite properties (allowed by the schema), so a
+report can say what produced it and order several runs into a history. The
 file is rewritten through :func:`pytest_pto._atomic.write_text_atomic`, and only when it is a
 regular file (a FIFO or a device that pytest already streamed into cannot be read back).
 """
@@ -24,6 +26,7 @@ import os
 import stat
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 from pytest_pto._atomic import write_text_atomic
@@ -69,6 +72,20 @@ def _to_system_out(case: ET.Element, props_elem: ET.Element) -> None:
     out.text = "\n".join(lines) + "\n"
 
 
+def _utc_stamp(started: str | None) -> str:
+    """pytest's testsuite ``timestamp`` (the session's start, local time with offset) in UTC;
+    now when it is missing or unreadable."""
+    when = datetime.now(timezone.utc)
+    if started:
+        try:
+            parsed = datetime.fromisoformat(started)
+        except ValueError:
+            parsed = None
+        if parsed is not None:
+            when = parsed if parsed.tzinfo is not None else parsed.astimezone()
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _add_suite_property(suite: ET.Element, name: str, value: str) -> None:
     props = suite.find("properties")
     if props is None:
@@ -87,6 +104,7 @@ def finish_junit(
     strict: bool,
     seed: int | None,
     command: str | None = None,
+    commit: str | None = None,
 ) -> bool:
     """Rewrite pytest's JUnit file at ``path`` as the module docstring says.
 
@@ -124,6 +142,9 @@ def finish_junit(
             _add_suite_property(suite, "pto.seed", str(seed))
         if command:
             _add_suite_property(suite, "pto.command", command)
+        if commit:
+            _add_suite_property(suite, "pto.commit", commit)
+        _add_suite_property(suite, "pto.timestamp", _utc_stamp(suite.get("timestamp")))
     text = ET.tostring(root, encoding="unicode", xml_declaration=False)
     write_text_atomic(p, '<?xml version="1.0" encoding="utf-8"?>' + text)
     return True

@@ -22,6 +22,7 @@ another (docs/design.md sections 3, 4.3 and 4.4).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -276,9 +277,11 @@ def strip_variant_id(name: str, variant: str | None) -> str:
     return _join_params(head, _cut(params, matches[-1]))
 
 
+@functools.lru_cache(maxsize=65536)
 def parse_test_id(nodeid: str, variant: str | None = None) -> TestId:
     """Take ``nodeid`` apart; ``variant`` is the round's ``pto.variant`` (a variant name may
-    contain ``-``, so it cannot be found without being named)."""
+    contain ``-``, so it cannot be found without being named). Cached: the ids of a history
+    of runs repeat in every file."""
     base, rnd = strip_round_id(nodeid)
     return TestId(strip_variant_id(base, variant), variant or None, rnd)
 
@@ -327,6 +330,10 @@ class RoundRecord:
     decision: str | None = None  # pto.decision (--pto-rounds=auto): state after this round
     target_fail_rate: float | None = None  # pto.target_fail_rate of an auto round
     rounds: int | None = None  # pto.rounds: the rounds the session ran per test
+    devices: tuple[int, ...] = ()  # pto.devices: the device of each rank (index = rank)
+    host: str | None = None  # pto.host
+    text: str = ""  # a failing round's failure text (bounded by the JUnit reader)
+    log: str = ""  # a failing round's captured-output tail (bounded by the JUnit reader)
 
     @property
     def passed(self) -> bool:
@@ -374,6 +381,17 @@ class _Props:
         value = self._typed(name, float, "a number")
         return None if not isinstance(value, float) or math.isnan(value) else value
 
+    def devices(self) -> tuple[int, ...]:
+        """``pto.devices`` (``0,1``): the device of each rank; a bad list reads as unknown
+        (the devices only place failures on the HTML report's device charts)."""
+        raw = self.text("pto.devices")
+        if raw is None:
+            return ()
+        try:
+            return tuple(int(d) for d in raw.split(",") if d.strip())
+        except ValueError:
+            return ()
+
     def flag(self, name: str) -> bool:
         return (self.text(name) or "").lower() in ("true", "1", "yes")
 
@@ -396,6 +414,8 @@ def round_record(
     message: str = "",
     file: str | None = None,
     line: int | None = None,
+    text: str = "",
+    log: str = "",
 ) -> RoundRecord:
     """The one reader of a round's ``pto.*`` properties: ``props`` (of the testcase or report
     named ``name``, its node id or JUnit name) -> a :class:`RoundRecord`.
@@ -441,4 +461,8 @@ def round_record(
         decision=p.text("pto.decision"),
         target_fail_rate=p.number("pto.target_fail_rate"),
         rounds=p.integer("pto.rounds"),
+        devices=p.devices(),
+        host=p.text("pto.host"),
+        text=text,
+        log=log,
     )

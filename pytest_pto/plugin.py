@@ -131,6 +131,7 @@ def _finish_junit(config: pytest.Config, settings: Settings) -> None:
     from _pytest.junitxml import xml_key
 
     from pytest_pto._junit_xml import finish_junit
+    from pytest_pto.report._git import git_commit
 
     logxml = config.stash.get(xml_key, None)
     path = getattr(logxml, "logfile", None)
@@ -143,6 +144,7 @@ def _finish_junit(config: pytest.Config, settings: Settings) -> None:
             strict=settings.junit_strict,
             seed=settings.seed,
             command=shlex.join(["pytest", *args]),
+            commit=git_commit(config.rootpath),
         )
     except (OSError, ParseError) as exc:  # the run is over and reported: say it, do not crash
         sys.stderr.write(f"pytest-pto: --junitxml {path}: pto attributes not added: {exc}\n")

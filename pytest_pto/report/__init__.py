@@ -13,6 +13,11 @@ job:
 - ``_junit_read``: JUnit XML files -> round records, defensively;
 - ``_trace``: the Chrome trace-event timeline (``--pto-trace``);
 - ``_github``: GitHub Actions annotations and the step summary;
+- ``_html`` (charts in ``_svg``): the self-contained HTML page of ``pto-report --format html``;
+- ``_history``: JUnit files of several runs -> runs, failure rate per run, change point, new
+  failure classes;
+- ``_concentration``: a failure class concentrated on a device or host beyond chance (Holm);
+- ``_git``: the checkout's commit (report provenance, the plugin's ``pto.commit``);
 - ``_cli`` and ``_bisect``: the ``pto-report`` and ``pto-bisect`` commands.
 
 Names are loaded on first use, so the plugin (which needs the table and the decision rule at
@@ -29,11 +34,14 @@ if TYPE_CHECKING:
     from pytest_pto.report._aggregate import Comparison, SummaryRow, compare, summarize
     from pytest_pto.report._bisect import main as bisect_main
     from pytest_pto.report._cli import main as report_main
+    from pytest_pto.report._concentration import Concentration, concentrations
     from pytest_pto.report._github import (
         append_step_summary,
         failure_annotations,
         in_github_actions,
     )
+    from pytest_pto.report._history import Run, TestHistory, histories, read_runs
+    from pytest_pto.report._html import render_html
     from pytest_pto.report._junit_read import (
         JUnitData,
         ReportInputError,
@@ -74,26 +82,40 @@ _WHERE = {
     "failure_annotations": ("pytest_pto.report._github", "failure_annotations"),
     "in_github_actions": ("pytest_pto.report._github", "in_github_actions"),
     "report_main": ("pytest_pto.report._cli", "main"),
+    "render_html": ("pytest_pto.report._html", "render_html"),
+    "Run": ("pytest_pto.report._history", "Run"),
+    "TestHistory": ("pytest_pto.report._history", "TestHistory"),
+    "histories": ("pytest_pto.report._history", "histories"),
+    "read_runs": ("pytest_pto.report._history", "read_runs"),
+    "Concentration": ("pytest_pto.report._concentration", "Concentration"),
+    "concentrations": ("pytest_pto.report._concentration", "concentrations"),
     "bisect_main": ("pytest_pto.report._bisect", "main"),
 }
 
 __all__ = [
     "JSON_SCHEMA",
     "Comparison",
+    "Concentration",
     "JUnitData",
     "ReportInputError",
     "RoundRecord",
+    "Run",
     "SummaryRow",
+    "TestHistory",
     "TraceWriter",
     "append_step_summary",
     "bisect_main",
     "compare",
+    "concentrations",
     "failure_annotations",
+    "histories",
     "in_github_actions",
     "merge_parts",
     "merge_trace_files",
     "read_junit",
     "read_junit_files",
+    "read_runs",
+    "render_html",
     "render_markdown",
     "render_text",
     "report_main",

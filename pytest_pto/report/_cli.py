@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import subprocess
 import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -24,8 +23,17 @@ from pathlib import Path
 
 from pytest_pto._atomic import write_text_atomic
 from pytest_pto.report._aggregate import compare, summarize
-from pytest_pto.report._github import append_step_summary, emit_annotations
-from pytest_pto.report._junit_read import JUnitData, ReportInputError, read_junit_files
+from pytest_pto.report._concentration import concentrations
+from pytest_pto.report._git import git_commit
+from pytest_pto.report._github import append_step_summary, emit_annotations, html_report_link
+from pytest_pto.report._history import (
+    histories,
+    read_runs,
+    render_history_markdown,
+    render_history_text,
+)
+from pytest_pto.report._html import render_html
+from pytest_pto.report._junit_read import JUnitData, ReportInputError
 from pytest_pto.report._render import render_markdown, render_text, to_json
 
 __all__ = [
@@ -130,10 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--format",
-        choices=("text", "markdown", "json"),
+        choices=("text", "markdown", "json", "html"),
         default="text",
         help="text: aligned columns (default); markdown: GitHub tables for a pull request; "
-        "json: schema pto-report/1 for other tools",
+        "json: schema pto-report/1 for other tools; html: one self-contained page with "
+        "plots, history and device/host concentration (open it from a CI artifact)",
     )
     parser.add_argument(
         "-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout"
@@ -157,7 +166,22 @@ def build_parser() -> argparse.ArgumentParser:
         "intervals (default 0.95)",
     )
     parser.add_argument(
-        "--title", default="pytest-pto rounds", help="heading of the Markdown report"
+        "--title", default="pytest-pto rounds", help="heading of the Markdown and HTML report"
+    )
+    parser.add_argument(
+        "--baseline-runs",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="history over several runs: the first N runs are the baseline that new failure "
+        "classes are judged against (default: every run but the last)",
+    )
+    parser.add_argument(
+        "--artifact-url",
+        metavar="URL",
+        help="with --github and --format html: the link to the HTML report in the step "
+        "summary (e.g. actions/upload-artifact's artifact-url output; default: the run's "
+        "artifacts list)",
     )
     parser.add_argument(
         "--github",
@@ -186,32 +210,12 @@ def provenance(data: JUnitData, argv: list[str]) -> dict[str, object]:
     the git commit of the checkout it ran in (None outside a git work tree)."""
     return {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "command": shlex.join([PROG, *argv]),
         "seeds": data.suite_props.get("pto.seed", []),
         "runs": data.suite_props.get("pto.command", []),
         "inputs": [str(p) for p in data.files],
     }
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = out.stdout.strip()
-    if out.returncode != 0 or not commit:
-        return None
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    )
-    return commit + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
 
 
 def _markdown_provenance(prov: dict[str, object]) -> str:
@@ -256,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             return _error(f"--output {output}: directory {output.parent} does not exist")
 
     try:
-        data: JUnitData = read_junit_files(args.inputs)
+        data, runs = read_runs(args.inputs)
     except ReportInputError as exc:
         return _error(str(exc))
 
@@ -291,17 +295,34 @@ def main(argv: list[str] | None = None) -> int:
     comparisons = compare(rows, baseline=args.baseline, alpha=args.alpha, records=data.records)
 
     prov = provenance(data, list(sys.argv[1:] if argv is None else argv))
-    if args.format == "json":
+    hist = histories(runs, alpha=args.alpha, baseline_runs=args.baseline_runs)
+    if args.format == "html":
+        text = render_html(
+            rows,
+            comparisons,
+            data.records,
+            runs=runs,
+            histories=hist,
+            concentrations=concentrations(data.records, alpha=args.alpha),
+            title=args.title,
+            provenance=prov,
+            alpha=args.alpha,
+        )
+    elif args.format == "json":
         text = json.dumps({**to_json(rows, comparisons), "provenance": prov}, indent=2) + "\n"
     elif args.format == "markdown":
-        text = render_markdown(rows, comparisons, title=args.title) + _markdown_provenance(prov)
+        text = render_markdown(rows, comparisons, title=args.title)
+        text += render_history_markdown(hist, runs) + _markdown_provenance(prov)
     else:
-        text = render_text(rows, comparisons)
+        text = render_text(rows, comparisons) + render_history_text(hist, runs)
 
     if args.github:
         emit_annotations(data.records, sys.stdout, max_annotations=args.max_annotations)
         try:
-            summary = append_step_summary(render_markdown(rows, comparisons, title=args.title))
+            summary_md = render_markdown(rows, comparisons, title=args.title)
+            if args.format == "html" and output is not None:
+                summary_md += html_report_link(output.name, args.artifact_url)
+            summary = append_step_summary(summary_md)
         except OSError as exc:  # the report itself is fine: warn, do not lose it
             print(f"{PROG}: GITHUB_STEP_SUMMARY: cannot append: {exc}", file=sys.stderr)
         else:

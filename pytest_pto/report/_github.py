@@ -28,6 +28,7 @@ __all__ = [
     "escape_data",
     "escape_property",
     "failure_annotations",
+    "html_report_link",
     "in_github_actions",
 ]
 
@@ -134,3 +135,25 @@ def append_step_summary(
     text = markdown if markdown.endswith("\n") else markdown + "\n"
     append_text(p, "\n" + text)  # OutputError (an OSError) names the path and the cause
     return p
+
+
+def html_report_link(
+    name: str, url: str | None = None, environ: Mapping[str, str] | None = None
+) -> str:
+    """The step summary's line pointing at the HTML report ``name``: ``url`` when given
+    (actions/upload-artifact's ``artifact-url`` output), else this run's page, whose
+    artifacts list holds it (``$GITHUB_SERVER_URL/$GITHUB_REPOSITORY/actions/runs/
+    $GITHUB_RUN_ID``), else just the name. The Markdown table stays the summary itself."""
+    env = os.environ if environ is None else environ
+    if url is None:
+        server, repo, run = (
+            env.get("GITHUB_SERVER_URL"),
+            env.get("GITHUB_REPOSITORY"),
+            env.get("GITHUB_RUN_ID"),
+        )
+        if server and repo and run:
+            url = f"{server}/{repo}/actions/runs/{run}#artifacts"
+    label = f"`{name}`"
+    if url:
+        return f"\nHTML report with plots and history: [{label}]({url}) (a CI artifact)\n"
+    return f"\nHTML report with plots and history: {label} (a CI artifact of this job)\n"

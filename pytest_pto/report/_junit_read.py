@@ -23,6 +23,7 @@ Reading is defensive, whatever XML library junitparser picked (lxml when install
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 import xml.etree.ElementTree as ET
@@ -32,9 +33,10 @@ from pathlib import Path
 from typing import Any
 from xml.parsers import expat
 
-from junitparser import Error, Failure, JUnitXml, JUnitXmlError, Properties, TestCase
+from junitparser import JUnitXml, JUnitXmlError
 
 from pytest_pto._vocabulary import (
+    PASSED,
     PROP_PREFIX,
     PropertyError,
     RoundRecord,
@@ -98,30 +100,67 @@ def _walk_cases(elem: Any) -> Iterator[Any]:
             yield from _walk_cases(child)
 
 
-def _props(case: TestCase) -> dict[str, str]:
+def _props(case: ET.Element) -> dict[str, str]:
     """``pto.*`` properties: testcase ``<properties>``, or the strict-mode ``<system-out>``
-    block of ``--pto-junit-strict`` files (the vocabulary's ``parse_props_block``)."""
+    block of ``--pto-junit-strict`` files (the vocabulary's ``parse_props_block``).
+
+    Read from the raw elements (not junitparser's wrappers, which cost most of the time of
+    a 100 000-round history)."""
     out: dict[str, str] = {}
-    for elem in case._elem:
+    blocks: list[ET.Element] = []
+    for elem in case:
         if elem.tag == "system-out":
             block = parse_props_block(elem.text)
             if block is not None:
                 out.update((k, v) for k, v in block.items() if k.startswith(PROP_PREFIX))
-    props = case.child(Properties)
-    if props is None:
-        return out
-    for prop in props:
-        if prop.name is not None and prop.name.startswith(PROP_PREFIX):
-            out[prop.name] = prop.value if prop.value is not None else ""
+        elif elem.tag == "properties":
+            blocks.append(elem)
+    for props in blocks:
+        for prop in props:
+            name = prop.get("name")
+            if prop.tag == "property" and name is not None and name.startswith(PROP_PREFIX):
+                out[name] = prop.get("value") or ""
     return out
 
 
-def _failure_message(case: TestCase) -> str:
-    for res in case.result:
-        if isinstance(res, (Failure, Error)):
-            text = res.message or res.text or ""
-            return text.strip().splitlines()[0] if text.strip() else ""
-    return ""
+#: Bounds of what a record keeps of a failing round's text (the HTML report's failing-round
+#: list shows it): the head of the failure text and the tail of the captured output.
+TEXT_LIMIT = 4000
+LOG_LINES = 30
+
+
+def _failure(case: ET.Element) -> tuple[str, str]:
+    """(first line of the failure message, the failure text bounded to TEXT_LIMIT)."""
+    for res in case:
+        if res.tag in ("failure", "error"):
+            message = (res.get("message") or "").strip()
+            text = (res.text or "").strip()
+            first = (message or text).splitlines()[0] if (message or text) else ""
+            body = text or message
+            if len(body) > TEXT_LIMIT:
+                body = body[:TEXT_LIMIT] + f"\n... ({len(body) - TEXT_LIMIT} more characters)"
+            return first, body
+    return "", ""
+
+
+def _log_excerpt(case: ET.Element) -> str:
+    """The last LOG_LINES lines of the testcase's captured output (system-out, then
+    system-err; a strict-mode properties block is not output)."""
+    lines: list[str] = []
+    for elem in case:
+        if elem.tag in ("system-out", "system-err") and elem.text:
+            if parse_props_block(elem.text) is not None:
+                continue
+            lines += elem.text.rstrip("\n").splitlines()
+    return "\n".join(line[:300] for line in lines[-LOG_LINES:])
+
+
+@functools.lru_cache(maxsize=4096)
+def _guess_file_in(classname: str, cwd: str) -> tuple[str | None, tuple[str, ...]]:
+    """:func:`_guess_file` once per class name and working directory (a history of 100 000
+    rounds has a handful of class names: one stat each, not one per round)."""
+    file, rest = _guess_file(classname)
+    return file, tuple(rest)
 
 
 def _guess_file(classname: str) -> tuple[str | None, list[str]]:
@@ -145,14 +184,25 @@ def _guess_file(classname: str) -> tuple[str | None, list[str]]:
     return "/".join(parts[:k]) + ".py", parts[k:]
 
 
-def _record(path: Path, case: TestCase, props: dict[str, str]) -> RoundRecord:
+def _duration(case: ET.Element) -> float | None:
+    raw = case.get("time")
+    if not raw:
+        return None
+    try:
+        return float(raw.replace(",", ""))
+    except ValueError:
+        return None
+
+
+def _record(path: Path, case: ET.Element, props: dict[str, str], cwd: str) -> RoundRecord:
     """The vocabulary's one reader of round properties, strict, with the testcase's name
     qualified by its module file and its location; an invalid property names the file."""
-    classname = case.classname or ""
+    classname = case.get("classname") or ""
+    name = case.get("name") or ""
 
     def locate(base: str) -> tuple[str, str | None]:
-        attr_file = case._elem.get("file")  # xunit1 files carry file= and line=
-        file, rest = _guess_file(classname)
+        attr_file = case.get("file")  # xunit1 files carry file= and line=
+        file, rest = _guess_file_in(classname, cwd)
         if attr_file:
             file = attr_file
         if file is not None:
@@ -160,20 +210,24 @@ def _record(path: Path, case: TestCase, props: dict[str, str]) -> RoundRecord:
         return (f"{classname}::{base}" if classname else base), None
 
     line = None
-    raw_line = case._elem.get("line")
+    raw_line = case.get("line")
     if raw_line and raw_line.isdigit():
         line = int(raw_line) + 1  # pytest writes the 0-based line of the test function
+    message, text = _failure(case)
+    failed = (props.get("pto.outcome") or "").strip() != PASSED
     try:
         return round_record(
             props,
-            case.name or "",
+            name,
             locate=locate,
-            duration_s=case.time if case._elem.get("time") else None,
-            message=_failure_message(case),
+            duration_s=_duration(case),
+            message=message,
             line=line,
+            text=text if failed else "",
+            log=_log_excerpt(case) if failed else "",
         )
     except PropertyError as exc:
-        raise ReportInputError(f"{path}: testcase {case.classname}::{case.name}: {exc}") from None
+        raise ReportInputError(f"{path}: testcase {classname}::{name}: {exc}") from None
 
 
 class _Refused(Exception):
@@ -257,14 +311,14 @@ def read_junit(
         ) from None
     data = JUnitData(files=[p])
     _suite_props(xml._elem, data.suite_props)
-    for elem in _walk_cases(xml._elem):
-        case = TestCase.fromelem(elem)
+    cwd = os.getcwd()
+    for case in _walk_cases(xml._elem):
         data.testcases += 1
         props = _props(case)
         if "pto.outcome" not in props:
             data.non_pto += 1
             continue
-        data.records.append(_record(p, case, props))
+        data.records.append(_record(p, case, props, cwd))
     return data
 
 
