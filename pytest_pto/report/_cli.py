@@ -83,7 +83,15 @@ Between the variants of one test (every pair, or each against --baseline) the fa
 are compared with an exact two-sided test, so "15/30 vs 0/30" comes with a p-value (not
 adjusted for multiple comparisons): McNemar's exact test when the rounds are paired (every
 round of both variants has its partner with the same round index and pto.seed: variants
-run the same seeds), else Fisher's exact test; the table says which one was used."""
+run the same seeds), else Fisher's exact test; the table says which one was used.
+
+--format html writes one self-contained page (no network when opened): outcome-class bars,
+the same intervals and tests, init-skew and duration distributions, failures by device and
+host with a concentration test (Holm-corrected), and the failing rounds with their text.
+Given the files of several runs (grouped by their pto.commit, ordered by pto.timestamp), the
+page, text and Markdown reports add each test's failure rate per run, the run where it
+changed (Fisher's exact test, Bonferroni over the splits tried) and the failure classes new
+since the baseline runs (--baseline-runs)."""
 
 EPILOG = f"""\
 exit status:
@@ -97,7 +105,8 @@ examples:
   pto-report junit.xml
   pto-report --format markdown --baseline before-fixes artifacts/ > table.md
   pto-report --format json --output pto.json run1.xml run2.xml
-  pto-report --github --format markdown artifacts/    # in a GitHub Actions job"""
+  pto-report --github --format markdown artifacts/    # in a GitHub Actions job
+  pto-report --format html --output report.html nightly-runs/"""
 
 
 def _fraction(name: str) -> Callable[[str], float]:
