@@ -28,6 +28,7 @@ Then pto-report reads the JUnit the run wrote, and the trace has one track per r
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -42,6 +43,7 @@ SLOW_RANK_DELAY_MS = 30000  # barrier off: 12x the stream sync
 SKEW_WITH_BARRIER_MS = 2500  # barrier on: the skew the barrier absorbs
 SLOW_NOTIFY_MS = 250
 STREAM_SYNC_MS = 2500  # 10x the op-time wait
+IDLE_LATCHERS = {"sibling", "no-owner"}  # never "owner": its RUNNING core costs 20 ms a poll
 
 
 def _deterministic_variants(dest: Path) -> Path:
@@ -88,11 +90,15 @@ def test_each_variant_shows_its_outcome_class(
     assert outcomes["before-fixes"]["pto.outcome"] == "sched_error_code=100"
     assert outcomes["before-fixes"]["pto.error_name"] == "SCHEDULER_TIMEOUT"
     assert outcomes["before-fixes"]["pto.failed_rank"] == "0"  # the fast rank latched
-    assert outcomes["before-fixes"]["pto.latched_by"] == "sibling"
+    # an idle thread reaches the few-ms idle cap while its sibling owns the RUNNING wait; on a
+    # loaded runner it may reach it first in the gap before the wait is dispatched (a
+    # descheduled dispatcher: nothing RUNNING yet), which is the same false latch of the
+    # counter policy, reported as "no-owner" (seen once at load 14)
+    assert outcomes["before-fixes"]["pto.latched_by"] in IDLE_LATCHERS
     assert outcomes["barrier-fix"]["pto.outcome"] == "sched_error_code=100"
     # either rank may be first: rank 0's idle sibling while its wait waits for rank 1's late
     # notify, or rank 1's idle sibling while its own notify kernel is RUNNING for 250 ms
-    assert outcomes["barrier-fix"]["pto.latched_by"] == "sibling"
+    assert outcomes["barrier-fix"]["pto.latched_by"] in IDLE_LATCHERS
     assert outcomes["latch-fix"]["pto.outcome"] == "stream_sync_timeout"
     assert outcomes["latch-fix"]["pto.failed_rank"] == "0"
     assert outcomes["both-fixes"]["pto.outcome"] == "passed"
@@ -102,7 +108,7 @@ def test_each_variant_shows_its_outcome_class(
     out = result.stdout.str()
     assert "pto rounds" in out
     assert "sched_error_code=100" in out and "stream_sync_timeout" in out
-    assert "latched by sibling thread" in out  # the failure headline says who latched
+    assert re.search(r"latched by (sibling|no-owner) thread", out)  # the headline says who
 
     # pto-report on the real JUnit: the same four rows
     capsys.readouterr()
