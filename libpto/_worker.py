@@ -182,6 +182,8 @@ class _Worker:
         self.spec = spec
         self.mbox = mbox
         self.rank: int = spec["rank"]
+        #: this rank's mailbox slot: the rank itself, or its local index in a host slice
+        self.slot: int = spec.get("slot", spec["rank"])
         self.adapter = adapter
         self.chip = Chip(
             spec["rank"],
@@ -202,7 +204,7 @@ class _Worker:
         except OSError:
             os.kill(os.getpid(), signal.SIGKILL)  # the owner is already gone
         while not self.stop.is_set():
-            got = self.mbox.ctrl_wait(self.rank, mask(State.CONTROL_REQUEST), 250)
+            got = self.mbox.ctrl_wait(self.slot, mask(State.CONTROL_REQUEST), 250)
             if got == State.CONTROL_REQUEST:
                 self.answer_control()
             if select.select([owner_fd], [], [], 0)[0]:
@@ -215,13 +217,13 @@ class _Worker:
             text += f"--- rank {self.rank} runtime state ---\n{state}\n"
         print(text, file=sys.stderr, flush=True)
         data = text.encode("utf-8", "replace")[: self.mbox.capacity]
-        self.mbox.write(self.rank, Channel.CONTROL, data)
-        self.mbox.ctrl_store(self.rank, State.CONTROL_DONE)
+        self.mbox.write(self.slot, Channel.CONTROL, data)
+        self.mbox.ctrl_store(self.slot, State.CONTROL_DONE)
 
     # -- main thread ------------------------------------------------------------------------------
     def serve(self) -> int:
         threading.Thread(target=self.watch, name="pto-watcher", daemon=True).start()
-        self.mbox.stamp(self.rank, Stamp.INIT_START)
+        self.mbox.stamp(self.slot, Stamp.INIT_START)
         try:
             runtime = self.spec.get("runtime")
             if runtime and self.adapter is None:  # not preloaded by the zygote: load it here
@@ -230,33 +232,33 @@ class _Worker:
             self.chip.init()
         except BaseException as exc:
             traceback.print_exc()
-            self.mbox.write(self.rank, Channel.INIT, encode_failure(exc, self.mbox.capacity))
-            self.mbox.stamp(self.rank, Stamp.INIT_END)
-            self.mbox.store(self.rank, State.INIT_FAILED)
+            self.mbox.write(self.slot, Channel.INIT, encode_failure(exc, self.mbox.capacity))
+            self.mbox.stamp(self.slot, Stamp.INIT_END)
+            self.mbox.store(self.slot, State.INIT_FAILED)
             self.shutdown()
             return EXIT_INIT_FAILED
-        self.mbox.stamp(self.rank, Stamp.INIT_END)
+        self.mbox.stamp(self.slot, Stamp.INIT_END)
         # with the barrier off the parent may have posted TASK_READY already: keep it
-        self.mbox.cas(self.rank, State.IDLE, State.INIT_DONE)
+        self.mbox.cas(self.slot, State.IDLE, State.INIT_DONE)
         wanted = mask(State.TASK_READY, State.SHUTDOWN)
         while True:
-            state = self.mbox.wait(self.rank, wanted, -1)
+            state = self.mbox.wait(self.slot, wanted, -1)
             if state == State.SHUTDOWN:
                 break
             if state == State.TASK_READY:
                 self.run_task()
         failure = self.shutdown()
         if failure is not None:  # the owner reads it from the INIT channel after our exit
-            self.mbox.write(self.rank, Channel.INIT, encode_failure(failure, self.mbox.capacity))
+            self.mbox.write(self.slot, Channel.INIT, encode_failure(failure, self.mbox.capacity))
             return EXIT_CLOSE_FAILED
         return 0
 
     def run_task(self) -> None:
-        self.mbox.stamp(self.rank, Stamp.OP_START)
+        self.mbox.stamp(self.slot, Stamp.OP_START)
         cap = self.mbox.capacity
         label = "?"
         try:
-            task = decode_task(self.mbox.read(self.rank, Channel.TASK))
+            task = decode_task(self.mbox.read(self.slot, Channel.TASK))
             label = task.op.label
             for entry in reversed(task.sys_path):
                 if entry not in sys.path:
@@ -270,10 +272,10 @@ class _Worker:
             answer = encode_failure(exc, cap)
         sys.stdout.flush()
         sys.stderr.flush()
-        self.mbox.stamp(self.rank, Stamp.OP_END)
-        self.mbox.write(self.rank, Channel.TASK, answer)
+        self.mbox.stamp(self.slot, Stamp.OP_END)
+        self.mbox.write(self.slot, Channel.TASK, answer)
         # a SHUTDOWN posted while the op ran must survive: it is what ends the serve loop
-        self.mbox.cas(self.rank, State.TASK_READY, State.TASK_DONE)
+        self.mbox.cas(self.slot, State.TASK_READY, State.TASK_DONE)
 
     def shutdown(self) -> BaseException | None:
         """Close the chip on this (the main) thread, the one that ran init and the ops; the
@@ -313,8 +315,9 @@ def worker_main(spec: dict[str, Any], adapter: Any = None) -> int:
         with contextlib.suppress(OSError):
             os.chdir(spec["cwd"])
     mbox = Mailbox.attach(spec["mbox"])
-    mbox.set_pid(rank, os.getpid())
-    mbox.stamp(rank, Stamp.START)
+    slot = spec.get("slot", rank)
+    mbox.set_pid(slot, os.getpid())
+    mbox.stamp(slot, Stamp.START)
     faulthandler.enable(file=sys.stderr, all_threads=True)
     faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
     try:

@@ -234,9 +234,10 @@ class _Server:
         self.segments.update(msg.get("segments", ()))
         pids = []
         for spec in msg["ranks"]:
-            mbox.stamp(spec["rank"], Stamp.SPAWN, msg["t_spawn"])
+            slot = spec.get("slot", spec["rank"])  # the mailbox slot (a host slice's local rank)
+            mbox.stamp(slot, Stamp.SPAWN, msg["t_spawn"])
             pid = self._fork(spec, self.adapters.get(runtime) if runtime else None)
-            self.live[pid] = (name, spec["rank"])
+            self.live[pid] = (name, slot)
             pids.append(pid)
         return {"pids": pids}
 

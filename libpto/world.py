@@ -112,6 +112,13 @@ class WorldConfig:
     round_dir: Path | None = None
     device_env: Mapping[int, Mapping[str, str]] | None = None
     local_device_ids: Mapping[int, int] | None = None
+    #: a slice of a larger world whose other ranks run on other hosts (pytest-pto's mpirun
+    #: launcher): local rank r is global rank ``rank_base + r`` of ``world_size`` ranks, and
+    #: attaches to the existing comm window ``comm_name`` (global size) that the host agent
+    #: mirrors to the other hosts. Mailbox slots, errors and stacks stay local-rank indexed.
+    rank_base: int = 0
+    world_size: int | None = None
+    comm_name: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.devices, (str, bytes)) or not isinstance(self.devices, Iterable):
@@ -315,7 +322,13 @@ class World:
         cfg = self.config
         self._mbox_name = new_name("mbox")
         self._mbox = Mailbox.create(self._mbox_name, self.size, _payload_bytes())
-        self._comm, self._comm_name = _create_comm(self.size)
+        if cfg.comm_name:  # a host slice: the host agent owns (and unlinks) the window
+            self._comm, self._comm_name = None, ""
+            comm_name = cfg.comm_name
+        else:
+            self._comm, self._comm_name = _create_comm(self.size)
+            comm_name = self._comm_name
+        first, total = cfg.rank_base, cfg.world_size or self.size
         log_dir = Path(cfg.log_dir) if cfg.log_dir is not None else _default_log_dir()
         if cfg.log_dir is None:
             log_dir = log_dir / self._mbox_name.removeprefix("pto-mbox-")
@@ -327,6 +340,7 @@ class World:
         for rank in range(self.size):
             ids = cfg.rank_devices(rank)
             device = ids[0]
+            grank = first + rank
             local = (cfg.local_device_ids or {}).get(rank, device)
             env = dict(base)
             env.update(cfg.rank_env.get(rank, {}))
@@ -335,26 +349,27 @@ class World:
             else:
                 env.update(cfg.device_env.get(rank, {}))
             env.update(
-                PTO_RANK=str(rank),
-                PTO_WORLD_SIZE=str(self.size),
+                PTO_RANK=str(grank),
+                PTO_WORLD_SIZE=str(total),
                 PTO_DEVICE_ID=str(device),
                 PTO_DEVICE_IDS=",".join(map(str, ids)),
                 PTO_LOCAL_DEVICE_ID=str(local),
-                PTO_COMM_NAME=self._comm_name,
+                PTO_COMM_NAME=comm_name,
                 # the conventional names (torch.distributed, HCCL) of the same facts
-                RANK=str(rank),
-                WORLD_SIZE=str(self.size),
+                RANK=str(grank),
+                WORLD_SIZE=str(total),
                 LOCAL_RANK=str(rank),
-                RANK_ID=str(rank),
-                RANK_SIZE=str(self.size),
+                RANK_ID=str(grank),
+                RANK_SIZE=str(total),
             )
             if cfg.round_dir is not None:
                 env["PTO_ROUND_DIR"] = str(cfg.round_dir)
-            self.logs[rank] = log_dir / f"rank{rank}.log"
+            self.logs[rank] = log_dir / f"rank{grank}.log"
             specs.append(
                 {
-                    "rank": rank,
-                    "size": self.size,
+                    "rank": grank,
+                    "slot": rank,
+                    "size": total,
                     "device_id": device,
                     "device_ids": list(ids),
                     "local_device_id": local,

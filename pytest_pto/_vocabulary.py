@@ -156,6 +156,7 @@ PROPERTY_NAMES = (
     "pto.init_skew_partial",
     "pto.lock_wait_ms",
     "pto.host",
+    "pto.hosts",  # --pto-launcher=mpirun: the host of each rank, in rank order
     "pto.verdict",
     "pto.attempt",
     "pto.first_outcome",

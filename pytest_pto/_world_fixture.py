@@ -120,8 +120,14 @@ class PtoWorld:
         *,
         health_check: bool = False,
         quarantine_ttl: float | None = None,
+        multihost: Any = None,
     ):
         self._item = item
+        #: --pto-launcher=mpirun: a pytest_pto._launcher.MultiHost (hosts, mpirun, ...)
+        self._multihost = multihost
+        #: the host each rank ran on (rank order), with --pto-launcher=mpirun
+        self.rank_hosts: tuple[str, ...] = ()
+        self.rank_host_index: tuple[int, ...] = ()
         self._health_check = health_check
         self.quarantine_ttl = quarantine_ttl
         #: 1, or 2 for the retry of a round whose first attempt failed for infra reasons
@@ -252,6 +258,8 @@ class PtoWorld:
         try:
             return list(world.run(op, *args, timeout=timeout, **kwargs))
         except PtoError as exc:
+            if type(exc).__name__ == "LaunchError":  # a host agent or mpirun was lost: infra
+                self.launch_failed = True
             # The World's poll loop is not where the failure is: cut its frames, so the report
             # shows the test line, the error, and the "pto round" section with the ranks' side.
             __tracebackhide__ = True
@@ -291,6 +299,9 @@ class PtoWorld:
         try:
             if self.runtime is not None:
                 self.runtime.prepare()
+            if self._multihost is not None:
+                self._start_on_hosts()
+                return
             self.lease = self._lease()
             hook.pytest_pto_lease_acquired(item=self._item, lease=self.lease)
             from libpto.world import World, WorldConfig
@@ -332,6 +343,46 @@ class PtoWorld:
                 __tracebackhide__ = True
                 raise exc.with_traceback(None) from exc.__cause__
             raise
+
+    def _start_on_hosts(self) -> None:
+        """--pto-launcher=mpirun: lease on every host (fixed order), start the round's ranks
+        through the session's host agents (docs/design.md, ranks across hosts)."""
+        from libpto._hosts import place
+        from pytest_pto._launcher import HostsLease, LaunchError, MpiWorld, get_launch
+
+        mh, plan = self._multihost, self.plan
+        hook = self._item.config.hook
+        placement = place(plan.ranks, mh.hosts, plan.devices_per_rank, plan.ranks_per_host)
+        try:
+            launch = get_launch(mh.hosts, mh.mpirun, mh.mpi_args, mh.log_dir, plan.init_timeout)
+        except LaunchError:
+            self.launch_failed = True
+            raise
+        self.rank_hosts = tuple(mh.hosts[h].name for h in placement)
+        self.rank_host_index = tuple(placement)
+        counts: dict[int, int] = {}
+        for h in placement:
+            counts[h] = counts.get(h, 0) + plan.devices_per_rank
+        self.lease = HostsLease(  # type: ignore[assignment]
+            launch,
+            counts,
+            test=plan.nodeid,
+            timeout=self._lock_timeout,
+            lock_dir=mh.lock_dir,
+            honour_quarantine=mh.quarantine,
+        )
+        hook.pytest_pto_lease_acquired(item=self._item, lease=self.lease)
+        assert self.lease is not None
+        config = self._world_config(dict, self.lease.devices)
+        config["env"]["MASTER_ADDR"] = launch.agents[placement[0]].addr
+        try:
+            self._world = MpiWorld.start(launch, config, placement)
+        except LaunchError:
+            self.launch_failed = True
+            raise
+        self._pids = tuple(self._world.pids)
+        self.ready_at = time.monotonic()
+        hook.pytest_pto_round_started(item=self._item, world=self._world)
 
     def _lease(self) -> Lease:
         """The round's devices; with ``--pto-health-check on`` every leased device is probed
@@ -377,6 +428,19 @@ class PtoWorld:
             if why is not None:
                 return str(why) or f"{label}: unhealthy"
         return None
+
+    def quarantine(self, rank: int, device: int, **fields: Any) -> Any:
+        """Quarantine ``rank``'s ``device`` where it is: this machine's pool, or with
+        --pto-launcher=mpirun the lock dir of the rank's host (through its agent)."""
+        if self.rank_hosts:
+            assert self.lease is not None and self._multihost is not None
+            try:
+                return self.lease.quarantine(  # type: ignore[attr-defined]
+                    self.rank_host_index[rank], device, self._multihost.lock_dir, **fields
+                )
+            except Exception as exc:  # the host or its agent is gone: reported like a lost dir
+                raise OSError(f"host {self.rank_hosts[rank]}: {exc}") from exc
+        return self._pool.quarantine(device, **fields)
 
     def retry(self, first_outcome: str) -> None:
         """End this attempt (workers, after_round, lease) and make the handle ready for a

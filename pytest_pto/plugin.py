@@ -28,6 +28,7 @@ import libpto
 from pytest_pto._adapter import RuntimeAdapter, TestInfo
 from pytest_pto._auto_rounds import counts_as_failure, is_auto_item, run_auto_rounds
 from pytest_pto._junit_props import round_properties
+from pytest_pto._launcher import close_launch, multihost_of
 from pytest_pto._registry import RuntimeRef, RuntimeResolveError, resolve_runtime
 from pytest_pto._rounds import ROUND_PARAM, MarkerError, RoundPlan, parametrize, plan_for
 from pytest_pto._settings import OPTIONS, Settings, add_options, resolve
@@ -109,7 +110,10 @@ def _load(config: pytest.Config) -> tuple[Settings, dict[str, Variant], list[Var
 def pytest_unconfigure(config: pytest.Config) -> None:
     session = config.stash.get(SESSION_KEY, None)
     if session is not None:
-        session.shutdown()
+        try:
+            session.shutdown()
+        finally:
+            close_launch()  # --pto-launcher=mpirun: the agents leave, mpirun's group ends
         config.pluginmanager.unregister(session)
         del config.stash[SESSION_KEY]
 
@@ -221,6 +225,7 @@ def pto_world(request: pytest.FixtureRequest) -> Iterator[PtoWorld]:
         session.round_runtime(state.plan, item),
         health_check=session.settings.health_check,
         quarantine_ttl=session.settings.quarantine_ttl,
+        multihost=multihost_of(session.settings),
     )
     state.handle = handle
     session.open_handles.add(handle)
@@ -525,6 +530,13 @@ class PtoSession:
             f"init barrier {'on' if s.init_barrier else 'off'}, init timeout "
             f"{s.init_timeout:g} s, round timeout {rt}, seed {s.seed}",
         ]
+        if s.hosts:
+            hosts = " ".join(f"{h.name}:{_fmt_devices(h.devices)}" for h in s.hosts)
+            args = f" {' '.join(s.mpi_args)}" if s.mpi_args else ""
+            lines.append(
+                f"pto: launcher mpirun, hosts {hosts} (each host's own lock dir {s.lock_dir}; "
+                f"{s.mpirun}{args})"
+            )
         if s.env:
             lines.append("pto: env " + " ".join(f"{k}={v}" for k, v in s.env.items()))
         if s.variants_file is not None and self.selected is not None:
@@ -658,8 +670,9 @@ class PtoSession:
         ):
             return
         for device in handle.rank_devices.get(outcome.rank, ()):
-            try:
-                q = self.pool.quarantine(
+            try:  # where the device is: with --pto-launcher=mpirun, the rank's host
+                q = handle.quarantine(
+                    outcome.rank,
                     device,
                     reason=outcome.outcome,
                     outcome=outcome.outcome,
@@ -707,6 +720,7 @@ class PtoSession:
             init_skew_partial=handle.init_skew_partial if handle is not None else False,
             lock_wait_ms=handle.lock_wait_ms if handle is not None else None,
             host=self.pool.host if self._pool is not None else socket.gethostname(),
+            rank_hosts=handle.rank_hosts if handle is not None else (),
             verdict=verdict,
             attempt=handle.attempt if handle is not None else 1,
             first_outcome=handle.first_outcome if handle is not None else None,

@@ -61,7 +61,23 @@ def descendants(root: int | None = None) -> set[int]:
 
 
 def is_zygote(pid: int) -> bool:
-    return any(marker in describe(pid) for marker in ZYGOTE_MARKERS)
+    return any(marker in describe(pid) for marker in ZYGOTE_MARKERS) or is_session_launch(pid)
+
+
+def is_session_launch(pid: int) -> bool:
+    """A process of this session's live ``--pto-launcher=mpirun`` launch: mpirun, its daemons,
+    the host agents and their zygotes live for the session, as the zygote does (the
+    multi-host tests check that they go with the session). Ranks (``pto-chip``) still count."""
+    from pytest_pto._launcher import live_tokens
+
+    tokens = live_tokens()
+    if not tokens or "pto-chip" in describe(pid):
+        return False
+    try:
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(f"PTO_LAUNCH_TOKEN={t}".encode() in env for t in tokens)
 
 
 def reap_zombies() -> None:

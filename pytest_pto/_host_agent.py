@@ -1,0 +1,413 @@
+"""The host agent: the one process ``mpirun`` starts on each host of a multi-host session.
+
+Started once per session (``pytest_pto._launcher``), it is on its host what the controller is
+on one machine: it leases the host's devices from the host's own lock directory, creates the
+round's comm window in the host's ``/dev/shm`` and mirrors it to the other hosts' agents over
+TCP (:mod:`libpto._comm_bridge`), and runs the host's slice of each round as a
+``libpto`` World (rank processes forked by the agent's own zygote, so fresh ranks per round
+cost what they cost on one machine). Failures leave the agent with the ranks renamed to their
+global numbers and the host named, so the controller can report them as on one machine.
+
+Nothing outlives the controller: the agent serves one TCP connection to it, and when that
+connection ends for any reason (pytest exited, was killed, the network went) it kills every
+rank it started, releases every lease and exits -- after which ``mpirun`` sees its job end.
+
+Protocol: length-prefixed pickles (``libpto._zygote.send_msg``); requests carry an ``id`` that
+the reply repeats. Only the controller that started the agent can talk to it (it passes a
+random token through ``mpirun -x``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import re
+import signal
+import socket
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import Any
+
+from libpto._zygote import recv_msg, send_msg
+
+__all__ = ["globalize", "globalize_text", "main"]
+
+HOST_RANK_ENVS = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK")
+# how a World names its (local) ranks: "rank 1: ...", "ranks 0, 1: ...", "(ranks 1, 2 too)";
+# what a rank writes itself ("--- rank 3 (pid", "runtime rank 3:") already has the global rank
+_RANK_WORDS = re.compile(r"(?<!runtime )\b(ranks?) (\d+(?:, \d+)*)(?=:| too\))")
+
+
+def globalize_text(s: str, base: int, host: str) -> str:
+    """A World's text about local ranks, with global ranks and the host named."""
+
+    def one(m: re.Match[str]) -> str:
+        nums = ", ".join(str(int(n) + base) for n in m.group(2).split(", "))
+        return f"{m.group(1)} {nums} (host {host})"
+
+    return _RANK_WORDS.sub(one, s)
+
+
+def globalize(exc: BaseException, base: int, host: str) -> BaseException:
+    """``exc`` of a host slice, its local rank numbers replaced by global ones and the host
+    named ("rank 3 (host b)"), in its message, its details and its stacks."""
+    from libpto.errors import PtoError
+
+    def text(s: str) -> str:
+        return globalize_text(s, base, host)
+
+    if not isinstance(exc, PtoError):
+        return exc
+    d = exc.details
+    if isinstance(d.get("rank"), int) and d["rank"] >= 0:
+        d["rank"] += base
+    for key in ("missing", "stuck_ranks", "still_running"):
+        if isinstance(d.get(key), list):
+            d[key] = [r + base for r in d[key]]
+    if isinstance(d.get("other_failures"), dict):
+        d["other_failures"] = {r + base: v for r, v in d["other_failures"].items()}
+    if isinstance(d.get("stacks"), dict):
+        d["stacks"] = {r + base: text(str(v)) for r, v in d["stacks"].items()}
+    d["host"] = host
+    exc.message = text(exc.message)
+    exc.args = (exc.message,)
+    exc._init = (exc.message, exc.code, exc.name, d)
+    return exc
+
+
+def interface_of(addr: str) -> str | None:
+    """The name of the network interface holding the IPv4 ``addr`` (None if none does)."""
+    import fcntl
+    import struct
+
+    siocgifaddr = 0x8915
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for _, name in socket.if_nameindex():
+            try:
+                res = fcntl.ioctl(s.fileno(), siocgifaddr, struct.pack("256s", name.encode()[:15]))
+            except OSError:
+                continue
+            if socket.inet_ntoa(res[20:24]) == addr:
+                return name
+    return None
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """``exc`` if it pickles, else the same class of error without what does not."""
+    try:
+        pickle.dumps(exc)
+        return exc
+    except Exception:
+        pass
+    details = getattr(exc, "details", None)
+    if isinstance(details, dict):
+        details.pop("error", None)
+        with contextlib.suppress(Exception):
+            pickle.dumps(exc)
+            return exc
+    return RuntimeError(f"{type(exc).__qualname__}: {exc}")
+
+
+class Agent:
+    def __init__(self, ctl: socket.socket, index: int, name: str, listener: socket.socket):
+        self.ctl = ctl
+        self.index = index
+        self.name = name
+        self.listener = listener
+        self.send_lock = threading.Lock()
+        self.worlds: dict[str, Any] = {}
+        self.bases: dict[str, int] = {}
+        self.mirrors: dict[str, Any] = {}
+        self.pumps: dict[str, Any] = {}
+        self.windows: dict[str, str] = {}
+        self.leases: dict[str, Any] = {}
+        self.peers: dict[int, socket.socket] = {}
+        self.peer_locks: dict[int, threading.Lock] = {}
+        #: this host's address towards the controller, and the interface that holds it
+        self.addr = str(ctl.getsockname()[0])
+        self.iface = interface_of(self.addr)
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def reply(self, msg: dict[str, Any], **answer: Any) -> None:
+        answer["id"] = msg.get("id")
+        with self.send_lock:
+            send_msg(self.ctl, answer)
+
+    def fail(self, msg: dict[str, Any], exc: BaseException) -> None:
+        world = msg.get("world")
+        if world in self.bases:
+            exc = globalize(exc, self.bases[world], self.name)
+        self.reply(msg, error=_portable(exc), trace=traceback.format_exc())
+
+    def in_thread(self, msg: dict[str, Any], fn: Any) -> None:
+        def run() -> None:
+            try:
+                self.reply(msg, **(fn(msg) or {}))
+            except BaseException as exc:
+                with contextlib.suppress(OSError):
+                    self.fail(msg, exc)
+
+        threading.Thread(target=run, name=f"pto-agent-{msg.get('op')}", daemon=True).start()
+
+    # -- the mesh between agents ---------------------------------------------------------------
+    def accept_peers(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.receive_peer, args=(conn,), daemon=True).start()
+
+    def receive_peer(self, conn: socket.socket) -> None:
+        with conn:
+            while True:
+                msg = recv_msg(conn)
+                if msg is None:
+                    return
+                world, update = msg
+                mirror = self.mirrors.get(world)
+                if mirror is not None:
+                    with contextlib.suppress(Exception):  # a closing window drops updates
+                        mirror.apply(update)
+
+    def connect_peers(self, msg: dict[str, Any]) -> dict[str, Any]:
+        for index, (addr, port) in msg["peers"].items():
+            if index == self.index:
+                continue
+            sock = socket.create_connection((addr, port), timeout=30)
+            sock.settimeout(None)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.peers[index] = sock
+            self.peer_locks[index] = threading.Lock()
+        return {}
+
+    def broadcast(self, world: str, update: Any) -> None:
+        for index, sock in list(self.peers.items()):
+            with contextlib.suppress(OSError), self.peer_locks[index]:
+                send_msg(sock, (world, update))
+
+    # -- requests ------------------------------------------------------------------------------
+    def lease(self, msg: dict[str, Any]) -> dict[str, Any]:
+        from pytest_pto.devices import DevicePool
+
+        pool = DevicePool(
+            tuple(msg["pool"]),
+            Path(msg["lock_dir"]),
+            host=self.name,
+            honour_quarantine=msg.get("honour_quarantine", True),
+        )
+        lease = pool.lease(msg["count"], msg["nodeid"], msg["timeout"], tuple(msg["avoid"]))
+        self.leases[msg["lease"]] = lease
+        return {"devices": list(lease.devices), "wait_ms": lease.wait_ms}
+
+    def quarantine(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """Quarantine a device of this host in this host's lock dir (a poisoning code)."""
+        from pytest_pto.devices import DevicePool
+
+        pool = DevicePool(tuple(msg["pool"]), Path(msg["lock_dir"]), host=self.name)
+        return {"quarantine": pool.quarantine(msg["device"], **msg["fields"])}
+
+    def release(self, msg: dict[str, Any]) -> dict[str, Any]:
+        lease = self.leases.pop(msg["lease"], None)
+        if lease is not None:
+            lease.release()
+        return {}
+
+    def prepare(self, msg: dict[str, Any]) -> dict[str, Any]:
+        from libpto._comm import CommWindow, new_name
+        from libpto._comm_bridge import CommMirror, MirrorPump
+
+        world = msg["world"]
+        name = new_name("comm")
+        window = CommWindow.create(name, msg["size"], None)
+        window.close()
+        self.windows[world] = name
+        mirror = CommMirror(name, msg.get("ranks"))
+        self.mirrors[world] = mirror
+        pump = MirrorPump(mirror, lambda update: self.broadcast(world, update))
+        self.pumps[world] = pump
+        pump.start()
+        return {"comm_name": name}
+
+    def start(self, msg: dict[str, Any]) -> dict[str, Any]:
+        from libpto.hierarchy import World, WorldConfig
+
+        world_id = msg["world"]
+        kwargs = dict(msg["config"])
+        kwargs["comm_name"] = self.windows[world_id]
+        env = dict(kwargs.get("env") or {})
+        env.update(PTO_HOST=self.name, PTO_HOST_ADDR=self.addr)
+        # gloo (torch) picks its interface from the host name, which often resolves to
+        # 127.0.0.1: use the one that reaches the controller unless the test chose one
+        if self.iface and "GLOO_SOCKET_IFNAME" not in env:
+            env["GLOO_SOCKET_IFNAME"] = self.iface
+        kwargs["env"] = env
+        config = WorldConfig(**kwargs)
+        self.bases[world_id] = config.rank_base
+        if msg.get("cwd"):
+            with contextlib.suppress(OSError):
+                os.chdir(msg["cwd"])
+        try:
+            world = World.start(config)
+        except BaseException as exc:
+            failed = getattr(exc, "pto_world", None)
+            if failed is not None:
+                exc.pto_world = None  # type: ignore[attr-defined]
+                self.worlds[world_id] = failed
+            raise
+        self.worlds[world_id] = world
+        return {"pids": list(world.pids), **self.timeline(world_id)}
+
+    def timeline(self, world_id: str) -> dict[str, Any]:
+        world = self.worlds.get(world_id)
+        if world is None:
+            return {}
+        base = self.bases[world_id]
+        events = []
+        for event in world.events:
+            shifted = dict(event)
+            shifted["rank"] += base
+            events.append(shifted)
+        return {
+            "init_ms": {r + base: v for r, v in world.init_ms.items()},
+            "events": events,
+        }
+
+    def run(self, msg: dict[str, Any]) -> dict[str, Any]:
+        world = self.worlds[msg["world"]]
+        for entry in reversed(msg["sys_path"]):
+            if entry not in sys.path:
+                sys.path.insert(0, entry)
+        op = msg["op_ref"].resolve()
+        results = world.run(op, *msg["args"], timeout=msg["timeout"], **msg["kwargs"])
+        return {"results": list(results)}
+
+    def stacks(self, msg: dict[str, Any]) -> dict[str, Any]:
+        world = self.worlds.get(msg["world"])
+        base = self.bases.get(msg["world"], 0)
+        if world is None or world.closed:
+            return {"stacks": {}}
+        stacks = world.stacks()
+        out = {r + base: globalize_text(v, base, self.name) for r, v in stacks.items()}
+        return {"stacks": out}
+
+    def close(self, msg: dict[str, Any]) -> dict[str, Any]:
+        world_id = msg["world"]
+        world = self.worlds.pop(world_id, None)
+        answer: dict[str, Any] = {}
+        try:
+            if world is not None:
+                if msg.get("kill"):
+                    world._close(kill=list(range(world.size)), grace=0.0)
+                else:
+                    world.shutdown()
+        except BaseException as exc:
+            answer["error"] = _portable(globalize(exc, self.bases.get(world_id, 0), self.name))
+        finally:
+            if world is not None:
+                self.worlds[world_id] = world  # for the timeline
+                answer.update(self.timeline(world_id))
+                del self.worlds[world_id]
+            self.drop_window(world_id)
+            self.bases.pop(world_id, None)
+        return answer
+
+    def drop_window(self, world_id: str) -> None:
+        from libpto._comm import CommWindow
+
+        pump = self.pumps.pop(world_id, None)
+        if pump is not None:
+            pump.stop.set()
+            pump.join(5)
+        mirror = self.mirrors.pop(world_id, None)
+        if mirror is not None:
+            mirror.close()
+        name = self.windows.pop(world_id, None)
+        if name is not None:
+            CommWindow.unlink(name, missing_ok=True)
+
+    def teardown(self) -> None:
+        """The controller is gone (or said bye): kill every rank, drop every lease."""
+        for world_id, world in list(self.worlds.items()):
+            with contextlib.suppress(BaseException):
+                world._close(kill=list(range(world.size)), grace=0.0)
+            self.drop_window(world_id)
+        for world_id in list(self.windows):
+            self.drop_window(world_id)
+        for lease in list(self.leases.values()):
+            with contextlib.suppress(BaseException):
+                lease.release()
+        self.leases.clear()
+
+    def serve(self) -> None:
+        threading.Thread(target=self.accept_peers, name="pto-agent-peers", daemon=True).start()
+        # answered at once, in order (the mesh, a window); the rest run in their own threads
+        quick = {"connect": self.connect_peers, "prepare": self.prepare}
+        threaded = {
+            "lease": self.lease,
+            "release": self.release,
+            "quarantine": self.quarantine,
+            "start": self.start,
+            "run": self.run,
+            "stacks": self.stacks,
+            "close": self.close,
+        }
+        try:
+            while True:
+                msg = recv_msg(self.ctl)
+                if msg is None or msg.get("op") == "bye":
+                    return
+                op = msg.get("op")
+                if op in quick:
+                    try:
+                        self.reply(msg, **quick[op](msg))
+                    except BaseException as exc:
+                        self.fail(msg, exc)
+                elif op in threaded:
+                    self.in_thread(msg, threaded[op])
+                else:
+                    self.reply(msg, error=RuntimeError(f"host agent: unknown request {op!r}"))
+        finally:
+            self.teardown()
+
+
+def main() -> int:
+    """``python -m pytest_pto._host_agent``, as ``mpirun`` starts it on every host."""
+    from libpto._mailbox import set_proctitle
+
+    index = next((int(os.environ[k]) for k in HOST_RANK_ENVS if k in os.environ), 0)
+    names = os.environ.get("PTO_LAUNCH_HOSTS", "").split(",")
+    name = names[index] if index < len(names) and names[index] else socket.gethostname()
+    set_proctitle(f"pto-host-agent host={name} index={index}")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if os.environ.get("PTO_LAUNCH_CWD"):
+        with contextlib.suppress(OSError):
+            os.chdir(os.environ["PTO_LAUNCH_CWD"])
+    addr, _, port = os.environ["PTO_LAUNCH_ADDR"].rpartition(":")
+    listener = socket.create_server(("0.0.0.0", 0))
+    ctl = socket.create_connection((addr, int(port)), timeout=60)
+    ctl.settimeout(None)
+    ctl.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    send_msg(
+        ctl,
+        {
+            "op": "hello",
+            "token": os.environ.get("PTO_LAUNCH_TOKEN", ""),
+            "index": index,
+            "pid": os.getpid(),
+            "bridge_port": listener.getsockname()[1],
+        },
+    )
+    try:
+        Agent(ctl, index, name, listener).serve()
+    finally:
+        listener.close()
+        ctl.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

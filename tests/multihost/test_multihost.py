@@ -1,0 +1,429 @@
+"""Ranks on two hosts (namespace hosts, see conftest.py) through a real mpirun: ops across hosts,
+failures named by rank and host, every rank's stack, and nothing left after a killed pytest."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.multihost.conftest import wait_for
+from tests.multihost.nshosts import NsCluster
+
+OPS = textwrap.dedent(
+    """
+    import json, os, time
+    import pytest
+    from libpto.ops import mesh_allreduce
+
+    def where_op(chip, n):
+        total = mesh_allreduce(chip, [float(chip.rank + i) for i in range(n)])
+        return {
+            "rank": chip.rank,
+            "net": os.stat("/proc/self/ns/net").st_ino,
+            "shm": sorted(os.listdir("/dev/shm")),
+            "sum": total[:3],
+            "master": os.environ["MASTER_ADDR"],
+            "env_rank": os.environ["PTO_RANK"],
+            "size": os.environ["WORLD_SIZE"],
+            "host": os.environ["PTO_HOST"],
+            "local_rank": os.environ["LOCAL_RANK"],
+        }
+
+    def hang_op(chip, marker):
+        if chip.rank == 2:
+            open(marker, "a").close()
+            time.sleep(600)
+        return chip.rank
+
+    def fail_init(chip):
+        raise RuntimeError("rank init refused on purpose")
+
+    def die_init(chip):
+        os._exit(7)
+
+    def stall_init(chip):
+        time.sleep(600)
+    """
+)
+
+
+def _write(pytester: pytest.Pytester, body: str) -> None:
+    pytester.makepyfile(ops_mh=OPS)
+    pytester.makepyfile(test_mh=textwrap.dedent(body))
+
+
+def _run(
+    pytester: pytest.Pytester, cluster: NsCluster, monkeypatch: pytest.MonkeyPatch, *args: str
+) -> pytest.RunResult:
+    for key, value in cluster.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PTO_TEST_INNER", "1")
+    return pytester.runpytest_subprocess(
+        *cluster.options(), "-p", "no:cacheprovider", "-rA", *args, timeout=240
+    )
+
+
+def _props(junit: Path) -> list[dict[str, str]]:
+    import xml.etree.ElementTree as ET
+
+    out = []
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        out.append({p.get("name"): p.get("value") for p in case.iter("property")})
+    return out
+
+
+def test_allreduce_across_two_hosts(
+    pytester: pytest.Pytester, ns_cluster: NsCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """4 ranks, 2 per host: each rank runs in its host's namespaces (own /dev/shm), the mesh
+    allreduce over the mirrored comm window gives every rank the global sum, MASTER_ADDR is
+    rank 0's host, and JUnit says where each rank ran."""
+    out = pytester.path / "where.json"
+    _write(
+        pytester,
+        f"""
+        import json
+        import pytest
+        from ops_mh import where_op
+
+        @pytest.mark.pto(ranks=4, ranks_per_host=2)
+        def test_where(pto_world):
+            results = pto_world.run(where_op, 64)
+            with open({str(out)!r}, "a") as f:
+                f.write(json.dumps(results) + "\\n")
+            assert [r["rank"] for r in results] == [0, 1, 2, 3]
+        """,
+    )
+    res = _run(pytester, ns_cluster, monkeypatch, "--pto-rounds=2", "--junitxml=j.xml")
+    res.assert_outcomes(passed=2)
+    a, b = ns_cluster.hosts
+    rounds = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rounds) == 2
+    for results in rounds:
+        assert [r["net"] for r in results] == [a.net_inode()] * 2 + [b.net_inode()] * 2
+        assert all(r["sum"] == [6.0, 10.0, 14.0] for r in results)  # sum over ranks 0..3
+        assert {r["master"] for r in results} == {a.addr}
+        assert [r["env_rank"] for r in results] == ["0", "1", "2", "3"]
+        assert {r["size"] for r in results} == {"4"}
+        assert [r["host"] for r in results] == ["nsa", "nsa", "nsb", "nsb"]
+        assert [r["local_rank"] for r in results] == ["0", "1", "0", "1"]
+        # the root namespace's /dev/shm is not visible: only this host's own window
+        assert all(len([s for s in r["shm"] if s.startswith("pto-comm")]) == 1 for r in results)
+    props = _props(pytester.path / "j.xml")
+    assert [p["pto.hosts"] for p in props] == ["nsa,nsa,nsb,nsb"] * 2
+    assert [p["pto.devices"] for p in props] == ["0,1,0,1"] * 2
+    assert [p["pto.outcome"] for p in props] == ["passed"] * 2
+
+
+def test_init_failure_is_named_by_rank_and_host(
+    pytester: pytest.Pytester, ns_cluster: NsCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write(
+        pytester,
+        """
+        import pytest
+
+        @pytest.mark.pto(ranks=4, ranks_per_host=2,
+                         rank_env={3: {"PTO_CHIP_INIT_HOOK": "ops_mh:fail_init"}})
+        def test_init(pto_world):
+            pto_world.run(print)
+        """,
+    )
+    res = _run(pytester, ns_cluster, monkeypatch, "--junitxml=j.xml")
+    res.assert_outcomes(failed=1)
+    res.stdout.fnmatch_lines(
+        [
+            "*rank 3 (host nsb): INIT_FAILED: rank init refused on purpose*",
+            "FAILED init_failed test_mh.py::test_init*rank 3 (host*",
+        ]
+    )
+    (props,) = _props(pytester.path / "j.xml")
+    assert props["pto.outcome"] == "init_failed"
+    assert props["pto.failed_rank"] == "3"
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("die_init", "rank_crashed", "*rank 3 (host nsb): died before INIT_DONE (exit code 7)*"),
+        ("stall_init", "init_timeout", "*rank 3 (host nsb): no INIT_DONE within the 3 s*"),
+    ],
+    ids=["death", "missed-deadline"],
+)
+def test_init_death_and_missed_deadline_are_named_by_rank_and_host(
+    pytester: pytest.Pytester,
+    ns_cluster: NsCluster,
+    monkeypatch: pytest.MonkeyPatch,
+    case: tuple[str, str, str],
+) -> None:
+    hook, outcome, headline = case
+    _write(
+        pytester,
+        f"""
+        import pytest
+
+        @pytest.mark.pto(ranks=4, ranks_per_host=2, init_timeout=3,
+                         rank_env={{3: {{"PTO_CHIP_INIT_HOOK": "ops_mh:{hook}"}}}})
+        def test_init(pto_world):
+            pto_world.run(print)
+        """,
+    )
+    res = _run(pytester, ns_cluster, monkeypatch, "--junitxml=j.xml")
+    res.assert_outcomes(failed=1)
+    res.stdout.fnmatch_lines([headline])
+    (props,) = _props(pytester.path / "j.xml")
+    assert props["pto.outcome"] == outcome
+    assert props["pto.failed_rank"] == "3"
+    for host in ns_cluster.hosts:
+        assert wait_for(lambda h=host: not h.pids(), 20), f"{host.name}: {host.pids()}"
+
+
+def test_hang_on_one_host_ends_with_every_ranks_stack(
+    pytester: pytest.Pytester, ns_cluster: NsCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = pytester.path / "hung"
+    _write(
+        pytester,
+        f"""
+        import pytest
+        from ops_mh import hang_op
+
+        @pytest.mark.pto(ranks=4, ranks_per_host=2, round_timeout=4)
+        def test_hang(pto_world):
+            pto_world.run(hang_op, {str(marker)!r})
+        """,
+    )
+    res = _run(pytester, ns_cluster, monkeypatch, "--junitxml=j.xml")
+    res.assert_outcomes(failed=1)
+    text = res.stdout.str()
+    assert "hang: rank 2 (host nsb)" in text
+    for rank in range(4):  # every rank's stack, from both hosts
+        assert f"--- rank {rank} (pid" in text, rank
+    assert "hang_op" in text and "time.sleep(600)" in text
+    (props,) = _props(pytester.path / "j.xml")
+    assert props["pto.outcome"] == "hang"
+    for host in ns_cluster.hosts:
+        assert wait_for(lambda h=host: not h.pids(), 20), f"{host.name}: {host.pids()}"
+
+
+def _mpirun_pids(cluster: NsCluster) -> list[int]:
+    """mpirun processes of this cluster (their environment names its host registry; the
+    wheel's mpirun execs prterun)."""
+    mark = f"PTO_NETNS_DIR={cluster.registry}".encode()
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            env = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cmd and cmd[0].endswith((b"mpirun", b"prterun")) and mark in env:
+            out.append(int(entry))
+    return out
+
+
+def _free_locks(host: object, lock_dir: Path) -> subprocess.CompletedProcess[str]:
+    """Lease both devices of the host from inside it: only possible if no lock is held."""
+    code = (
+        "from pathlib import Path; from pytest_pto.devices import DevicePool; "
+        f"lease = DevicePool((0, 1), Path({str(lock_dir)!r})).lease(2, 'probe', 3.0); "
+        "print('leased', lease.devices); lease.release()"
+    )
+    return host.run(sys.executable, "-c", code)  # type: ignore[attr-defined, no-any-return]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+def test_killed_session_leaves_nothing_on_any_host(
+    pytester: pytest.Pytester,
+    ns_cluster: NsCluster,
+    monkeypatch: pytest.MonkeyPatch,
+    sig: signal.Signals,
+) -> None:
+    """pytest killed while rank 2 (host nsb) hangs inside an op: no process survives on any
+    host, mpirun is gone, and each host's devices can be leased again."""
+    marker = pytester.path / "hung"
+    _write(
+        pytester,
+        f"""
+        import pytest
+        from ops_mh import hang_op
+
+        @pytest.mark.pto(ranks=4, ranks_per_host=2, round_timeout=600)
+        def test_hang(pto_world):
+            pto_world.run(hang_op, {str(marker)!r})
+        """,
+    )
+    for key, value in ns_cluster.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PTO_TEST_INNER", "1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", *ns_cluster.options(), "-p", "no:cacheprovider"],
+        cwd=pytester.path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert wait_for(marker.exists, 120), "rank 2 never started its op"
+        a, b = ns_cluster.hosts
+        assert a.pids() and b.pids()  # agents and ranks are running on both hosts
+        assert _mpirun_pids(ns_cluster)
+        held = _free_locks(b, ns_cluster.lock_dir)
+        assert held.returncode != 0  # the round holds nsb's devices right now
+        proc.send_signal(sig)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    for host in ns_cluster.hosts:
+        assert wait_for(lambda h=host: not h.pids(), 30), f"{host.name}: {host.pids()} survive"
+    assert wait_for(lambda: not _mpirun_pids(ns_cluster), 30), _mpirun_pids(ns_cluster)
+    for host in ns_cluster.hosts:
+        res = _free_locks(host, ns_cluster.lock_dir)
+        assert res.returncode == 0, f"{host.name}: {res.stdout}{res.stderr}"
+        assert "leased (0, 1)" in res.stdout
+        shm = host.run("ls", "/dev/shm").stdout.split()
+        assert not [s for s in shm if s.startswith("pto-")], (host.name, shm)
+
+
+def test_torch_allreduce_across_hosts_meets_at_rank_0s_host(
+    pytester: pytest.Pytester, ns_cluster: NsCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The torch runtime's TCP store and gloo group span both hosts: MASTER_ADDR is rank 0's
+    host (nsa's address), which ranks 2 and 3 on nsb reach over the veth link."""
+    pytest.importorskip("torch")
+    _write(
+        pytester,
+        """
+        import os
+        import pytest
+        import torch
+        import torch.distributed as dist
+
+        def op(chip):
+            t = torch.ones(4) * (chip.rank + 1)
+            dist.all_reduce(t)
+            return t.tolist(), os.environ["MASTER_ADDR"]
+
+        @pytest.mark.pto(ranks=4, ranks_per_host=2, runtime="torch")
+        def test_torch(pto_world):
+            results = pto_world.run(op)
+            assert [r[0] for r in results] == [[10.0] * 4] * 4
+            print("MASTER", {r[1] for r in results})
+        """,
+    )
+    res = _run(pytester, ns_cluster, monkeypatch, "-s")
+    res.assert_outcomes(passed=1)
+    res.stdout.fnmatch_lines([f"*MASTER {{'{ns_cluster.hosts[0].addr}'}}*"])
+
+
+def test_poisoned_device_is_quarantined_on_its_own_host(
+    pytester: pytest.Pytester, ns_cluster: NsCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rank 3 (host nsb, device 1) fails with a poisoning device code: device 1 is quarantined
+    in nsb's lock dir only, so the retry finds too few healthy devices on nsb at once."""
+    _write(
+        pytester,
+        """
+        import pytest
+
+        @pytest.mark.pto(ranks=4, ranks_per_host=2,
+                         rank_env={3: {"PTO_SIM_DEVICE_FAULTS": "1=507899"}})
+        def test_poisoned(pto_world):
+            pto_world.run(print)
+        """,
+    )
+    res = _run(pytester, ns_cluster, monkeypatch, "--junitxml=j.xml")
+    res.assert_outcomes(failed=1)
+    (props,) = _props(pytester.path / "j.xml")
+    assert props["pto.first_outcome"] == "device_error_code=507899"
+    assert props["pto.outcome"] == "device_unavailable"
+    a, b = ns_cluster.hosts
+    qdir = ns_cluster.lock_dir / "quarantine"
+    on_b = b.run("ls", str(qdir)).stdout.split()
+    on_a = a.run("ls", str(qdir)).stdout.split()
+    try:
+        assert on_b == ["device-1.json"]
+        assert on_a == []
+        assert not qdir.exists()  # the controller's own lock dir path is untouched
+    finally:
+        b.run("rm", "-rf", str(qdir))
+
+
+def _agent_pid(host: object) -> int | None:
+    for pid in host.pids():  # type: ignore[attr-defined]
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"pto-host-agent"):
+                return pid
+    return None
+
+
+def test_a_lost_host_agent_is_infra_and_the_retry_relaunches(
+    pytester: pytest.Pytester, ns_cluster: NsCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nsb's host agent is killed while rank 2 hangs in an op: the round is an infra failure
+    naming the host, and its one retry runs on a fresh mpirun launch and passes."""
+    flag = pytester.path / "hung-once"
+    _write(
+        pytester,
+        f"""
+        import os, time
+        import pytest
+
+        def op(chip):
+            if chip.rank == 2 and not os.path.exists({str(flag)!r}):
+                open({str(flag)!r}, "a").close()
+                time.sleep(600)
+            return chip.rank
+
+        @pytest.mark.pto(ranks=4, ranks_per_host=2, round_timeout=120)
+        def test_agent(pto_world):
+            assert pto_world.run(op) == [0, 1, 2, 3]
+        """,
+    )
+    for key, value in ns_cluster.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PTO_TEST_INNER", "1")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            *ns_cluster.options(),
+            "-p",
+            "no:cacheprovider",
+            "-rA",
+            "--junitxml=j.xml",
+        ],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        assert wait_for(flag.exists, 120), "rank 2 never started its op"
+        agent = _agent_pid(ns_cluster.hosts[1])
+        assert agent is not None
+        os.kill(agent, signal.SIGKILL)
+        out, _ = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = out.decode(errors="replace")
+    assert proc.returncode == 0, text
+    (props,) = _props(pytester.path / "j.xml")
+    assert props["pto.outcome"] == "passed"
+    assert props["pto.attempt"] == "2"
+    assert props["pto.first_outcome"] == "failed"
+    for host in ns_cluster.hosts:
+        assert wait_for(lambda h=host: not h.pids(), 30), f"{host.name}: {host.pids()}"
