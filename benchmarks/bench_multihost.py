@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from examples.test_incident import N_VALUES, allreduce_op
 from libpto._hosts import Host
-from libpto.hierarchy import World, WorldConfig, start_zygote
+from libpto.world import World, WorldConfig, start_zygote
 from pytest_pto._launcher import HostsLease, MpiWorld, close_launch, get_launch
 from pytest_pto.devices import DevicePool
 from tests.multihost import nshosts

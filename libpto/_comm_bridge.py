@@ -35,7 +35,8 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from libpto._comm import SHM_DIR, CommWindow
+from libpto._comm import CommWindow
+from libpto._footprint import SHM_DIR
 
 __all__ = ["CommMirror", "Update"]
 

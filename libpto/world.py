@@ -203,6 +203,31 @@ class WorldConfig:
                 f"WorldConfig.runtime={self.runtime!r}: must be 'module:attribute' of a runtime "
                 "adapter class, or None for libpto's own runtime"
             )
+        self._check_slice(size)
+
+    def _check_slice(self, size: int) -> None:
+        """``rank_base``/``world_size``/``comm_name``: a host slice of a larger world."""
+        base, total = self.rank_base, self.world_size
+        if isinstance(base, bool) or not isinstance(base, int) or base < 0:
+            raise InvalidArgument(f"WorldConfig.rank_base={base!r}: must be an int >= 0")
+        if total is not None and (
+            isinstance(total, bool) or not isinstance(total, int) or total < base + size
+        ):
+            raise InvalidArgument(
+                f"WorldConfig.world_size={total!r}: must be an int >= rank_base + ranks "
+                f"({base + size}), or None"
+            )
+        if total is None and base:
+            raise InvalidArgument(
+                f"WorldConfig.rank_base={base}: a slice (rank_base > 0) needs world_size"
+            )
+        if self.comm_name is not None and (
+            not isinstance(self.comm_name, str) or not self.comm_name.startswith("pto-")
+        ):
+            raise InvalidArgument(
+                f"WorldConfig.comm_name={self.comm_name!r}: must name a comm window "
+                "('pto-...'), or None"
+            )
 
     @property
     def size(self) -> int:

@@ -233,7 +233,7 @@ class Agent:
         return {"comm_name": name}
 
     def start(self, msg: dict[str, Any]) -> dict[str, Any]:
-        from libpto.hierarchy import World, WorldConfig
+        from libpto.world import World, WorldConfig
 
         world_id = msg["world"]
         kwargs = dict(msg["config"])

@@ -42,3 +42,20 @@ def test_bad_run_timeout_is_invalid_argument_and_the_world_stays_usable(
             world.run(_ops.noop, timeout=timeout)  # type: ignore[arg-type]
         assert expected in str(info.value)
         assert world.run(_ops.noop, timeout=1e6) == [None]  # the bound itself is fine
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"rank_base": -1}, "WorldConfig.rank_base=-1: must be an int >= 0"),
+        ({"rank_base": 2}, "WorldConfig.rank_base=2: a slice (rank_base > 0) needs world_size"),
+        (
+            {"rank_base": 2, "world_size": 3},
+            "WorldConfig.world_size=3: must be an int >= rank_base + ranks (4), or None",
+        ),
+        ({"comm_name": "x"}, "WorldConfig.comm_name='x': must name a comm window"),
+    ],
+)
+def test_bad_host_slice_is_invalid_argument(kwargs: dict[str, object], expected: str) -> None:
+    with pytest.raises(InvalidArgument, match=re.escape(expected)):
+        WorldConfig(devices=(0, 1), **kwargs)  # type: ignore[arg-type]
