@@ -738,8 +738,8 @@ class Settings:
     quarantine_ttl: float | None = field(default=_DEFAULT["quarantine_ttl"])
     health_check: bool = field(default=_DEFAULT["health_check"])
     launcher: str = field(default=_DEFAULT["launcher"])
-    # resolved: libpto._hosts.Host, in order (--pto-launcher=mpirun), else ()
-    hosts: tuple[Any, ...] = ()
+    # resolved: libpto._hosts.Host, in order, with --pto-launcher=mpirun; else None
+    hosts: tuple[Any, ...] | None = field(default=_DEFAULT["hosts"])
     mpirun: str | None = field(default=_DEFAULT["mpirun"])
     mpi_args: tuple[str, ...] = field(default_factory=_FACTORY["mpi_args"])
     sources: Mapping[str, str] = field(default_factory=dict)
@@ -873,7 +873,7 @@ def _check_hosts(values: dict[str, Any], sources: dict[str, str]) -> None:
 
     text = values["hosts"]
     if values["launcher"] != "mpirun":
-        values["hosts"] = ()
+        values["hosts"] = None  # only the mpirun launcher places ranks on hosts
         return
     if text is None:
         raise pytest.UsageError(
