@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -127,7 +128,7 @@ def main() -> None:
         env = clean_env(
             PTO_LOCK_DIR=str(project / "locks"),
             PTO_BENCH_TIMES=str(times_file),
-            PYTHONPATH=str(project),
+            PYTHONPATH=os.pathsep.join(filter(None, [str(project), os.environ.get("PYTHONPATH")])),
         )
 
         def ours(ranks: int, rounds: int) -> tuple[float, float, list[float]]:
