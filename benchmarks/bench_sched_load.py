@@ -33,7 +33,8 @@ TARGETS = {"chain": 250_000.0, "independent": 1_000_000.0}
 
 def one_run(shape: str, n: int, reps: int, overrides: dict[str, Any]) -> float:
     """tasks/s of one fresh runtime (median of ``reps`` runs after a warm-up)."""
-    with libpto.Runtime(stream_sync_timeout_ms=600000, **overrides) as rt:
+    # stall reports off: a starved run would print them to stderr between the figures
+    with libpto.Runtime(stream_sync_timeout_ms=600000, stall_report_ms=600000, **overrides) as rt:
         g = rt.graph()
         if shape == "chain":
             g.noops(n, "chain")
