@@ -71,6 +71,7 @@ class Zygote:
         self.lock = threading.Lock()
         self.preloaded: set[str] = set()
         self.wanted: set[str] = set()
+        self.forgotten: list[str] = []  # unlinked segments, told with the next spawn
         self.blocked: set[str] = set()
         self.tainted = ""
         self.culprit = ""
@@ -179,6 +180,7 @@ class Zygote:
                 "segments": list(segments),
                 "t_spawn": t_spawn,
                 "preload": preload,
+                "forget": self.forgotten,
                 "sys_path": list(sys.path),
                 "runtime": runtime,
                 "cache_dir": cache_dir,
@@ -187,6 +189,7 @@ class Zygote:
         )
         self.preloaded.update(preload)
         self.wanted.clear()
+        self.forgotten = []
         if "adapter_error" in reply:
             if "tainted" in reply:  # it ran the adapter's threads: never fork from it again
                 self._retire(str(reply["tainted"]))
@@ -208,7 +211,10 @@ class Zygote:
                 kill_group(pid)
 
     def forget(self, segments: Iterable[str]) -> None:
-        self.post({"op": "forget", "segments": list(segments)})
+        """The owner unlinked ``segments``: the zygote's janitor need not. Said with the next
+        spawn request, not in a message of its own: one wake-up of the zygote less per round
+        (a name the janitor would unlink twice is gone already; names are never reused)."""
+        self.forgotten.extend(segments)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close the socket (the zygote exits, killing anything left) and reap it."""

@@ -303,9 +303,15 @@ def _redirect_output(path: str) -> None:
             reconfigure(line_buffering=True)
 
 
+#: the modules this process had when the zygote forked it (what it did not import itself)
+MODULES_AT_FORK: frozenset[str] = frozenset()
+
+
 def worker_main(spec: dict[str, Any], adapter: Any = None) -> int:
     """Run one chip worker to completion; the return value is its exit code. ``adapter`` is
     the runtime adapter the zygote preloaded (else ``spec["runtime"]`` is loaded here)."""
+    global MODULES_AT_FORK
+    MODULES_AT_FORK = frozenset(sys.modules)
     rank, size = spec["rank"], spec["size"]
     set_proctitle(f"pto-chip rank={rank}/{size} world={spec['world']} owner={spec['owner']}")
     _redirect_output(spec["log"])

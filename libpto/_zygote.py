@@ -56,6 +56,21 @@ from typing import Any
 __all__ = ["ZYGOTE_MARKER", "main", "recv_msg", "send_msg"]
 
 ZYGOTE_MARKER = "pto-zygote"
+#: imported by the zygote before it forks anything: every module a chip worker needs on
+#: libpto's default path, so that no worker imports (or executes) a module after the fork --
+#: it would do so again in every rank of every round (tests/world checks that it imports
+#: nothing)
+PRELOAD = (
+    "libpto._mailbox",
+    "libpto._worker",
+    "libpto._worker_frames",
+    "libpto._comm",
+    "libpto._faults",
+    "libpto._config",
+    "libpto.runtime",
+    "libpto.errors",
+    "atexit",  # weakref.finalize imports it on first use (the Runtime's finalizer)
+)
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 _HEADER = struct.Struct("!I")
@@ -210,6 +225,7 @@ class _Server:
         return ""
 
     def spawn(self, msg: dict[str, Any]) -> dict[str, Any]:
+        self.segments.difference_update(msg.get("forget", ()))  # what the owner unlinked
         _merge_path(msg.get("sys_path", []))  # workers import the owner's modules
         if msg.get("preload"):
             self.preload(msg["preload"])
@@ -482,10 +498,8 @@ def _main(fd: int, owner: int, parent: int | None = None) -> None:
     sock.set_inheritable(False)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the owner decides; Ctrl-C is its business
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
-    import libpto._mailbox
-    import libpto._worker
-
-    _ = libpto._mailbox
+    for name in PRELOAD:
+        importlib.import_module(name)
     gc.collect()
     gc.freeze()
     server = _Server(sock, owner, parent)

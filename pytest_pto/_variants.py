@@ -29,8 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from libpto._checks import EnvError, env_mapping
 from pytest_pto._settings import LATCH_POLICIES
 
@@ -50,38 +48,6 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 class VariantError(ValueError):
     """A variants file broke the schema; the message names file, variant and key."""
-
-
-class _DuplicateKey(yaml.MarkedYAMLError):
-    pass
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects a key given twice in one mapping.
-
-    Plain YAML keeps the last one silently, so a variant pasted twice under one name (or an
-    ``env`` block repeated) would run only one of them with no word said. Keys brought in by
-    a ``<<:`` merge may still be overridden: that is what merging is for.
-    """
-
-    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
-        if isinstance(node, yaml.MappingNode):
-            seen: set[Any] = set()
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    duplicate = key in seen
-                    seen.add(key)
-                except TypeError:  # an unhashable key: SafeLoader reports it below
-                    continue
-                if duplicate:
-                    raise _DuplicateKey(
-                        problem=f"key {key!r} appears twice in one mapping",
-                        problem_mark=key_node.start_mark,
-                    )
-        return super().construct_mapping(node, deep=deep)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -186,8 +152,12 @@ def load_variants(path: Path) -> dict[str, Variant]:
         raise VariantError(
             f"{path}: not valid YAML: not UTF-8 text (byte {exc.start}: {exc.reason})"
         ) from None
+    import yaml  # here, not at import: most sessions never read a variants file
+
+    from pytest_pto._yaml_strict import StrictLoader
+
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no tags run code
+        data = yaml.load(text, Loader=StrictLoader)  # a SafeLoader subclass: no tags run code
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""

@@ -16,6 +16,7 @@ The round's hang budget (``round_timeout``) runs from the moment the World is up
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 import signal
@@ -40,7 +41,14 @@ from pytest_pto._rounds import RoundPlan
 from pytest_pto.devices import DevicePool, DeviceUnavailable, Lease
 from pytest_pto.outcomes import RoundHang
 
-__all__ = ["PtoWorld", "RoundRuntime", "session_temp_dir"]
+__all__ = [
+    "PtoWorld",
+    "RoundRuntime",
+    "drop_round_dirs",
+    "give_round_dir",
+    "session_temp_dir",
+    "take_round_dir",
+]
 
 _WATCHDOG_GRACE_S = 1.0
 MASTER_ADDR = "127.0.0.1"
@@ -53,8 +61,47 @@ def session_temp_dir(kind: str) -> Path:
     return libpto.owner_temp_dir(kind)
 
 
-def _round_log_dir() -> Path:
-    return session_temp_dir("logs")
+#: emptied per-round folders kept for the next round, by kind (``logs``, ``round``)
+_spare: dict[str, list[Path]] = {}
+
+
+def take_round_dir(kind: str) -> Path:
+    """An empty per-round folder: one an earlier round of this process emptied, else a new
+    :func:`session_temp_dir`. Why reuse: making and removing two folders per round costs
+    milliseconds a round on a journalled /tmp of a busy machine; emptying a folder the round
+    left empty costs a listing. The name stays this process's, so a later session removes
+    it if this one is killed; the session removes it at its end (:func:`drop_round_dirs`)."""
+    spare = _spare.get(kind)
+    while spare:
+        path = spare.pop()
+        if path.is_dir():
+            return path
+    return session_temp_dir(kind)
+
+
+def give_round_dir(kind: str, path: Path) -> None:
+    """Empty ``path`` (what the round left in it) and keep it for the next round; a folder
+    that cannot be emptied is removed instead."""
+    try:
+        with os.scandir(path) as it:
+            entries = list(it)
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    _spare.setdefault(kind, []).append(path)
+
+
+def drop_round_dirs() -> None:
+    """Remove the kept folders (the session's end)."""
+    for paths in _spare.values():
+        for path in paths:
+            shutil.rmtree(path, ignore_errors=True)
+    _spare.clear()
 
 
 _recent_ports: deque[int] = deque(maxlen=64)
@@ -168,7 +215,7 @@ class PtoWorld:
                 )
             self._own_log_dir = False
         else:
-            self.log_dir = _round_log_dir()
+            self.log_dir = take_round_dir("logs")
             self._own_log_dir = True
 
     # -- the test API (docs/design.md §4) -------------------------------------------------------
@@ -480,7 +527,7 @@ class PtoWorld:
         size = plan.ranks
         self.rank_devices = {r: devices[r * per_rank : (r + 1) * per_rank] for r in range(size)}
         platform = get_platform(plan.platform)
-        self.round_dir = session_temp_dir("round")
+        self.round_dir = take_round_dir("round")
         env = {
             "MASTER_ADDR": MASTER_ADDR,
             "MASTER_PORT": str(free_port()),
@@ -583,7 +630,7 @@ class PtoWorld:
             self._end_attempt(errors)
         finally:
             if self._own_log_dir:
-                shutil.rmtree(self.log_dir, ignore_errors=True)
+                give_round_dir("logs", self.log_dir)
         if errors:
             raise RuntimeError("; ".join(errors))
 
@@ -603,7 +650,7 @@ class PtoWorld:
                     errors.append(f"{self.runtime.label}: after_round raised {exc!r}")
         finally:  # even when interrupted (a second Ctrl-C): close() will not come again
             if self.round_dir is not None:
-                shutil.rmtree(self.round_dir, ignore_errors=True)
+                give_round_dir("round", self.round_dir)
             if self.lease is not None:
                 try:
                     self._item.config.hook.pytest_pto_lease_released(

@@ -5,6 +5,12 @@ phase leases its devices and starts the chip workers (``pto_world``), then runs 
 -> makereport classifies the end into one outcome class, attaches the JUnit properties and
 rewrites the failure text to start with the class -> teardown closes the World and releases
 the devices. Session-wide state lives in one registered :class:`PtoSession` object.
+
+Why most imports are inside the functions that use them: the plugin is a ``pytest11`` entry
+point, loaded by every pytest session of an environment where pytest-pto is installed. A
+session without a distributed test must not pay for the C extension, yaml, junitparser, the
+device locks or the report modules (``tests/plugin/test_good_citizen.py`` checks it, and
+``benchmarks/bench_overhead.py`` measures it against ``-p no:pto``).
 """
 
 from __future__ import annotations
@@ -20,25 +26,25 @@ from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import libpto
-from pytest_pto._adapter import RuntimeAdapter, TestInfo
-from pytest_pto._auto_rounds import counts_as_failure, is_auto_item, run_auto_rounds
-from pytest_pto._junit_props import round_properties
-from pytest_pto._launcher import close_launch, multihost_of
-from pytest_pto._registry import RuntimeRef, RuntimeResolveError, resolve_runtime
-from pytest_pto._rounds import ROUND_PARAM, MarkerError, RoundPlan, parametrize, plan_for
-from pytest_pto._settings import OPTIONS, Settings, add_options, resolve
-from pytest_pto._summary import SummaryCollector, tally_text
-from pytest_pto._torch_adapter import TorchAdapter
-from pytest_pto._variants import Variant
+from pytest_pto._rounds import ROUND_PARAM
+from pytest_pto._settings import OPTIONS, add_options
 from pytest_pto._vocabulary import DEVICE_UNAVAILABLE, HANG, round_label
-from pytest_pto._world_fixture import PtoWorld, RoundRuntime, session_temp_dir
-from pytest_pto.devices import DevicePool, Quarantine, choose_group
-from pytest_pto.outcomes import RoundOutcome, classify
+
+if TYPE_CHECKING:  # the rest is imported where it is used (see the module docstring)
+    from pytest_pto._adapter import RuntimeAdapter
+    from pytest_pto._registry import RuntimeRef
+    from pytest_pto._rounds import RoundPlan
+    from pytest_pto._settings import Settings
+    from pytest_pto._summary import SummaryCollector
+    from pytest_pto._variants import Variant
+    from pytest_pto._world_fixture import PtoWorld, RoundRuntime
+    from pytest_pto.devices import DevicePool, Quarantine
+    from pytest_pto.outcomes import RoundOutcome
 
 __all__ = ["PtoSession"]
 
@@ -81,6 +87,8 @@ def _explicit_options(config: pytest.Config) -> bool:
 
 def _load(config: pytest.Config) -> tuple[Settings, dict[str, Variant], list[Variant] | None]:
     """Resolve and validate the settings and the variants file (raises pytest.UsageError)."""
+    from pytest_pto._settings import resolve
+
     settings = resolve(config)
     variants: dict[str, Variant] = {}
     selected: list[Variant] | None = None
@@ -113,7 +121,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         try:
             session.shutdown()
         finally:
-            close_launch()  # --pto-launcher=mpirun: the agents leave, mpirun's group ends
+            launcher = sys.modules.get("pytest_pto._launcher")  # imported only by a launch
+            if launcher is not None:
+                launcher.close_launch()  # --pto-launcher=mpirun: agents leave, mpirun's group ends
         config.pluginmanager.unregister(session)
         del config.stash[SESSION_KEY]
 
@@ -124,7 +134,7 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]
     ``type``, ``pto.seed``, and with --pto-junit-strict the schema-valid form."""
     result = yield
     pto = session.config.stash.get(SESSION_KEY, None)
-    if pto is not None and not pto.is_worker and pto.summary.records:
+    if pto is not None and not pto.is_worker and pto.has_records:
         _finish_junit(session.config, pto.settings)
     return result
 
@@ -158,6 +168,10 @@ def _finish_junit(config: pytest.Config, settings: Settings) -> None:
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
     """A ``round-auto`` item (``--pto-rounds=auto``) runs its rounds here, one report set
     per round (:mod:`pytest_pto._auto_rounds`); every other item goes pytest's own way."""
+    if not _is_round(item):  # cheap: a session without pto tests imports nothing more
+        return None
+    from pytest_pto._auto_rounds import is_auto_item, run_auto_rounds
+
     if not is_auto_item(item):
         return None
     session = item.config.stash.get(SESSION_KEY, None)
@@ -177,6 +191,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 def pytest_pto_select_devices(
     config: pytest.Config, pool: DevicePool, free: frozenset[int], count: int
 ) -> tuple[int, ...] | None:
+    from pytest_pto.devices import choose_group
+
     return choose_group(pool.devices, free, count)
 
 
@@ -212,6 +228,9 @@ def pto_world(request: pytest.FixtureRequest) -> Iterator[PtoWorld]:
         session.load()
     except pytest.UsageError as exc:  # a test that asked for pto_world at run time only
         pytest.fail(str(exc), pytrace=False)
+    from pytest_pto._launcher import multihost_of
+    from pytest_pto._world_fixture import PtoWorld
+
     item = request.node
     state = item.stash.get(ROUND_KEY, None)
     if state is None:  # e.g. requested through getfixturevalue by a non-parametrized test
@@ -251,6 +270,8 @@ def _plan(item: pytest.Item, session: PtoSession) -> RoundPlan:
     Collection already rejected bad markers of collected tests; one added later (a conftest's
     ``pytest_collection_modifyitems``) is found here and must not surface as a traceback.
     """
+    from pytest_pto._rounds import MarkerError, plan_for
+
     try:
         return plan_for(item, session.settings, session.variants)
     except MarkerError as exc:
@@ -315,7 +336,7 @@ class PtoSession:
         self.used = False  # a distributed test was collected or run in this process
         self.load_error: pytest.UsageError | None = None
         self._header_shown = False  # an xdist controller collects nothing: said at the end
-        self.summary = SummaryCollector()
+        self._summary: SummaryCollector | None = None  # made when a round is first reported
         self.open_handles: set[PtoWorld] = set()
         self._pool: DevicePool | None = None
         self._runtimes: dict[str, RuntimeRef] = {}
@@ -327,6 +348,21 @@ class PtoSession:
         self.quarantines: list[Quarantine] = []  # written by this process
         #: --pto-rounds=auto: (failures, product rounds) per (test, variant) in this session
         self._auto: dict[tuple[str, str | None], list[int]] = {}
+
+    @property
+    def summary(self) -> SummaryCollector:
+        """The rounds reported in this process (made on first use)."""
+        if self._summary is None:
+            from pytest_pto._summary import SummaryCollector
+
+            self._summary = SummaryCollector()
+        return self._summary
+
+    @property
+    def has_records(self) -> bool:
+        """A round was reported (asked without making the collector, whose modules a session
+        without pto tests never imports)."""
+        return self._summary is not None and bool(self._summary.records)
 
     def load(self) -> None:
         """Resolve the settings now (raises pytest.UsageError naming the bad source)."""
@@ -364,6 +400,8 @@ class PtoSession:
     @property
     def pool(self) -> DevicePool:
         if self._pool is None:  # lazily: a collect-only run never touches the lock dir
+            from pytest_pto.devices import DevicePool
+
             try:
                 self._pool = DevicePool(
                     self.settings.devices,
@@ -389,6 +427,10 @@ class PtoSession:
     # -- runtime adapters ----------------------------------------------------------------------
     def round_runtime(self, plan: RoundPlan, item: pytest.Item) -> RoundRuntime:
         """The adapter of ``plan``'s runtime: resolved and instantiated once per session."""
+        from pytest_pto._registry import RuntimeResolveError, resolve_runtime
+        from pytest_pto._torch_adapter import TorchAdapter
+        from pytest_pto._world_fixture import RoundRuntime
+
         ref = self._runtimes.get(plan.runtime)
         if ref is None:
             try:
@@ -411,6 +453,8 @@ class PtoSession:
     def cache_dir(self) -> Path:
         """The session's adapter cache (``RuntimeAdapter.cache_dir``), removed at its end."""
         if self._cache_dir is None:
+            from pytest_pto._world_fixture import session_temp_dir
+
             self._cache_dir = session_temp_dir("cache")
         return self._cache_dir
 
@@ -423,6 +467,8 @@ class PtoSession:
             if error is not None:
                 raise error
             return
+        from pytest_pto._adapter import TestInfo
+
         kwargs: dict[str, Any] = {}
         for mark in reversed(list(item.iter_markers("pto"))):  # closest wins
             kwargs.update(mark.kwargs)
@@ -486,6 +532,10 @@ class PtoSession:
         if self._cache_dir is not None:
             shutil.rmtree(self._cache_dir, ignore_errors=True)
             self._cache_dir = None
+        if "pytest_pto._world_fixture" in sys.modules:  # a round ran: its kept folders go
+            from pytest_pto._world_fixture import drop_round_dirs
+
+            drop_round_dirs()
         self._restore_sigterm()
 
     # -- collection ----------------------------------------------------------------------------
@@ -500,6 +550,8 @@ class PtoSession:
             if self.is_worker:  # an xdist worker cannot end the session: a collection error
                 raise pytest.Collector.CollectError(str(exc)) from None
             return  # raised as the session's usage error once collection is over
+        from pytest_pto._rounds import parametrize
+
         parametrize(metafunc, settings, self.selected)
 
     @pytest.hookimpl(tryfirst=True)
@@ -556,6 +608,8 @@ class PtoSession:
         import os
 
         try:
+            from pytest_pto._registry import resolve_runtime
+
             ref = resolve_runtime(s.runtime, self.config.rootpath)
             adapter = self._adapters.get(ref.spec) or ref.cls()
             budgets = adapter.budgets({**os.environ, **s.env}) or {}
@@ -698,6 +752,9 @@ class PtoSession:
         )
         if not final or state is None:
             return (yield)
+        from pytest_pto._junit_props import round_properties
+        from pytest_pto.outcomes import RoundOutcome
+
         exc = call.excinfo.value if call.excinfo is not None else None
         handle = state.handle
         outcome = self._classify(item, exc, handle)
@@ -747,6 +804,8 @@ class PtoSession:
 
         tally = self._auto.setdefault((plan.base_id, plan.variant), [0, 0])
         if verdict != INFRA:
+            from pytest_pto._auto_rounds import counts_as_failure
+
             tally[0] += counts_as_failure(outcome, plan.target_outcome)
             tally[1] += 1
         decision = sequential_decision(tally[0], tally[1], plan.target_fail_rate, plan.rounds)
@@ -757,6 +816,8 @@ class PtoSession:
     def _classify(
         self, item: pytest.Item, exc: BaseException | None, handle: PtoWorld | None
     ) -> RoundOutcome:
+        from pytest_pto.outcomes import classify
+
         if exc is None:
             return classify(None)
         runtime = handle.runtime if handle is not None else None
@@ -803,6 +864,10 @@ class PtoSession:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.is_worker or not isinstance(report, pytest.TestReport):
             return  # e.g. a CollectReport another plugin passes through this hook (#2971)
+        if not any(prop[0] == "pto.outcome" for prop in report.user_properties or ()):
+            return  # not a round: nothing to count, and nothing more to import
+        from pytest_pto._summary import tally_text
+
         added = self.summary.add(report)
         if added is None:
             return
@@ -840,7 +905,7 @@ class PtoSession:
                 tr.write_line(f"pto: {label}: {total} rounds: {tally_text(tally)}")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.is_worker or not self.summary.records:
+        if self.is_worker or not self.has_records:
             return
         terminalreporter.write_sep("=", "pto rounds")
         settings = self._quiet_settings()
@@ -876,7 +941,7 @@ class PtoSession:
             )
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.is_worker or not (self.used or self.summary.records):
+        if self.is_worker or not (self.used or self.has_records):
             return  # no distributed test: no trace file either
         settings = self._quiet_settings()
         if settings is None or settings.trace is None:

@@ -202,3 +202,52 @@ def test_progress_line_starts_on_its_own_line(ptester: pytest.Pytester) -> None:
         assert not any(".pto:" in line for line in lines), args
         # the session facts are said once, also by an xdist controller (it collects nothing)
         assert sum(line.startswith("pto: platform sim") for line in lines) == 1, args
+
+
+# -- importing the plugin is cheap (issue 13) ----------------------------------------------------
+#: what a session without a distributed test must not load: the C extension (and cffi), the
+#: variants file parser, the JUnit reader, the device locks
+HEAVY = ("libpto._pto", "_cffi_backend", "yaml", "junitparser", "filelock")
+
+MODULES_AT_END = """
+import sys
+
+def pytest_sessionfinish(session):
+    with open(session.config.rootpath / "modules.txt", "w") as f:
+        f.write("\\n".join(sorted(sys.modules)))
+"""
+
+
+def test_importing_the_plugin_loads_neither_the_extension_nor_yaml_nor_junitparser(
+    tmp_path: Path,
+) -> None:
+    code = "import sys, pytest_pto.plugin; print('\\n'.join(sorted(sys.modules)))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=_env(tmp_path / "locks"),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(proc.stdout.split())
+    assert "pytest_pto.plugin" in loaded
+    assert sorted(loaded & set(HEAVY)) == []
+
+
+def test_a_session_without_distributed_tests_loads_none_of_them(tmp_path: Path) -> None:
+    (tmp_path / "test_plain.py").write_text(PLAIN)
+    (tmp_path / "conftest.py").write_text(MODULES_AT_END)
+    proc = _run(tmp_path, _env(tmp_path / "locks"), "-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    loaded = set((tmp_path / "modules.txt").read_text().split())
+    assert "pytest_pto.plugin" in loaded  # the plugin was there, and active
+    assert sorted(loaded & set(HEAVY)) == []
+    # a distributed test does load them: the check above can fail
+    (tmp_path / "test_d.py").write_text(DISTRIBUTED)
+    proc = _run(tmp_path, _env(tmp_path / "locks"), "-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    loaded = set((tmp_path / "modules.txt").read_text().split())
+    assert {"libpto._pto", "filelock"} <= loaded

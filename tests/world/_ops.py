@@ -214,3 +214,9 @@ def escapee_then_sleep(chip: Chip, rank: int, pid_file: str, seconds: float) -> 
         os.replace(tmp, pid_file)
         hang_here(seconds)
     return chip.rank
+
+
+def modules_since_fork(chip: Chip) -> list[str]:
+    from libpto import _worker
+
+    return sorted(set(sys.modules) - _worker.MODULES_AT_FORK)

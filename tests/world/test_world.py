@@ -179,3 +179,14 @@ def test_op_module_that_starts_a_thread_never_taints_forks(
     assert start_zygote() != first
     with World.start(WorldConfig(devices=(0,))) as world:
         assert world.run(hier_threaded_mod.op) == [0]
+
+
+def test_a_chip_worker_imports_nothing_after_the_fork() -> None:
+    """The zygote preloads what a worker needs on libpto's default path: a module a worker
+    imported itself would be loaded (and executed) again by every rank of every round."""
+    config = WorldConfig(devices=(0, 1))
+    with World.start(config) as world:  # the zygote preloads the ops' module from now on
+        world.run(_ops.noop)
+    with World.start(config) as world:
+        fresh = world.run(_ops.modules_since_fork)
+    assert fresh == [[], []]
