@@ -42,7 +42,10 @@ def test_init_delay_is_charged_to_the_slow_ranks_init() -> None:
 
 
 def test_scheduler_timeout_in_op_arrives_with_code_and_locator() -> None:
-    config = WorldConfig(devices=(0, 1), env={"PTO_SCHEDULER_TIMEOUT_MS": "200"})
+    # 2 s budget: S1 needs the wait published and RUNNING first; an orchestrator descheduled
+    # for > 200 ms (seen under load) would latch S5 instead
+    env = {"PTO_SCHEDULER_TIMEOUT_MS": "2000", "PTO_STREAM_SYNC_TIMEOUT_MS": "30000"}
+    config = WorldConfig(devices=(0, 1), env=env)
     with (
         World.start(config) as world,
         pytest.raises(RankOpFailed, match=r"^rank 1: SCHEDULER_TIMEOUT \(code 100, S1") as info,
