@@ -38,14 +38,28 @@ from libpto._args import (
 )
 from libpto._checks import name_problem
 from libpto._ffi import ffi, lib
-from libpto._footprint import new_name
-from libpto.errors import RuntimeStateError, check
+from libpto._footprint import new_name, parse_name
+from libpto.errors import CommTimeout, RuntimeStateError, check
 
 __all__ = [
     "CommWindow",
 ]
 
 SLICE_MS = 100  # longest time a wait stays in C before Python handles pending signals
+#: name kind of a window mirrored across hosts (``libpto._comm_bridge``): it has one more slot
+#: than it shows, the hidden last slot of every rank being that rank's barrier arrival counter
+BRIDGED_KIND = "comm-bridged"
+
+
+def create_bridged(size: int, slots: int | None = None) -> str:
+    """Create (and leave, as an observer) a window for ``size`` ranks that a host agent mirrors
+    to other hosts; returns its name. Its barrier is the counter barrier of
+    :meth:`CommWindow.barrier`, because the C barrier word is reset by compare-and-swap and a
+    reset cannot be mirrored as a delta."""
+    shown = CommWindow.DEFAULT_SLOTS if slots is None else slots
+    window = CommWindow.create(new_name(BRIDGED_KIND), size, None, slots=shown + 1)
+    window.close()
+    return window.name
 
 
 # ---------------------------------------------------------------------------------- arguments
@@ -159,6 +173,13 @@ class CommWindow:
         self.slots: int = int(u32[0])
         lib.pto_comm_data_bytes(ptr, u64)
         self.data_bytes: int = int(u64[0])
+        parsed = parse_name(name)
+        #: mirrored across hosts: the last slot is hidden, the barrier counts arrivals in it
+        self.bridged = parsed is not None and parsed[0] == BRIDGED_KIND and self.slots > 1
+        self._bar_slot = self.slots - 1
+        self._bar_target: int | None = None  # a timed-out bridged barrier still waiting for this
+        if self.bridged:
+            self.slots -= 1
 
     # ---- lifecycle
 
@@ -380,8 +401,51 @@ class CommWindow:
         """
         ctx = self._ctx("barrier")
         timeout_ = _timeout_arg(ctx, timeout_ms)
+        if self.bridged and self.rank >= 0:
+            self._bridged_barrier(ctx, timeout_)
+            return
         st = self._sliced("barrier", timeout_, lib.pto_comm_barrier_ex)
         check(st, ctx, window=self.name, timeout_ms=timeout_)
+
+    def _bridged_barrier(self, ctx: str, timeout_ms: int) -> None:
+        """The barrier of a window mirrored across hosts: counters that only grow.
+
+        Every rank's hidden slot counts all arrivals (an arrival ADDs 1 to every rank's slot;
+        the mirror ships ADDs as deltas, so arrivals from all hosts count). Barrier ``k`` is
+        complete for a rank once its own slot reaches ``k * size``; ``k`` follows from the slot
+        before arriving (no rank can arrive at ``k + 1`` before this one arrived at ``k``).
+        A timeout cannot withdraw an arrival that may already have crossed to another host,
+        so it is kept: calling ``barrier`` again waits on for the same barrier.
+        """
+        slot, size = self._bar_slot, self.size
+        target = self._bar_target
+        if target is None:
+            seen = self.load(self.rank, slot)
+            target = (seen // size + 1) * size
+            self._bar_target = target
+            for peer in range(size):
+                self.notify(peer, slot, 1, add=True)
+        last = ffi.new("uint64_t *")
+        st = self._sliced(
+            "barrier",
+            timeout_ms,
+            lambda ptr, ms, elapsed: lib.pto_comm_wait_value(
+                ptr, slot, lib.PTO_CMP_GE, target, ms, elapsed, last
+            ),
+        )
+        if st == lib.PTO_E_TIMEOUT:
+            arrived = int(last[0]) - (target - size)
+            raise CommTimeout(
+                f"{ctx}: {arrived} of {size} ranks arrived in {timeout_ms} ms (window mirrored"
+                " across hosts: this rank's arrival stays; calling barrier again waits on)",
+                name="PTO_E_TIMEOUT",
+                status="PTO_E_TIMEOUT",
+                window=self.name,
+                timeout_ms=timeout_ms,
+            )
+        if st == 0:
+            self._bar_target = None
+        check(st, ctx, window=self.name, timeout_ms=timeout_ms)
 
     def rank_pid(self, rank: int) -> int:
         """Pid attached as ``rank`` (0: none)."""

@@ -19,8 +19,13 @@ What is mirrored, and the one ordering rule it keeps (local ranks are the host's
    applies in order. A release-notify after a write into one's own window on one host is thus
    an acquire-visible write on every host. A rank's write into *another* rank's window is
    shipped by the periodic sweep only, without that ordering.
-Not mirrored: the window's barrier (``CommWindow.barrier``) and peer liveness (a remote rank
-is never "dead" locally; the launcher ends the round when any rank fails).
+ - the barrier, as counters: the C barrier word is reset by compare-and-swap, which no delta
+   can carry, so a mirrored window (made by :func:`libpto._comm.create_bridged`) has one hidden
+   slot per rank counting barrier arrivals, and ``CommWindow.barrier`` waits on it (see
+   ``CommWindow._bridged_barrier``). The hidden slots are read before the others and shipped
+   after them, so a barrier releases every slot write made before it on every host.
+Not mirrored: peer liveness (a remote rank is never "dead" locally; the launcher ends the
+round when any rank fails).
 
 The mirror polls the segment (``POLL_S`` while slots move, backing off to ``IDLE_POLL_S``):
 a cross-host signal costs about one poll period plus one TCP hop.
@@ -90,12 +95,25 @@ class CommMirror:
         off = (rank * self.nslots + slot) * _SLOT_BYTES
         return int(struct.unpack_from("<Q", buf, off)[0])
 
+    def _slots_now(self) -> bytes | bytearray:
+        """A snapshot of every slot. The barrier slots are read first, so an arrival seen here
+        implies every slot write its rank made before arriving is seen as well."""
+        if not self.comm.bridged:
+            return self._mm[self._slots_off : self._slots_off + self._slots_len]
+        bar, base = self.comm._bar_slot, self._slots_off
+        offs = [base + (r * self.nslots + bar) * _SLOT_BYTES for r in range(self.nranks)]
+        arrivals = [struct.unpack_from("<Q", self._mm, off)[0] for off in offs]
+        now = bytearray(self._mm[self._slots_off : self._slots_off + self._slots_len])
+        for off, value in zip(offs, arrivals, strict=True):
+            struct.pack_into("<Q", now, off - self._slots_off, value)
+        return now
+
     def collect(self, data_too: bool = False) -> Update | None:
         """What changed here since the last collect or apply, or None."""
         with self.lock:
             if self.closed:
                 return None
-            now = self._mm[self._slots_off : self._slots_off + self._slots_len]
+            now = self._slots_now()
             deltas: list[tuple[int, int, int]] = []
             if now != self._slots_shadow:
                 for i in range(0, self._slots_len, _SLOT_BYTES):
@@ -105,6 +123,8 @@ class CommMirror:
                         old = self._value(self._slots_shadow, rank, slot)
                         deltas.append((rank, slot, (new - old) & _MASK))
                         self._slots_shadow[i : i + 8] = now[i : i + 8]
+            if self.comm.bridged:  # barrier arrivals last: they release what came before
+                deltas.sort(key=lambda d: d[1] == self.comm._bar_slot)
             chunks: list[tuple[int, int, bytes]] = []
             if deltas or data_too:  # after the slots: a write released by a seen notify
                 ranks = range(self.nranks) if data_too else self.local_ranks

@@ -217,13 +217,11 @@ class Agent:
         return {}
 
     def prepare(self, msg: dict[str, Any]) -> dict[str, Any]:
-        from libpto._comm import CommWindow, new_name
+        from libpto._comm import create_bridged
         from libpto._comm_bridge import CommMirror, MirrorPump
 
         world = msg["world"]
-        name = new_name("comm")
-        window = CommWindow.create(name, msg["size"], None)
-        window.close()
+        name = create_bridged(msg["size"])
         self.windows[world] = name
         mirror = CommMirror(name, msg.get("ranks"))
         self.mirrors[world] = mirror

@@ -43,6 +43,33 @@ OPS = textwrap.dedent(
             time.sleep(600)
         return chip.rank
 
+    def barrier_op(chip, rounds):
+        # each round: publish the round in this rank's slot 0, barrier, read every rank's
+        # slot 0, barrier (so nobody publishes the next round before all have read)
+        comm, seen = chip.comm, []
+        for r in range(1, rounds + 1):
+            time.sleep(0.03 * ((chip.rank + r) % 3))  # skew: a leaky barrier reads stale rounds
+            comm.notify(chip.rank, 0, r)
+            comm.barrier(timeout_ms=60_000)
+            seen.append([comm.load(p, 0) for p in range(comm.size)])
+            comm.barrier(timeout_ms=60_000)
+        return {"seen": seen, "bridged": comm.bridged, "slots": comm.slots}
+
+    def barrier_timeout_op(chip):
+        from libpto.errors import CommTimeout
+        comm, err = chip.comm, ""
+        if chip.rank == 3:
+            time.sleep(3.0)  # 10x the others' 300 ms budget
+        else:
+            try:
+                comm.barrier(timeout_ms=300)
+            except CommTimeout as e:
+                err = str(e)
+        comm.barrier(timeout_ms=60_000)  # the timed-out ranks wait on for the same barrier
+        comm.notify(chip.rank, 0, 7)
+        comm.barrier(timeout_ms=60_000)  # and the next barrier is sound
+        return {"err": err, "seen": [comm.load(p, 0) for p in range(comm.size)]}
+
     def fail_init(chip):
         raise RuntimeError("rank init refused on purpose")
 
@@ -121,6 +148,47 @@ def test_allreduce_across_two_hosts(
     assert [p["pto.hosts"] for p in props] == ["nsa,nsa,nsb,nsb"] * 2
     assert [p["pto.devices"] for p in props] == ["0,1,0,1"] * 2
     assert [p["pto.outcome"] for p in props] == ["passed"] * 2
+
+
+def test_barrier_across_two_hosts(
+    pytester: pytest.Pytester, ns_cluster: NsCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``comm.barrier()`` with 4 ranks on two hosts: 10 rounds in a row, after each barrier
+    every rank sees every rank's value of that round; a timed-out barrier (one rank 3 s late
+    against 300 ms) raises CommTimeout, calling again completes it, and the next one is sound."""
+    out = pytester.path / "barrier.json"
+    _write(
+        pytester,
+        f"""
+        import json
+        import pytest
+        from ops_mh import barrier_op, barrier_timeout_op
+
+        @pytest.mark.pto(ranks=4, ranks_per_host=2)
+        def test_rounds(pto_world):
+            with open({str(out)!r}, "a") as f:
+                f.write(json.dumps(pto_world.run(barrier_op, 10)) + "\\n")
+
+        @pytest.mark.pto(ranks=4, ranks_per_host=2)
+        def test_timeout(pto_world):
+            with open({str(out)!r}, "a") as f:
+                f.write(json.dumps(pto_world.run(barrier_timeout_op)) + "\\n")
+        """,
+    )
+    res = _run(pytester, ns_cluster, monkeypatch)
+    res.assert_outcomes(passed=2)
+    rounds, timeout = (json.loads(line) for line in out.read_text().splitlines())
+    assert len(rounds) == 4
+    for r in rounds:
+        assert r["bridged"] is True and r["slots"] == 64  # the hidden barrier slot is not shown
+        assert r["seen"] == [[n] * 4 for n in range(1, 11)]
+    for rank, r in enumerate(timeout):
+        assert r["seen"] == [7] * 4
+        if rank == 3:
+            assert r["err"] == ""
+        else:
+            assert "of 4 ranks arrived in 300 ms" in r["err"]
+            assert "calling barrier again waits on" in r["err"]
 
 
 def test_init_failure_is_named_by_rank_and_host(
