@@ -13,33 +13,25 @@ from pathlib import Path
 __all__ = ["git_commit"]
 
 
+def _git(args: list[str], cwd: Path | None) -> subprocess.CompletedProcess[str] | None:
+    """One git command's output, or None when git could not be run at all."""
+    try:
+        return subprocess.run(
+            ["git", *args], capture_output=True, text=True, timeout=10, check=False, cwd=cwd
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def git_commit(cwd: str | os.PathLike[str] | None = None) -> str | None:
     """``git rev-parse HEAD`` in ``cwd`` (``-dirty`` appended when tracked files changed);
     else ``$GITHUB_SHA`` (a CI job without a git checkout); None when neither is known."""
     where = Path(cwd) if cwd is not None else None
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-            cwd=where,
-        )
-    except (OSError, subprocess.SubprocessError):
+    out = _git(["rev-parse", "HEAD"], where)
+    commit = out.stdout.strip() if out is not None and out.returncode == 0 else ""
+    if not commit:
         return os.environ.get("GITHUB_SHA") or None
-    commit = out.stdout.strip()
-    if out.returncode != 0 or not commit:
-        return os.environ.get("GITHUB_SHA") or None
-    try:
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-            cwd=where,
-        )
-    except (OSError, subprocess.SubprocessError):
+    dirty = _git(["status", "--porcelain", "--untracked-files=no"], where)
+    if dirty is None:
         return commit
     return commit + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
