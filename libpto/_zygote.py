@@ -30,6 +30,16 @@ every process re-parented to it -- the grandchildren of killed workers, in any s
 none is left, and exits. The zygote has PR_SET_PDEATHSIG on the keeper, so killing the keeper
 (``Zygote._retire``) still takes the zygote and, through theirs, its workers.
 
+Spares: after a world's workers have all exited (the round is over, the owner is busy with
+its report), the zygote forks as many *spares* as that world had ranks. A spare is a fresh
+fork that has done everything a worker does before it knows its rank (death signal, process
+group, subreaper, closing the zygote's descriptors) and then blocks on a pipe; a spawn hands
+each rank's spec to a spare instead of forking, so the fork and its page faults are off the
+round's critical path. A spare has run nothing: it is as fresh as a fork at spawn time. Spares
+carry the zygote's generation, which any preload, adapter or ``sys.path`` change bumps; a
+stale spare is killed, never used (a worker must import nothing after the fork). Spares keep
+``pto-zygote`` in their title: like the zygote, they live for the session.
+
 Protocol: length-prefixed pickles over a Unix socket pair. Requests are dicts with an ``op``
 key: ``ping``, ``spawn`` (reply: pids), ``kill``, ``forget`` (no reply).
 """
@@ -74,6 +84,7 @@ PRELOAD = (
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 _HEADER = struct.Struct("!I")
+MAX_SPARES = 16  # pre-forked workers kept idle between rounds (see Spares above)
 
 
 def send_msg(sock: socket.socket, obj: Any) -> None:
@@ -122,6 +133,10 @@ class _Server:
         except OSError:  # already gone (or no pidfd): socket EOF and getppid still tell
             self.owner_fd = None
         self.live: dict[int, tuple[str, int]] = {}  # pid -> (mailbox name, rank)
+        #: idle pre-forked workers: pid -> (write end of its spec pipe, generation)
+        self.spares: dict[int, tuple[int, int]] = {}
+        self.generation = 0  # bumped by whatever a spare forked earlier would lack
+        self.spare_count = 0  # ranks of the last spawn: how many spares the next round needs
         self.mailboxes: dict[str, Any] = {}  # name -> Mailbox (mapped while it has live workers)
         self.segments: set[str] = set()  # unlinked by the janitor if the owner dies
         self.tainted = ""
@@ -182,6 +197,7 @@ class _Server:
             if name in self.preloaded:
                 continue
             self.preloaded.add(name)
+            self.generation += 1
             try:
                 importlib.import_module(name)
             except BaseException as exc:  # a module that fails here is imported by the worker
@@ -220,13 +236,15 @@ class _Server:
                 "preload() may import and load, but must not start threads"
             )
         self.adapters[spec] = adapter
+        self.generation += 1
         gc.collect()
         gc.freeze()
         return ""
 
     def spawn(self, msg: dict[str, Any]) -> dict[str, Any]:
         self.segments.difference_update(msg.get("forget", ()))  # what the owner unlinked
-        _merge_path(msg.get("sys_path", []))  # workers import the owner's modules
+        if _merge_path(msg.get("sys_path", [])):  # workers import the owner's modules
+            self.generation += 1
         if msg.get("preload"):
             self.preload(msg["preload"])
         if self.tainted:
@@ -249,13 +267,82 @@ class _Server:
         self.mailboxes[name] = mbox
         self.segments.update(msg.get("segments", ()))
         pids = []
+        self.spare_count = min(len(msg["ranks"]), MAX_SPARES)
         for spec in msg["ranks"]:
             slot = spec.get("slot", spec["rank"])  # the mailbox slot (a host slice's local rank)
             mbox.stamp(slot, Stamp.SPAWN, msg["t_spawn"])
-            pid = self._fork(spec, self.adapters.get(runtime) if runtime else None)
+            pid = self._hand_to_spare(spec)
+            if pid is None:
+                pid = self._fork(spec, self.adapters.get(runtime) if runtime else None)
             self.live[pid] = (name, slot)
             pids.append(pid)
         return {"pids": pids}
+
+    def _hand_to_spare(self, spec: dict[str, Any]) -> int | None:
+        """Give ``spec`` to a current spare; its pid, or None when there is none."""
+        while self.spares:
+            pid, (fd, generation) = self.spares.popitem()
+            try:
+                if generation != self.generation:
+                    continue  # forked before a preload: it would import after the fork
+                data = pickle.dumps(spec, pickle.HIGHEST_PROTOCOL)
+                os.write(fd, _HEADER.pack(len(data)) + data)  # < pipe buffer: never blocks
+                return pid
+            except OSError:  # it died idle: the reaper collects it
+                continue
+            finally:
+                os.close(fd)
+                if generation != self.generation:
+                    self._killpg(pid)
+        return None
+
+    def replenish(self) -> None:
+        """Fork the spares the next round will want (called when no world is running)."""
+        if self.tainted or self.live or os.getppid() != self.parent:
+            return
+        for pid in [p for p, (_, g) in self.spares.items() if g != self.generation]:
+            fd, _ = self.spares.pop(pid)
+            os.close(fd)
+            self._killpg(pid)
+        while len(self.spares) < self.spare_count:
+            r, w = os.pipe2(os.O_CLOEXEC)
+            pid = self._fork_spare(r)
+            os.close(r)
+            self.spares[pid] = (w, self.generation)
+
+    def _fork_spare(self, r: int) -> int:
+        zygote = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # a spare: a worker that does not know its rank yet
+            code = 70
+            try:
+                for fd, _ in self.spares.values():
+                    os.close(fd)
+                self._become_worker(zygote)
+                from libpto._mailbox import set_proctitle
+
+                set_proctitle(f"{ZYGOTE_MARKER} spare of {zygote}")
+                spec = _read_spec(r)
+                if spec is not None:
+                    os.close(r)
+                    from libpto._worker import worker_main
+
+                    runtime = spec.get("runtime")
+                    code = worker_main(spec, self.adapters.get(runtime) if runtime else None)
+                else:
+                    code = 0  # the zygote let it go unused
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                try:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    kill_descendants(deadline=2.0)
+                finally:
+                    os._exit(code)
+        with contextlib.suppress(OSError):
+            os.setpgid(pid, pid)
+        return pid
 
     def _fork(self, spec: dict[str, Any], adapter: Any = None) -> int:
         zygote = os.getpid()
@@ -313,9 +400,13 @@ class _Server:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                break
             if pid == 0:
-                return
+                break
+            spare = self.spares.pop(pid, None)
+            if spare is not None:  # a spare died idle (killed from outside): forget it
+                os.close(spare[0])
+                continue
             owner = self.live.pop(pid, None)
             if owner is None:  # an orphaned grandchild re-parented to us (subreaper)
                 self.kill_orphans()  # its own children come to us in turn
@@ -331,6 +422,8 @@ class _Server:
                 if not any(n == name for n, _ in self.live.values()):
                     mbox.close()
                     del self.mailboxes[name]
+        if not self.live and len(self.spares) < self.spare_count:
+            self.replenish()
 
     def kill_orphans(self) -> None:
         """Kill our children that are not workers: what an op started (in any process group or
@@ -338,13 +431,18 @@ class _Server:
         orphans of a *running* op go to its worker, never here: every non-worker child of
         ours belongs to a dead rank and can go at once."""
         for pid in _children():
-            if pid not in self.live:
+            if pid not in self.live and pid not in self.spares:
                 self._killpg(pid)
 
     def janitor(self) -> None:
         """The owner is gone: nothing it started may outlive it."""
+        self.spare_count = 0  # and no spare is forked again
         for pid in list(self.live):
             self._killpg(pid)
+        for pid, (fd, _) in list(self.spares.items()):
+            os.close(fd)
+            self._killpg(pid)
+        self.spares.clear()
         self.kill_orphans()
         deadline = time.monotonic() + 5.0
         while (self.live or _children()) and time.monotonic() < deadline:
@@ -403,10 +501,33 @@ def _children() -> list[int]:
     return out
 
 
-def _merge_path(sys_path: list[str]) -> None:
+def _merge_path(sys_path: list[str]) -> bool:
+    """Put the owner's path entries in front of ours; whether any was new."""
+    changed = False
     for entry in reversed(sys_path):
         if entry not in sys.path:
             sys.path.insert(0, entry)
+            changed = True
+    return changed
+
+
+def _read_spec(fd: int) -> dict[str, Any] | None:
+    """A spare's spec from its pipe; None at EOF (the zygote closed it unused)."""
+    buf = b""
+    while len(buf) < _HEADER.size:
+        chunk = os.read(fd, _HEADER.size - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    want = _HEADER.unpack(buf)[0]
+    body = bytearray()
+    while len(body) < want:
+        chunk = os.read(fd, want - len(body))
+        if not chunk:
+            return None
+        body += chunk
+    spec: dict[str, Any] = pickle.loads(bytes(body))
+    return spec
 
 
 def main() -> None:

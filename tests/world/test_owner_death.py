@@ -69,7 +69,7 @@ def test_interrupted_owner_leaves_nothing(sig: signal.Signals, returncode: int) 
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == returncode, err
-    assert wait_gone([*facts["workers"], facts["zygote"]]) == []
+    assert wait_gone([*facts["workers"], *facts["spares"], facts["zygote"]]) == []
     for name in facts["segments"]:
         assert not Path("/dev/shm", name).exists()
 
@@ -78,7 +78,7 @@ def test_sigkilled_owner_workers_die_and_zygote_cleans_up() -> None:
     proc, facts = start_owner()
     proc.kill()
     proc.wait(10)
-    assert wait_gone([*facts["workers"], facts["zygote"]]) == []
+    assert wait_gone([*facts["workers"], *facts["spares"], facts["zygote"]]) == []
     for name in facts["segments"]:
         assert not Path("/dev/shm", name).exists()
 
@@ -92,7 +92,7 @@ def test_stale_cleanup_after_owner_and_zygote_sigkill() -> None:
         proc.kill()
         proc.wait(10)
         os.kill(facts["zygote"], signal.SIGKILL)
-        assert wait_gone([*facts["workers"], facts["zygote"]]) == []
+        assert wait_gone([*facts["workers"], *facts["spares"], facts["zygote"]]) == []
         left = [n for n in facts["segments"] if Path("/dev/shm", n).exists()]
         assert left == facts["segments"]  # nobody could clean these up
         removed = cleanup_stale()
@@ -121,7 +121,7 @@ def test_escaped_grandchild_dies_after_sigkill_of_owner_and_zygote(tmp_path: Pat
     proc.kill()
     proc.wait(10)
     assert wait_gone([escapee], limit=5.0) == []
-    assert wait_gone([*facts["workers"], facts["zygote"], facts["keeper"]]) == []
+    assert wait_gone([*facts["workers"], *facts["spares"], facts["zygote"], facts["keeper"]]) == []
     # the segments of a SIGKILLed owner whose zygote died too: the next run's stale cleanup
     cleanup_stale()
     for name in facts["segments"]:

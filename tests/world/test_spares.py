@@ -1,0 +1,57 @@
+"""Spares: the zygote forks the next round's workers while the owner is busy between rounds,
+and a spawn hands each rank to one of them (libpto/_zygote.py, "Spares"). What must hold: a
+round's workers come from spares when current ones exist, a spare forked before a preload is
+never used (it would import after the fork), and spares die with their session (the owner-death
+tests count them: tests/world/_parent.py leaves one idle)."""
+
+from __future__ import annotations
+
+import importlib
+import uuid
+from pathlib import Path
+
+import pytest
+
+from libpto.world import World, WorldConfig
+from tests.world import _ops
+from tests.world._spares import spares_of, wait_for_spares
+
+
+def _zygote_of(world: World) -> int:
+    assert world._zygote is not None
+    return world._zygote.pid
+
+
+def test_a_round_takes_its_workers_from_the_spares() -> None:
+    config = WorldConfig(devices=(0, 1))
+    with World.start(config) as world:  # the zygote preloads the ops' module from now on
+        world.run(_ops.noop)
+        zygote = _zygote_of(world)
+    with World.start(config) as world:  # forked after that preload: its spares are current
+        pass
+    spares = wait_for_spares(zygote, 2)
+    with World.start(config) as world:
+        assert set(world._pids) == spares
+        assert world.run(_ops.modules_since_fork) == [[], []]
+        assert [r["rank"] for r in world.run(_ops.identity, 0)] == [0, 1]
+
+
+def test_a_spare_forked_before_a_preload_is_never_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"pto_spare_mod_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text("def op(chip):\n    return chip.rank\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mod = importlib.import_module(name)
+    config = WorldConfig(devices=(0, 1))
+    with World.start(config) as world:
+        world.run(_ops.noop)
+    with World.start(config) as world:
+        assert world.run(mod.op) == [0, 1]  # the ranks import it; the zygote will preload it
+        zygote = _zygote_of(world)
+    stale = wait_for_spares(zygote, 2)  # forked before the zygote preloaded the new module
+    with World.start(config) as world:
+        assert not set(world._pids) & stale
+        assert world.run(_ops.modules_since_fork) == [[], []]
+        assert world.run(mod.op) == [0, 1]
+    assert not stale & spares_of(zygote)
