@@ -455,6 +455,17 @@ class CommWindow:
         """Is ``rank`` attached by a live process?"""
         return bool(self._rank_query("peer_alive", lib.pto_comm_peer_alive, rank))
 
+    def _mark_remote_dead(self, rank: int, how: str | None) -> None:
+        """Mark ``rank`` (running on another host, not attached here) dead there, so waits fail
+        with :class:`~libpto.errors.PeerDead` "peer rank R (<how>) died"; ``None`` clears the
+        mark. Only the comm mirror calls this (:mod:`libpto._comm_bridge`): on one host a dead
+        rank is seen by its pid."""
+        ctx = self._ctx("mark_remote_dead")
+        rank_ = int_arg(ctx, "rank", rank, -(1 << 31), I32)
+        text = ffi.NULL if not how else how.encode("utf-8", "replace")
+        st = self._call("mark_remote_dead", lib.pto_comm_mark_remote_dead, rank_, text)
+        check(st, ctx, window=self.name, rank=rank_)
+
     def _rank_query(self, op: str, fn: Callable[..., int], rank: int) -> int:
         """One int fact about ``rank`` from C (``fn(handle, rank, int *out)``)."""
         ctx = self._ctx(op)

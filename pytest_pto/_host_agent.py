@@ -162,16 +162,26 @@ class Agent:
             threading.Thread(target=self.receive_peer, args=(conn,), daemon=True).start()
 
     def receive_peer(self, conn: socket.socket) -> None:
-        with conn:
+        """Apply another agent's updates; when its connection ends, its ranks are dead here
+        (waits on them fail with PeerDead instead of timing out)."""
+        peer = ""
+        with conn, contextlib.suppress(OSError):
             while True:
                 msg = recv_msg(conn)
                 if msg is None:
-                    return
+                    break
+                if isinstance(msg, dict):  # the hello naming the sending host
+                    peer = str(msg.get("host", ""))
+                    continue
                 world, update = msg
                 mirror = self.mirrors.get(world)
                 if mirror is not None:
                     with contextlib.suppress(Exception):  # a closing window drops updates
                         mirror.apply(update)
+        if peer:
+            for mirror in list(self.mirrors.values()):
+                with contextlib.suppress(Exception):
+                    mirror.mark_host_lost(peer)
 
     def connect_peers(self, msg: dict[str, Any]) -> dict[str, Any]:
         for index, (addr, port) in msg["peers"].items():
@@ -180,6 +190,7 @@ class Agent:
             sock = socket.create_connection((addr, port), timeout=30)
             sock.settimeout(None)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            send_msg(sock, {"host": self.name})
             self.peers[index] = sock
             self.peer_locks[index] = threading.Lock()
         return {}
@@ -223,7 +234,7 @@ class Agent:
         world = msg["world"]
         name = create_bridged(msg["size"])
         self.windows[world] = name
-        mirror = CommMirror(name, msg.get("ranks"))
+        mirror = CommMirror(name, msg.get("ranks"), host=self.name, hosts=msg.get("hosts"))
         self.mirrors[world] = mirror
         pump = MirrorPump(mirror, lambda update: self.broadcast(world, update))
         self.pumps[world] = pump

@@ -56,6 +56,12 @@ __all__ = [
 
 ADDR_ENV = "PTO_LAUNCH_ADDR"
 FAILURE_SETTLE = 0.05
+#: after a first failure, how long the other hosts still running get to report theirs: a rank
+#: there waiting on the failed one learns of it one comm-mirror hop later (PeerDead) and must
+#: not be killed before it can say so (on one host a World waits FAILURE_SETTLE)
+PEER_SETTLE = 2.0
+#: error names of a rank's failure that follows from another's (as in World._run)
+SECONDARY_NAMES = ("PTO_E_PEER_DEAD", "PTO_E_TIMEOUT")
 REPLY_GRACE = 30.0  # beyond a request's own deadline: the agent or its host is gone
 EXIT_GRACE = 5.0
 
@@ -538,6 +544,7 @@ class MpiWorld:
                     world=self.id,
                     size=self.size,
                     ranks=[r for r, host in enumerate(self.placement) if host == h],
+                    hosts=[self.host_of[r] for r in range(self.size)],
                 ),
                 REPLY_GRACE,
                 "prepare",
@@ -588,7 +595,7 @@ class MpiWorld:
                     errors.append((h, exc))
                     first_error = first_error or time.monotonic()
             now = time.monotonic()
-            if errors and now - first_error > FAILURE_SETTLE:
+            if errors and now - first_error > (PEER_SETTLE if len(futs) > 1 else FAILURE_SETTLE):
                 break
             if now > deadline:
                 late = [h for h in futs if h not in replies and all(h != e[0] for e in errors)]
@@ -604,7 +611,7 @@ class MpiWorld:
                 break
             pending = [f for h, f in futs.items() if h not in replies and not f.done()]
             if pending:  # slices of at most 0.1 s: Ctrl-C and SIGTERM are handled promptly
-                left = FAILURE_SETTLE if errors else min(0.1, max(deadline - now, 0.001))
+                left = min(0.1, max(deadline - now, 0.001))
                 wait(pending, timeout=left, return_when=FIRST_COMPLETED)
         if errors:
             raise self._failure(errors)
@@ -614,8 +621,13 @@ class MpiWorld:
         """The round's error: a rank's own failure before a secondary one (a hang elsewhere),
         with the stacks of every host's ranks."""
         rank_errors = [e for e in errors if isinstance(e[1], RankError)]
-        primary = [e for e in rank_errors if not isinstance(e[1], RankHang)]
-        h, exc = (primary or rank_errors or errors)[0]
+        # a PeerDead or CommTimeout follows from another rank's failure (on another host, or
+        # its whole host agent gone): that one is the round's error, as in World._run
+        secondary = [e for e in rank_errors if getattr(e[1], "name", "") in SECONDARY_NAMES]
+        hangs = [e for e in rank_errors if isinstance(e[1], RankHang)]
+        primary = [e for e in rank_errors if e not in hangs and e not in secondary]
+        others = [e for e in errors if not isinstance(e[1], RankError)]
+        h, exc = (primary or hangs or others or secondary or errors)[0]
         if isinstance(exc, PtoError):
             stacks = dict(exc.details.get("stacks") or {})
             for other in self.hosts:

@@ -48,7 +48,10 @@ struct comm_hdr {
 struct comm_rank {
     _Atomic int32_t pid;         /* attached process, 0 when none */
     _Atomic uint32_t arrived;    /* barrier generation + 1 this rank last arrived in */
-    char pad[LINE - 8];
+    /* 1: this rank runs on another host and died there (pto_comm_mark_remote_dead); `remote`
+     * says how, written before the flag is set (release) and read after it (acquire) */
+    _Atomic int32_t remote_dead;
+    char remote[LINE - 12];
 };
 
 struct comm_slot {
@@ -196,6 +199,8 @@ static int claim_rank(pto_comm *c, const char *fn)
         if (atomic_compare_exchange_strong_explicit(p, &cur, c->pid, memory_order_acq_rel,
                                                     memory_order_acquire)) {
             atomic_store_explicit(&c->ranks[c->rank].arrived, 0, memory_order_relaxed);
+            /* the rank lives here now: another host's word about it no longer holds */
+            atomic_store_explicit(&c->ranks[c->rank].remote_dead, 0, memory_order_release);
             return PTO_OK;
         }
     }
@@ -242,15 +247,21 @@ static int need_rank(const char *fn, const pto_comm *c)
     return PTO_OK;
 }
 
-/* First dead peer (attached pid that no longer lives), or -1. */
-static int dead_peer(pto_comm *c, int *pid_out)
+/* First dead peer, or -1: an attached pid that no longer lives, or a rank another host's
+ * mirror marked dead (pto_comm_mark_remote_dead). `who` receives "pid N" or the mark's text. */
+static int dead_peer(pto_comm *c, char *who, size_t cap)
 {
     for (int r = 0; r < c->nranks; r++) {
         if (r == c->rank)
             continue;
         int pid = atomic_load_explicit(&c->ranks[r].pid, memory_order_acquire);
         if (pid != 0 && pid != c->pid && !pto_sys_pid_alive(pid)) {
-            *pid_out = pid;
+            snprintf(who, cap, "pid %d", pid);
+            return r;
+        }
+        if (pid == 0 && atomic_load_explicit(&c->ranks[r].remote_dead, memory_order_acquire)) {
+            const char *text = c->ranks[r].remote;
+            snprintf(who, cap, "%.*s", (int)sizeof c->ranks[r].remote, text);
             return r;
         }
     }
@@ -589,6 +600,28 @@ int pto_comm_peer_alive(const pto_comm *c, int rank, int *alive)
     return PTO_OK;
 }
 
+int pto_comm_mark_remote_dead(pto_comm *c, int rank, const char *how)
+{
+    static const char fn[] = "pto_comm_mark_remote_dead";
+    CHECK_COMM(fn, c);
+    int st = check_rank(fn, c, "rank", rank);
+    if (st)
+        return st;
+    struct comm_rank *e = &c->ranks[rank];
+    if (!how || !*how) {
+        atomic_store_explicit(&e->remote_dead, 0, memory_order_release);
+        return PTO_OK;
+    }
+    if (atomic_load_explicit(&e->pid, memory_order_acquire) != 0)
+        return pto_fail(PTO_E_STATE, "%s: rank %d of '%s' is attached on this host (pid %d), not on another", fn,
+                        rank, c->name, atomic_load_explicit(&e->pid, memory_order_relaxed));
+    if (atomic_load_explicit(&e->remote_dead, memory_order_acquire))
+        return PTO_OK; /* the first word stands: a reader may be copying its text right now */
+    snprintf(e->remote, sizeof e->remote, "%s", how);
+    atomic_store_explicit(&e->remote_dead, 1, memory_order_release);
+    return PTO_OK;
+}
+
 /* ---------------------------------------------------------------- signals */
 
 int pto_comm_notify(pto_comm *c, int peer, uint32_t slot, uint64_t value, int op)
@@ -680,16 +713,16 @@ int pto_comm_wait_value(pto_comm *c, uint32_t slot, int cmp, uint64_t value, int
         }
         if (backoff_step(&b, lo32(&w.s->value), (uint32_t)w.last, &w.s->waiters, deadline, slot_still_waiting,
                          &w)) {
-            int pid;
-            int dead = dead_peer(c, &pid);
+            char who[LINE];
+            int dead = dead_peer(c, who, sizeof who);
             if (dead >= 0) {
                 w.last = atomic_load_explicit(&w.s->value, memory_order_acquire);
                 if (cmp_holds(w.last, cmp, value))
                     continue; /* it notified before dying: the wait succeeded */
                 if (last)
                     *last = w.last;
-                return pto_fail(PTO_E_PEER_DEAD, "comm wait: slot %u %s %llu: peer rank %d (pid %d) died (value %llu)",
-                                slot, pto_comm_cmp_name(cmp), (unsigned long long)value, dead, pid,
+                return pto_fail(PTO_E_PEER_DEAD, "comm wait: slot %u %s %llu: peer rank %d (%s) died (value %llu)",
+                                slot, pto_comm_cmp_name(cmp), (unsigned long long)value, dead, who,
                                 (unsigned long long)w.last);
             }
         }

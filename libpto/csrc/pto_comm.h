@@ -24,7 +24,10 @@
  *
  * Dead peers: each rank's attached pid is in the rank table; waits check it now and then
  * (the pid-liveness rule of pto_sys.h: kill(pid, 0) and /proc state) and fail with
- * PTO_E_PEER_DEAD instead of timing out.
+ * PTO_E_PEER_DEAD instead of timing out. A rank running on another host (a window mirrored
+ * across hosts, libpto/_comm_bridge.py) has no pid here; the mirror marks it dead with
+ * pto_comm_mark_remote_dead when its own host says so, and waits fail the same way, naming it
+ * with the mark's text instead of a pid.
  *
  * Rank -1 ("observer"): pto_comm_create/attach accept rank -1 for a process that is not a
  * rank (the parent that owns the window): it may notify, load and use data windows, but has
@@ -76,6 +79,11 @@ int pto_comm_creator_pid(const pto_comm *c, int *out);
 int pto_comm_rank_pid(const pto_comm *c, int rank, int *out);
 /* *alive = 1 when `rank` is attached by a live process, else 0. */
 int pto_comm_peer_alive(const pto_comm *c, int rank, int *alive);
+/* Mark `rank`, which runs on another host and is not attached here, as dead there: waits fail
+ * with PTO_E_PEER_DEAD "peer rank R (<how>) died" (`how` is cut to 51 bytes). The first mark
+ * stands until cleared; how NULL or "" clears it, and so does a process attaching as `rank`.
+ * PTO_E_STATE if a process is attached as `rank` here. */
+int pto_comm_mark_remote_dead(pto_comm *c, int rank, const char *how);
 /* Copy between the caller's buffer and a rank's data window, bounds-checked (for Python). */
 int pto_comm_write(pto_comm *c, int rank, uint64_t offset, const void *src, uint64_t nbytes);
 int pto_comm_read(pto_comm *c, int rank, uint64_t offset, void *dst, uint64_t nbytes);

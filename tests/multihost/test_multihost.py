@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -69,6 +70,42 @@ OPS = textwrap.dedent(
         comm.notify(chip.rank, 0, 7)
         comm.barrier(timeout_ms=60_000)  # and the next barrier is sound
         return {"err": err, "seen": [comm.load(p, 0) for p in range(comm.size)]}
+
+    def peer_dead_op(chip, out):
+        # rank 2 (host nsb) is SIGKILLed while rank 0 (host nsa) waits on a slot nobody
+        # notifies, with a 60 s budget: rank 0 must fail with PeerDead, not time out
+        import signal
+        if chip.rank == 2:
+            time.sleep(0.5)
+            os.kill(os.getpid(), signal.SIGKILL)
+        if chip.rank == 0:
+            seen = "no error"
+            try:
+                chip.comm.wait(0, ">=", 1, timeout_ms=60_000)
+            except Exception as e:
+                seen = f"{type(e).__name__}: {e}"
+                raise  # the round sees rank 0's own error (a secondary one)
+            finally:
+                with open(out, "w") as f:
+                    f.write(seen)
+        return chip.rank
+
+    def put_notify_op(chip, rounds):
+        # rank 0 (host nsa) puts round k into rank 3's window (host nsb), then notifies it;
+        # rank 3 must see the put once its wait returns, then acks
+        comm, stale = chip.comm, []
+        for k in range(1, rounds + 1):
+            if chip.rank == 0:
+                comm.write(256, k.to_bytes(8, "little") * 32, rank=3)
+                comm.notify(3, 0, k)
+                comm.wait(1, ">=", k, timeout_ms=60_000)
+            elif chip.rank == 3:
+                comm.wait(0, ">=", k, timeout_ms=60_000)
+                got = comm.read(256, 256)
+                if got != k.to_bytes(8, "little") * 32:
+                    stale.append(k)
+                comm.notify(0, 1, k)
+        return stale
 
     def fail_init(chip):
         raise RuntimeError("rank init refused on purpose")
@@ -493,5 +530,137 @@ def test_a_lost_host_agent_is_infra_and_the_retry_relaunches(
     assert props["pto.outcome"] == "passed"
     assert props["pto.attempt"] == "2"
     assert props["pto.first_outcome"] == "failed"
+    for host in ns_cluster.hosts:
+        assert wait_for(lambda h=host: not h.pids(), 30), f"{host.name}: {host.pids()}"
+
+
+def test_a_rank_killed_on_one_host_is_peer_dead_on_the_other(
+    pytester: pytest.Pytester, ns_cluster: NsCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rank 2 (host nsb) is SIGKILLed while rank 0 (host nsa) waits on it with a 60 s budget:
+    rank 0 gets PeerDead naming rank 2, its pid and host nsb (not a CommTimeout after 60 s),
+    and the round is rank 2's crash, not rank 0's secondary failure."""
+    out = pytester.path / "rank0.txt"
+    _write(
+        pytester,
+        f"""
+        import pytest
+        from ops_mh import peer_dead_op
+
+        @pytest.mark.pto(ranks=4, ranks_per_host=2, round_timeout=120)
+        def test_dead(pto_world):
+            pto_world.run(peer_dead_op, {str(out)!r})
+        """,
+    )
+    res = _run(pytester, ns_cluster, monkeypatch, "--junitxml=j.xml")
+    res.assert_outcomes(failed=1)
+    seen = out.read_text()
+    assert seen.startswith("PeerDead: "), seen
+    assert re.search(r"peer rank 2 \(pid \d+ on host nsb\) died", seen), seen
+    (props,) = _props(pytester.path / "j.xml")
+    assert props["pto.outcome"] == "rank_crashed"
+    assert props["pto.failed_rank"] == "2"
+    res.stdout.fnmatch_lines(["*rank 2 (host nsb): crashed with*"])
+    for host in ns_cluster.hosts:
+        assert wait_for(lambda h=host: not h.pids(), 30), f"{host.name}: {host.pids()}"
+
+
+def test_put_then_notify_across_hosts_delivers_the_put(
+    pytester: pytest.Pytester, ns_cluster: NsCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """300 rounds of a put into rank 3's window (host nsb) by rank 0 (host nsa), then a notify:
+    whenever rank 3's wait returns, the put is there (data before the signal that releases
+    it, for a remote put as for a rank's own window)."""
+    out = pytester.path / "stale.json"
+    _write(
+        pytester,
+        f"""
+        import json
+        import pytest
+        from ops_mh import put_notify_op
+
+        @pytest.mark.pto(ranks=4, ranks_per_host=2)
+        def test_puts(pto_world):
+            with open({str(out)!r}, "w") as f:
+                f.write(json.dumps(pto_world.run(put_notify_op, 300)))
+        """,
+    )
+    res = _run(pytester, ns_cluster, monkeypatch)
+    res.assert_outcomes(passed=1)
+    assert json.loads(out.read_text()) == [[], [], [], []]
+
+
+def test_a_lost_host_agent_is_peer_dead_for_waiters_on_the_other_host(
+    pytester: pytest.Pytester, ns_cluster: NsCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nsb's host agent is SIGKILLed while rank 0 (nsa) waits on a slot with a 60 s budget: its
+    connection to nsa's agent ends, so rank 0 fails with PeerDead naming nsb's lost agent; the
+    round stays the lost agent's (infra) failure, and the retry passes."""
+    waiting = pytester.path / "rank0-waiting"
+    hung = pytester.path / "rank2-hung"
+    out = pytester.path / "rank0.txt"
+    _write(
+        pytester,
+        f"""
+        import os, time
+        import pytest
+
+        def op(chip):
+            if chip.rank == 0 and not os.path.exists({str(out)!r}):  # the first attempt
+                open({str(waiting)!r}, "a").close()
+                seen = "no error"
+                try:
+                    chip.comm.wait(0, ">=", 1, timeout_ms=60_000)
+                except Exception as e:
+                    seen = f"{{type(e).__name__}}: {{e}}"
+                    raise  # the round sees rank 0's own (secondary) error
+                finally:
+                    with open({str(out)!r}, "w") as f:
+                        f.write(seen)
+            if chip.rank == 2 and not os.path.exists({str(hung)!r}):  # the first attempt
+                open({str(hung)!r}, "a").close()
+                time.sleep(600)
+            return chip.rank
+
+        @pytest.mark.pto(ranks=4, ranks_per_host=2, round_timeout=120)
+        def test_agent(pto_world):
+            assert pto_world.run(op) == [0, 1, 2, 3]
+        """,
+    )
+    for key, value in ns_cluster.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PTO_TEST_INNER", "1")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            *ns_cluster.options(),
+            "-p",
+            "no:cacheprovider",
+            "-rA",
+            "--junitxml=j.xml",
+        ],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        assert wait_for(lambda: waiting.exists() and hung.exists(), 120), "never started"
+        agent = _agent_pid(ns_cluster.hosts[1])
+        assert agent is not None
+        os.kill(agent, signal.SIGKILL)
+        text = proc.communicate(timeout=180)[0].decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    seen = out.read_text()
+    assert seen.startswith("PeerDead: "), seen
+    assert "peer rank 2 (host nsb: host agent gone) died" in seen, seen
+    assert proc.returncode == 0, text
+    (props,) = _props(pytester.path / "j.xml")
+    assert props["pto.outcome"] == "passed"
+    assert props["pto.attempt"] == "2"
     for host in ns_cluster.hosts:
         assert wait_for(lambda h=host: not h.pids(), 30), f"{host.name}: {host.pids()}"
