@@ -40,7 +40,7 @@ from typing import Any
 from libpto._hosts import Host
 from libpto._worker_frames import OpRef
 from libpto._zygote import recv_msg, send_msg
-from libpto.errors import InitTimeout, PtoError, RankError, RankHang
+from libpto.errors import InitTimeout, PtoError, RankCrashed, RankError, RankHang
 
 __all__ = [
     "HostsLease",
@@ -56,9 +56,10 @@ __all__ = [
 
 ADDR_ENV = "PTO_LAUNCH_ADDR"
 FAILURE_SETTLE = 0.05
-#: after a first failure, how long the other hosts still running get to report theirs: a rank
-#: there waiting on the failed one learns of it one comm-mirror hop later (PeerDead) and must
-#: not be killed before it can say so (on one host a World waits FAILURE_SETTLE)
+#: after a rank's death, a lost host agent or a PeerDead/CommTimeout, how long the other hosts
+#: still running get to report: a rank there waiting on the dead one learns of it one
+#: comm-mirror hop later (PeerDead) and must not be killed before it can say so, and a
+#: secondary failure's cause is on its way (other failures: FAILURE_SETTLE, as in a World)
 PEER_SETTLE = 2.0
 #: error names of a rank's failure that follows from another's (as in World._run)
 SECONDARY_NAMES = ("PTO_E_PEER_DEAD", "PTO_E_TIMEOUT")
@@ -68,6 +69,16 @@ EXIT_GRACE = 5.0
 
 class LaunchError(PtoError):
     """``mpirun`` or a host agent could not be started or reached; infrastructure."""
+
+
+def _settle(errors: list[tuple[int, BaseException]], hosts: int) -> float:
+    """How long the hosts not yet answered may still report after the first failure."""
+    if hosts > 1 and any(
+        isinstance(exc, (RankCrashed, LaunchError)) or getattr(exc, "name", "") in SECONDARY_NAMES
+        for _, exc in errors
+    ):
+        return PEER_SETTLE
+    return FAILURE_SETTLE
 
 
 def _default_addr(hosts: Sequence[Host]) -> str:
@@ -595,7 +606,7 @@ class MpiWorld:
                     errors.append((h, exc))
                     first_error = first_error or time.monotonic()
             now = time.monotonic()
-            if errors and now - first_error > (PEER_SETTLE if len(futs) > 1 else FAILURE_SETTLE):
+            if errors and now - first_error > _settle(errors, len(futs)):
                 break
             if now > deadline:
                 late = [h for h in futs if h not in replies and all(h != e[0] for e in errors)]

@@ -298,6 +298,32 @@ def test_dead_peer_fails_wait_and_barrier_promptly(window: Callable[..., CommWin
         conn.close()
 
 
+def test_a_rank_marked_dead_on_another_host_fails_waits_here(
+    window: Callable[..., CommWindow],
+) -> None:
+    """A mirrored window's rank that runs on another host has no pid here: the mirror's mark
+    (``pto_comm_mark_remote_dead``) makes waits fail with PeerDead naming it by the mark's
+    text; clearing it, or a process attaching as that rank here, undoes it."""
+    w = window(3)
+    with CommWindow.attach(w.name, 0) as me:
+        w._mark_remote_dead(2, "pid 77 on host b")
+        w._mark_remote_dead(2, "a second word is ignored")
+        with pytest.raises(PeerDead, match=r"peer rank 2 \(pid 77 on host b\) died \(value 0\)"):
+            me.wait(0, ">=", 1, timeout_ms=10_000)
+        assert not me.peer_alive(2) and me.rank_pid(2) == 0
+        w._mark_remote_dead(2, None)
+        with pytest.raises(CommTimeout):
+            me.wait(0, ">=", 1, timeout_ms=50)
+        w._mark_remote_dead(1, "x" * 200)  # cut to the entry's room, still a clear text
+        with pytest.raises(PeerDead, match=r"peer rank 1 \(x{51}\) died"):
+            me.wait(0, ">=", 1, timeout_ms=10_000)
+        # attached here now: the mark no longer holds
+        with CommWindow.attach(w.name, 1), pytest.raises(CommTimeout):
+            me.wait(0, ">=", 1, timeout_ms=50)
+        with pytest.raises(RuntimeStateError, match=r"rank 0 .* is attached on this host"):
+            w._mark_remote_dead(0, "pid 1 on host b")
+
+
 def test_attach_rank_held_by_live_process_fails(window: Callable[..., CommWindow]) -> None:
     w = window(2)
     holder, conn, _ = _start_holder(attach_and_hold, w.name, 1)
