@@ -93,7 +93,7 @@ class Agent:
         self.addr = str(ctl.getsockname()[0])
         self.iface = interface_of(self.addr)
         #: this host's clock against the controller's; the ranks' logs, shipped to it
-        self.clock = ClockSync(self.send_built, injected_skew_ns(name))
+        self.clock = ClockSync(self.send_built, injected_skew_ns(name), f"pto-host-agent {name}")
         self.logs = LogShipper(agent_log_root(), self.send)
 
     # -- plumbing ------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ import contextlib
 import math
 import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -92,13 +93,13 @@ def injected_skew_ns(host: str, env: Mapping[str, str] | None = None) -> int:
     parts = [p.strip() for p in raw.split(",")]
     if len(parts) == 1 and "=" not in parts[0]:
         return _seconds_ns(parts[0], rule)
-    for part in parts:
+    skews = {}
+    for part in parts:  # every part checked, not only this host's
         name, eq, value = part.partition("=")
         if not eq or not name.strip():
             raise ValueError(rule)
-        if name.strip() == host:
-            return _seconds_ns(value, rule)
-    return 0
+        skews[name.strip()] = _seconds_ns(value, rule)
+    return skews.get(host, 0)
 
 
 def _seconds_ns(text: str, rule: str) -> int:
@@ -141,9 +142,16 @@ class ClockSync:
     free (so the ping's send stamp is not delayed by another message); pongs come back through
     the agent's receive loop, which hands them to :meth:`on_pong`."""
 
-    def __init__(self, send: Callable[[Callable[[], dict[str, Any]]], None], skew_ns: int = 0):
+    def __init__(
+        self,
+        send: Callable[[Callable[[], dict[str, Any]]], None],
+        skew_ns: int = 0,
+        label: str = "",
+    ) -> None:
         self.send = send
         self.skew_ns = skew_ns
+        self.label = label
+        self._gave_up = False
         self._pongs: queue.Queue[dict[str, Any]] = queue.Queue()
         self._seq = 0
         self._current: ClockEstimate | None = None
@@ -188,14 +196,23 @@ class ClockSync:
             with contextlib.suppress(OSError):  # the controller is gone: the agent ends
                 found = self.measure(n)
                 if found is not None:
+                    if not self._first.is_set():  # into mpirun's output (the session's log)
+                        print(
+                            f"{self.label}: clock offset to the controller "
+                            f"{found.offset_ns / 1e6:+.3f} ms +- {found.uncertainty_ns / 1e6:.3f} "
+                            f"ms (best round trip of {found.samples} pings)",
+                            file=sys.stderr,
+                            flush=True,
+                        )
                     self._current = found
                     self._first.set()
             n = REFRESH_SAMPLES
             self.stop.wait(REFRESH_S)
 
     def current(self) -> ClockEstimate | None:
-        """The latest estimate (waiting for the first one for up to FIRST_WAIT_S)."""
-        self._first.wait(FIRST_WAIT_S)
+        """The latest estimate (waiting for the first one once, for up to FIRST_WAIT_S)."""
+        if not self._gave_up and not self._first.wait(FIRST_WAIT_S):
+            self._gave_up = True  # no estimate (the controller does not answer): none later
         return self._current
 
     def rebase(self, events: Iterable[Mapping[str, Any]], host: str) -> list[dict[str, Any]]:

@@ -132,9 +132,7 @@ def test_stacks_timeline_and_logs_of_a_live_slice_are_by_global_rank() -> None:
 
 
 def test_close_failure_names_the_global_rank_and_host() -> None:
-    config = slice_config(
-        {1: {"HIER_FAIL_CLOSE": "3"}}, runtime=f"{_adapters.__name__}:Plain"
-    )
+    config = slice_config({1: {"HIER_FAIL_CLOSE": "3"}}, runtime=f"{_adapters.__name__}:Plain")
     world = World.start(config)
     world.run(_adapters.describe)
     with pytest.raises(RankCloseFailed) as info:
