@@ -115,10 +115,15 @@ class WorldConfig:
     #: a slice of a larger world whose other ranks run on other hosts (pytest-pto's mpirun
     #: launcher): local rank r is global rank ``rank_base + r`` of ``world_size`` ranks, and
     #: attaches to the existing comm window ``comm_name`` (global size) that the host agent
-    #: mirrors to the other hosts. Mailbox slots, errors and stacks stay local-rank indexed.
+    #: mirrors to the other hosts (without one, the world creates a window of ``world_size``).
+    #: Mailbox slots stay local; everything the World reports names global ranks: error texts
+    #: and details, ``stacks()``, ``events``, ``init_ms``, ``logs``, ``close_failures``.
     rank_base: int = 0
     world_size: int | None = None
     comm_name: str | None = None
+    #: the host this world runs on, named after every rank in its texts ("rank 3 (host b)")
+    #: and set as the errors' ``details["host"]``; "" (the default) names no host
+    host: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.devices, (str, bytes)) or not isinstance(self.devices, Iterable):
@@ -221,6 +226,8 @@ class WorldConfig:
             raise InvalidArgument(
                 f"WorldConfig.rank_base={base}: a slice (rank_base > 0) needs world_size"
             )
+        if not isinstance(self.host, str) or text_problem(self.host):
+            raise InvalidArgument(f"WorldConfig.host={self.host!r}: must be text without NUL")
         if self.comm_name is not None and (
             not isinstance(self.comm_name, str) or not self.comm_name.startswith("pto-")
         ):
@@ -347,13 +354,13 @@ class World:
         cfg = self.config
         self._mbox_name = new_name("mbox")
         self._mbox = Mailbox.create(self._mbox_name, self.size, _payload_bytes())
+        first, total = cfg.rank_base, cfg.world_size or self.size
         if cfg.comm_name:  # a host slice: the host agent owns (and unlinks) the window
             self._comm, self._comm_name = None, ""
             comm_name = cfg.comm_name
         else:
-            self._comm, self._comm_name = _create_comm(self.size)
+            self._comm, self._comm_name = _create_comm(total)
             comm_name = self._comm_name
-        first, total = cfg.rank_base, cfg.world_size or self.size
         log_dir = Path(cfg.log_dir) if cfg.log_dir is not None else _default_log_dir()
         if cfg.log_dir is None:
             log_dir = log_dir / self._mbox_name.removeprefix("pto-mbox-")
@@ -389,7 +396,7 @@ class World:
             )
             if cfg.round_dir is not None:
                 env["PTO_ROUND_DIR"] = str(cfg.round_dir)
-            self.logs[rank] = log_dir / f"rank{grank}.log"
+            self.logs[grank] = log_dir / f"rank{grank}.log"
             specs.append(
                 {
                     "rank": grank,
@@ -404,7 +411,7 @@ class World:
                     "mbox": self._mbox_name,
                     "owner": os.getpid(),
                     "env": env,
-                    "log": str(self.logs[rank]),
+                    "log": str(self.logs[grank]),
                     "cwd": os.getcwd(),
                     "world": "".join(c if c.isalnum() or c in "-_.:/[]" else "_" for c in label)[
                         :80
@@ -445,13 +452,13 @@ class World:
             )
         except TimeoutError as exc:
             missing = list(range(self.size))
-            word = "rank" if self.size == 1 else "ranks"
             raise InitTimeout(
-                f"{word} {', '.join(map(str, missing))}: not started within the "
+                f"{self._who(missing)}: not started within the "
                 f"{self.config.init_timeout:g} s startup deadline (init_timeout): {exc}",
-                rank=missing[0],
-                missing=missing,
+                rank=self._global(missing[0]),
+                missing=[self._global(r) for r in missing],
                 stacks={},
+                **self._host_detail(),
             ) from None
 
     # -- barrier ----------------------------------------------------------------------------------
@@ -492,40 +499,41 @@ class World:
             err = failure.pto
             details = _error_details(err)
             return InitFailed(
-                f"rank {rank}: INIT_FAILED: {failure.text}",
+                f"{self._who(rank)}: INIT_FAILED: {failure.text}",
                 code=err.code if err else 0,
                 name=err.name if err else failure.type_name,
-                rank=rank,
+                rank=self._global(rank),
                 error=failure.error,
                 traceback=failure.traceback,
                 exc_type=failure.qualname,
                 exc_code=failure.code,
                 exc_message=failure.text,
-                log=str(self.logs.get(rank, "")),
+                log=self._log_of(rank),
                 **details,
+                **self._host_detail(),
             )
         status = mbox.exit_status(rank)
         assert status is not None
         cause, details = _procs.describe_wait_status(status)
         return RankCrashed(
-            f"rank {rank}: died before INIT_DONE ({cause})",
-            rank=rank,
+            f"{self._who(rank)}: died before INIT_DONE ({cause})",
+            rank=self._global(rank),
             phase="init",
-            log=str(self.logs.get(rank, "")),
+            log=self._log_of(rank),
             **details,
+            **self._host_detail(),
         )
 
     def _init_timeout(self, missing: list[int]) -> InitTimeout:
         stacks = self._collect_stacks(missing)
-        ranks = ", ".join(map(str, missing))
-        word = "rank" if len(missing) == 1 else "ranks"
-        text = "\n".join(stacks[r] for r in missing)
+        text = "\n".join(stacks.values())
         return InitTimeout(
-            f"{word} {ranks}: no INIT_DONE within the {self.config.init_timeout:g} s startup "
-            f"deadline (init_timeout)\n{text}",
-            rank=missing[0],
-            missing=missing,
+            f"{self._who(missing)}: no INIT_DONE within the {self.config.init_timeout:g} s "
+            f"startup deadline (init_timeout)\n{text}",
+            rank=self._global(missing[0]),
+            missing=[self._global(r) for r in missing],
             stacks=stacks,
+            **self._host_detail(),
         )
 
     # -- run --------------------------------------------------------------------------------------
@@ -585,7 +593,8 @@ class World:
                 state = mbox.load(rank)
                 if state != State.INIT_FAILED and mbox.exit_status(rank) is None:
                     raise RuntimeStateError(
-                        f"rank {rank}: mailbox in state {state.name}, cannot dispatch op {label}"
+                        f"{self._who(rank)}: mailbox in state {state.name}, cannot dispatch "
+                        f"op {label}"
                     )
         first_failure = 0.0
         while pending:
@@ -640,14 +649,16 @@ class World:
     ) -> PtoError:
         _, _, rank, kind, info = failures[0]
         stacks = self._collect_stacks(list(range(self.size)))
-        others = {r: k for _, _, r, k, _ in failures[1:]}
+        others = {self._global(r): k for _, _, r, k, _ in failures[1:]}
         common = {
-            "rank": rank,
+            "rank": self._global(rank),
             "stacks": stacks,
-            "still_running": running,
+            "still_running": [self._global(r) for r in running],
             "other_failures": others,
-            "log": str(self.logs.get(rank, "")),
+            "log": self._log_of(rank),
+            **self._host_detail(),
         }
+        who = self._who(rank)
         if kind == "init":
             err = self._init_error(rank)
             err.details.update(common)
@@ -656,7 +667,7 @@ class World:
             cause, details = _procs.describe_wait_status(info)
             details.update(common)
             return RankCrashed(
-                f"rank {rank}: crashed with {cause} during op {label}", phase="op", **details
+                f"{who}: crashed with {cause} during op {label}", phase="op", **details
             )
         failure: Failure = info
         pto = failure.pto
@@ -671,11 +682,11 @@ class World:
             by, thread = pto.details.get("latched_by"), pto.details.get("latch_thread")
             if by and isinstance(thread, int) and thread >= 0:
                 bits.append(f"latched by {by} thread {thread}")
-            head = f"rank {rank}: {pto.name} ({', '.join(bits)})"
+            head = f"{who}: {pto.name} ({', '.join(bits)})"
         elif pto is not None:
-            head = f"rank {rank}: {type(pto).__name__}: {pto.message}"
+            head = f"{who}: {type(pto).__name__}: {pto.message}"
         else:
-            head = f"rank {rank}: op {label} raised {failure.type_name}: {failure.text}"
+            head = f"{who}: op {label} raised {failure.type_name}: {failure.text}"
         return RankOpFailed(
             f"{head}\n{failure.traceback}",
             code=pto.code if pto else 0,
@@ -691,16 +702,15 @@ class World:
 
     def _hang(self, running: list[int], label: str, limit: float) -> RankHang:
         stacks = self._collect_stacks(list(range(self.size)))
-        rank = -1 if len(running) == self.size else running[0]
-        who = ", ".join(map(str, running))
-        word = "rank" if len(running) == 1 else "ranks"
-        text = "\n".join(stacks[r] for r in range(self.size))
+        rank = -1 if len(running) == self.size else self._global(running[0])
+        text = "\n".join(stacks.values())
         return RankHang(
-            f"{word} {who}: hang: op {label} still running after the {limit:.3g} s round "
-            f"deadline\n{text}",
+            f"{self._who(running)}: hang: op {label} still running after the {limit:.3g} s "
+            f"round deadline\n{text}",
             rank=rank,
-            stuck_ranks=running,
+            stuck_ranks=[self._global(r) for r in running],
             stacks=stacks,
+            **self._host_detail(),
         )
 
     # -- stacks -----------------------------------------------------------------------------------
@@ -711,6 +721,7 @@ class World:
         return self._collect_stacks(list(range(self.size)))
 
     def _collect_stacks(self, ranks: list[int]) -> dict[int, str]:
+        """The stacks of local ranks ``ranks``, keyed (and titled) by global rank."""
         mbox = self._require_mbox()
         out: dict[int, str] = {}
         asked = []
@@ -718,7 +729,7 @@ class World:
             status = mbox.exit_status(rank)
             if status is not None:
                 cause, _ = _procs.describe_wait_status(status)
-                out[rank] = f"--- rank {rank}: not running ({cause}) ---"
+                out[rank] = f"--- {self._who(rank)}: not running ({cause}) ---"
             else:
                 mbox.ctrl_store(rank, State.CONTROL_REQUEST)
                 asked.append(rank)
@@ -731,26 +742,27 @@ class World:
                     out[rank] = mbox.read(rank, Channel.CONTROL).decode("utf-8", "replace")
                     waiting.discard(rank)
                 elif mbox.exit_status(rank) is not None:
-                    out[rank] = f"--- rank {rank}: exited while dumping its stacks ---"
+                    out[rank] = f"--- {self._who(rank)}: exited while dumping its stacks ---"
                     waiting.discard(rank)
             if waiting:
                 mbox.doorbell_wait(bell, 20)
         if waiting:  # no answer from the watcher thread: faulthandler dumps into the log
             offsets = {}
             for rank in waiting:
-                offsets[rank] = _size(self.logs[rank])
+                offsets[rank] = _size(self.logs[self._global(rank)])
                 pid = mbox.pid(rank) or self._pids[rank]
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGUSR1)
             time.sleep(0.3)
             for rank in waiting:
-                dump = _read_from(self.logs[rank], offsets[rank])
+                dump = _read_from(self.logs[self._global(rank)], offsets[rank])
                 out[rank] = (
-                    f"--- rank {rank}: no answer to CONTROL_REQUEST; faulthandler dump ---\n{dump}"
+                    f"--- {self._who(rank)}: no answer to CONTROL_REQUEST; faulthandler dump "
+                    f"---\n{dump}"
                 )
         for rank in asked:
             mbox.ctrl_store(rank, State.IDLE)
-        return {r: out[r] for r in ranks}
+        return {self._global(r): out[r] for r in ranks}
 
     # -- timeline ---------------------------------------------------------------------------------
     def _record_ops(self) -> None:
@@ -791,7 +803,7 @@ class World:
         ends = []
         for rank, st in self._stamps.items():
             if st[Stamp.INIT_END] and st[Stamp.INIT_START]:
-                self.init_ms[rank] = (st[Stamp.INIT_END] - st[Stamp.INIT_START]) / 1e6
+                self.init_ms[self._global(rank)] = (st[Stamp.INIT_END] - st[Stamp.INIT_START]) / 1e6
                 ends.append(st[Stamp.INIT_END])
         if len(ends) == self.size:
             self.init_skew_ms = (max(ends) - min(ends)) / 1e6
@@ -810,7 +822,7 @@ class World:
             if start and end and end >= start:
                 out.append(
                     {
-                        "rank": rank,
+                        "rank": self._global(rank),
                         "name": name,
                         "ts_us": start // 1000,
                         "dur_us": (end - start) // 1000,
@@ -847,12 +859,13 @@ class World:
             raise self._close_error()
 
     def _close_error(self) -> RankCloseFailed:
-        rank = min(self.close_failures)
+        rank = min(self.close_failures)  # global ranks
         failure = self.close_failures[rank]
         others = sorted(set(self.close_failures) - {rank})
-        also = f" (ranks {', '.join(map(str, others))} too)" if others else ""
+        local = rank - self.config.rank_base
+        also = f" ({self._who([r - self.config.rank_base for r in others])} too)" if others else ""
         return RankCloseFailed(
-            f"rank {rank}: closing its runtime failed{also}: {failure.type_name}: "
+            f"{self._who(local)}: closing its runtime failed{also}: {failure.type_name}: "
             f"{failure.text}\n{failure.traceback}",
             code=failure.pto.code if failure.pto else 0,
             name=failure.pto.name if failure.pto else failure.type_name,
@@ -865,7 +878,8 @@ class World:
             exc_code=failure.code,
             exc_message=failure.text,
             other_failures={r: "close" for r in others},
-            log=str(self.logs.get(rank, "")),
+            log=self._log_of(local),
+            **self._host_detail(),
         )
 
     def _read_close_failures(self, mbox: Mailbox) -> None:
@@ -878,7 +892,7 @@ class World:
                 continue
             ok, failure = decode_result(mbox.read(rank, Channel.INIT))
             if not ok and isinstance(failure, Failure):
-                self.close_failures[rank] = failure
+                self.close_failures[self._global(rank)] = failure
 
     def _close(self, kill: list[int] | None = None, grace: float = SHUTDOWN_GRACE) -> None:
         with self._close_lock:
@@ -965,11 +979,33 @@ class World:
         if self._zygote is not None and not self._zygote.alive:
             rank = min(pending)
             raise RankCrashed(
-                f"rank {rank}: killed {when}: pto-zygote (pid {self._zygote.pid}) died",
-                rank=rank,
+                f"{self._who(rank)}: killed {when}: pto-zygote (pid {self._zygote.pid}) died",
+                rank=self._global(rank),
                 signal=signal.SIGKILL,
                 exitcode=None,
+                **self._host_detail(),
             )
+
+    # -- naming: what the World reports names global ranks (a host slice's rank_base + index) --
+    def _global(self, rank: int) -> int:
+        """The global rank of local index ``rank``: ``rank_base + rank``."""
+        return self.config.rank_base + rank
+
+    def _who(self, ranks: int | list[int]) -> str:
+        """``rank 3`` or ``ranks 2, 3`` (global numbers of local indexes ``ranks``), followed
+        by `` (host b)`` when the world names its host (``WorldConfig.host``)."""
+        local = [ranks] if isinstance(ranks, int) else ranks
+        word = "rank" if len(local) == 1 else "ranks"
+        nums = ", ".join(str(self._global(r)) for r in local)
+        host = f" (host {self.config.host})" if self.config.host else ""
+        return f"{word} {nums}{host}"
+
+    def _host_detail(self) -> dict[str, Any]:
+        return {"host": self.config.host} if self.config.host else {}
+
+    def _log_of(self, rank: int) -> str:
+        """The log file of local rank ``rank`` (as text, "" if it has none)."""
+        return str(self.logs.get(self._global(rank), ""))
 
     def _require_mbox(self) -> Mailbox:
         if self._mbox is None or self._mbox.closed:

