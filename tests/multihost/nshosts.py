@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +89,17 @@ class NsCluster:
 
     def env(self) -> dict[str, str]:
         return {"PTO_NETNS_DIR": str(self.registry), "PTO_LAUNCH_ADDR": self.bridge_addr}
+
+    @contextlib.contextmanager
+    def host_env(self, name: str, env: dict[str, str]) -> Iterator[None]:
+        """Give host ``name`` its own environment (``netns_rsh`` exports it to everything
+        mpirun starts there, as a real host's login environment is its own) while inside."""
+        path = self.registry / f"{name}.env"
+        path.write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
 
 
 def missing() -> str | None:
