@@ -42,7 +42,7 @@ def _run(
     )
 
 
-def _props(junit: Path) -> dict[str, dict[str, str]]:
+def _props(junit: Path) -> dict[str, dict[str | None, str | None]]:
     import xml.etree.ElementTree as ET
 
     out = {}
