@@ -26,7 +26,7 @@ def test_device_ids_repeat_across_hosts_but_not_on_one() -> None:
 
 
 def test_world_start_refuses_ranks_on_several_hosts() -> None:
-    with pytest.raises(InvalidArgument, match="World.start runs the ranks of one host"):
+    with pytest.raises(InvalidArgument, match=r"World\.start runs the ranks of one host"):
         World.start(WorldConfig(devices=(0, 0), hosts=("a", "b")))
 
 
