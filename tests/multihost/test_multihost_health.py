@@ -182,6 +182,52 @@ def test_adapter_probe_failing_on_one_host_is_all_or_none_and_names_host_and_dev
         _clear_quarantine(ns_cluster)
 
 
+def test_adapter_probe_with_quarantine_off_names_host_and_device(
+    pytester: pytest.Pytester, ns_cluster: NsCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--pto-quarantine off: nsb's failing device cannot be set aside, so the round is
+    device_unavailable at once, naming host nsb and device 1; nothing is quarantined."""
+    pytester.makepyfile(probe_adapter=PROBE_ADAPTER)
+    pytester.makepyfile(
+        test_mh=textwrap.dedent(
+            """
+            import pytest
+
+            @pytest.mark.pto(ranks=4, ranks_per_host=2)
+            def test_probe(pto_world):
+                pto_world.run(print)
+            """
+        )
+    )
+    b = ns_cluster.hosts[1]
+    mark = "/dev/shm/probe-bad-1"
+    assert b.run("touch", mark).returncode == 0
+    try:
+        res = _run(
+            pytester,
+            ns_cluster,
+            monkeypatch,
+            "nsa:0-2 nsb:0-2",
+            "--pto-health-check=on",
+            "--pto-quarantine=off",
+            "--pto-runtime=probe_adapter:HostFileProbe",
+            "--junitxml=j.xml",
+        )
+        res.assert_outcomes(failed=1)
+        props = _props(pytester.path / "j.xml")["test_probe[round-1]"]
+        assert props["pto.outcome"] == "device_unavailable"
+        res.stdout.fnmatch_lines(
+            [
+                "*host nsb: device_unavailable: health probe failed (device 1: "
+                f"{mark} exists on this host); --pto-quarantine is off*"
+            ]
+        )
+        assert all(_quarantined(h, ns_cluster.lock_dir) == {} for h in ns_cluster.hosts)
+    finally:
+        b.run("rm", "-f", mark)
+        _clear_quarantine(ns_cluster)
+
+
 def test_retry_avoids_each_hosts_own_first_devices(
     pytester: pytest.Pytester, ns_cluster: NsCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
