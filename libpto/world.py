@@ -124,6 +124,11 @@ class WorldConfig:
     #: the host this world runs on, named after every rank in its texts ("rank 3 (host b)")
     #: and set as the errors' ``details["host"]``; "" (the default) names no host
     host: str = ""
+    #: the host each rank runs on, in rank order: how pytest-pto's mpirun launcher shows the
+    #: whole world of a multi-host round (to its ``pytest_pto_world_config`` hook); device ids
+    #: are then unique per host. Empty (the default): every rank on this machine.
+    #: ``World.start`` runs ranks of one host only (a host agent starts its slice without it).
+    hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.devices, (str, bytes)) or not isinstance(self.devices, Iterable):
@@ -136,7 +141,7 @@ class WorldConfig:
         for d in devices:
             if isinstance(d, bool) or not isinstance(d, int) or d < 0:
                 raise InvalidArgument(f"WorldConfig.devices: {d!r} is not a device id (int >= 0)")
-        if len(set(devices)) != len(devices):
+        if len(set(devices)) != len(devices) and not self.hosts:
             raise InvalidArgument(f"WorldConfig.devices: {devices} names a device twice")
         object.__setattr__(self, "devices", devices)
         k = self.devices_per_rank
@@ -209,6 +214,29 @@ class WorldConfig:
                 "adapter class, or None for libpto's own runtime"
             )
         self._check_slice(size)
+        self._check_hosts(size)
+
+    def _check_hosts(self, size: int) -> None:
+        """``hosts``: one name per rank; a device id at most once per host."""
+        if isinstance(self.hosts, (str, bytes)) or not isinstance(self.hosts, Iterable):
+            raise InvalidArgument(f"WorldConfig.hosts={self.hosts!r}: must be a sequence of names")
+        hosts = tuple(self.hosts)
+        object.__setattr__(self, "hosts", hosts)
+        if not hosts:
+            return
+        if len(hosts) != size or not all(isinstance(h, str) and h for h in hosts):
+            raise InvalidArgument(
+                f"WorldConfig.hosts={hosts!r}: must name the host of each of the {size} ranks"
+            )
+        seen: set[tuple[str, int]] = set()
+        for rank, host in enumerate(hosts):
+            for device in self.rank_devices(rank):
+                if (host, device) in seen:
+                    raise InvalidArgument(
+                        f"WorldConfig.devices: {self.devices} names device {device} twice on "
+                        f"host {host}"
+                    )
+                seen.add((host, device))
 
     def _check_slice(self, size: int) -> None:
         """``rank_base``/``world_size``/``comm_name``: a host slice of a larger world."""
@@ -334,6 +362,11 @@ class World:
         Raises InitFailed / InitTimeout / RankCrashed naming the rank; nothing is left behind.
         The error carries the closed world as ``pto_world`` so callers can still read its
         timeline (``events``, ``init_ms``, ``init_skew_ms``) of the failed start."""
+        if len(set(config.hosts)) > 1:
+            raise InvalidArgument(
+                f"WorldConfig.hosts={config.hosts!r}: World.start runs the ranks of one host; "
+                "ranks on several hosts start through pytest-pto's --pto-launcher=mpirun"
+            )
         world = cls(config)
         try:
             world._spawn()

@@ -11,7 +11,8 @@ Where each method runs matters, because the chip workers are forked from a sessi
 (the zygote), not from pytest:
 
 - controller (the pytest process, an xdist worker under ``-n``): ``prepare``, ``worker_env``,
-  ``after_round``, ``classify``, ``probe``;
+  ``after_round``, ``classify``, ``probe`` (with ``--pto-launcher=mpirun``, ``probe`` runs in
+  the host agent of the device's host, where the device is);
 - the forking process, once per session, before any fork: ``preload``;
 - each rank's worker, on one thread: ``init``, the test's ops, ``close``.
 
@@ -138,9 +139,10 @@ class RuntimeAdapter:
 
     def probe(self, device_id: int) -> str | None:
         """Preflight health check of a device: None when healthy, else the reason. Runs in
-        the controller before a lease is used, with ``--pto-health-check on``; a reason
-        quarantines the device. (The platform's own probe, e.g. ``npu-smi`` health on
-        ``ascend``, runs after this one.)"""
+        the controller before a lease is used, with ``--pto-health-check on`` (with
+        ``--pto-launcher=mpirun`` in the host agent on the device's host, on an instance of
+        its own); a reason quarantines the device. (The platform's own probe, e.g.
+        ``npu-smi`` health on ``ascend``, runs after this one.)"""
         return None
 
     def budgets(self, env: Mapping[str, str]) -> dict[str, float]:

@@ -175,6 +175,10 @@ class Agent:
 
     # -- requests ------------------------------------------------------------------------------
     def lease(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """Lease from this host's lock dir; with ``health`` (--pto-health-check on) every
+        leased device is probed here, on the host that has it, and a failing one is
+        quarantined in this host's lock dir before the lease moves on."""
+        from pytest_pto._health import lease_healthy
         from pytest_pto.devices import DevicePool
 
         pool = DevicePool(
@@ -183,9 +187,49 @@ class Agent:
             host=self.name,
             honour_quarantine=msg.get("honour_quarantine", True),
         )
-        lease = pool.lease(msg["count"], msg["nodeid"], msg["timeout"], tuple(msg["avoid"]))
+        health = msg.get("health")
+        lease = lease_healthy(
+            pool,
+            msg["count"],
+            msg["nodeid"],
+            msg["timeout"],
+            tuple(msg["avoid"]),
+            probes=self.probes(health, msg.get("sys_path")) if health else None,
+            ttl=health.get("ttl") if health else None,
+            round=health.get("round") if health else None,
+        )
         self.leases[msg["lease"]] = lease
         return {"devices": list(lease.devices), "wait_ms": lease.wait_ms}
+
+    def probes(self, health: dict[str, Any], sys_path: list[str] | None) -> list[Any]:
+        """The runtime adapter's probe (its class loaded here, instantiated without
+        arguments, as in every process that needs it) and the platform's."""
+        from pytest_pto._health import device_probes
+
+        adapter = None
+        if health.get("runtime"):
+            from pytest_pto._registry import load_spec
+
+            for entry in reversed(sys_path or []):
+                if entry not in sys.path:
+                    sys.path.insert(0, entry)
+            adapter = load_spec(health["runtime"])()
+            if health.get("cache_dir"):
+                adapter.cache_dir = Path(health["cache_dir"])
+        return device_probes(adapter, health.get("label", ""), health["platform"])
+
+    def pool(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """``pto-devices`` across hosts: this host's pool as its own lock dir has it (holders,
+        quarantines), after releasing the quarantines ``release`` names (None: none)."""
+        from pytest_pto.devices import DevicePool
+
+        pool = DevicePool(tuple(msg["pool"]), Path(msg["lock_dir"]), host=self.name)
+        if msg.get("release") is not None:
+            before = pool.quarantined()
+            which = msg["release"]
+            done = pool.release_quarantine(None if which == "all" else which)
+            return {"released": {d: before[d].reason for d in done}}
+        return {"states": pool.state(clean=True), "quarantined": pool.quarantined()}
 
     def quarantine(self, msg: dict[str, Any]) -> dict[str, Any]:
         """Quarantine a device of this host in this host's lock dir (a poisoning code)."""
@@ -326,6 +370,7 @@ class Agent:
             "lease": self.lease,
             "release": self.release,
             "quarantine": self.quarantine,
+            "pool": self.pool,
             "start": self.start,
             "run": self.run,
             "stacks": self.stacks,

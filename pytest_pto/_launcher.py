@@ -427,7 +427,12 @@ class HostsLease:
         timeout: float,
         lock_dir: Path,
         honour_quarantine: bool,
+        avoid: dict[int, tuple[int, ...]] | None = None,
+        health: dict[str, Any] | None = None,
     ) -> None:
+        """``avoid``: per host index, the devices that host leaves out when it can (a retry's
+        first devices there); ``health``: with --pto-health-check on, what each agent needs
+        to probe its leased devices on its own host (see ``PtoWorld._remote_health``)."""
         self.launch = launch
         self.test = test
         self.released = False
@@ -448,8 +453,10 @@ class HostsLease:
                     timeout=left,
                     lock_dir=str(lock_dir),
                     pool=list(agent.host.devices),
-                    avoid=[],
+                    avoid=list((avoid or {}).get(index, ())),
                     honour_quarantine=honour_quarantine,
+                    health=health,
+                    sys_path=list(sys.path) if health and health.get("runtime") else None,
                 )
                 try:
                     reply = agent.answer(fut, left + REPLY_GRACE, "lease")
@@ -521,6 +528,24 @@ class MpiWorld:
         self._closed = False
         self._started: set[int] = set()
         self.close_failures: dict[int, Any] = {}
+
+    @staticmethod
+    def fields_of(config: Any) -> dict[str, Any]:
+        """A ``WorldConfig`` of the whole world (``hosts`` set) as the plain fields that
+        :meth:`_slice` cuts into each host's slice (``hosts`` itself stays here)."""
+        import dataclasses
+
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(config):
+            if f.name == "hosts":
+                continue
+            value = getattr(config, f.name)
+            if f.name in ("rank_env", "device_env") and value is not None:
+                value = {r: dict(env) for r, env in value.items()}
+            elif f.name in ("env", "local_device_ids") and value is not None:
+                value = dict(value)
+            out[f.name] = value
+        return out
 
     @property
     def host_of(self) -> dict[int, str]:

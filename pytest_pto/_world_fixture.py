@@ -183,6 +183,8 @@ class PtoWorld:
         self.first_devices: tuple[int, ...] = ()
         #: devices a lease leaves out when it can (the first attempt's, on a retry)
         self.avoid: tuple[int, ...] = ()
+        #: the same with --pto-launcher=mpirun, per host index (device ids repeat across hosts)
+        self.avoid_by_host: dict[int, tuple[int, ...]] = {}
         #: World.start failed to launch the workers (OS or libpto error, not a rank's)
         self.launch_failed = False
         self.plan = plan
@@ -353,15 +355,7 @@ class PtoWorld:
             hook.pytest_pto_lease_acquired(item=self._item, lease=self.lease)
             from libpto.world import World, WorldConfig
 
-            config = self._world_config(WorldConfig, self.lease.devices)
-            replaced = hook.pytest_pto_world_config(item=self._item, config=config)
-            if replaced is not None:
-                if tuple(replaced.devices) != self.lease.devices:
-                    raise ValueError(
-                        "pytest_pto_world_config: devices must stay the leased "
-                        f"{self.lease.devices}, got {replaced.devices}"
-                    )
-                config = replaced
+            config = self._hooked(self._world_config(WorldConfig, self.lease.devices))
             try:
                 self._world = World.start(config)
             except (OSError, PtoError) as exc:
@@ -391,10 +385,36 @@ class PtoWorld:
                 raise exc.with_traceback(None) from exc.__cause__
             raise
 
+    def _hooked(self, config: Any) -> Any:
+        """``config`` after the ``pytest_pto_world_config`` hook: its replacement, checked
+        (devices, and with --pto-launcher=mpirun the hosts, must stay the leased ones)."""
+        replaced = self._item.config.hook.pytest_pto_world_config(item=self._item, config=config)
+        if replaced is None:
+            return config
+        assert self.lease is not None
+        if tuple(replaced.devices) != self.lease.devices:
+            raise ValueError(
+                "pytest_pto_world_config: devices must stay the leased "
+                f"{self.lease.devices}, got {replaced.devices}"
+            )
+        if config.hosts and (
+            tuple(replaced.hosts) != config.hosts
+            or replaced.devices_per_rank != config.devices_per_rank
+        ):
+            raise ValueError(
+                "pytest_pto_world_config: hosts and devices_per_rank must stay the placed "
+                f"{config.hosts} and {config.devices_per_rank}, got {replaced.hosts} and "
+                f"{replaced.devices_per_rank}"
+            )
+        return replaced
+
     def _start_on_hosts(self) -> None:
-        """--pto-launcher=mpirun: lease on every host (fixed order), start the round's ranks
-        through the session's host agents (docs/design.md, ranks across hosts)."""
+        """--pto-launcher=mpirun: lease on every host (fixed order; probed there with
+        --pto-health-check on), show the whole world to the ``pytest_pto_world_config`` hook,
+        start the round's ranks through the session's host agents (docs/design.md, ranks
+        across hosts)."""
         from libpto._hosts import place
+        from libpto.world import WorldConfig
         from pytest_pto._launcher import HostsLease, LaunchError, MpiWorld, get_launch
 
         mh, plan = self._multihost, self.plan
@@ -417,13 +437,20 @@ class PtoWorld:
             timeout=self._lock_timeout,
             lock_dir=mh.lock_dir,
             honour_quarantine=mh.quarantine,
+            avoid=self.avoid_by_host,
+            health=self._remote_health(),
         )
         hook.pytest_pto_lease_acquired(item=self._item, lease=self.lease)
         assert self.lease is not None
-        config = self._world_config(dict, self.lease.devices)
-        config["env"]["MASTER_ADDR"] = launch.agents[placement[0]].addr
+        config = self._world_config(
+            WorldConfig,
+            self.lease.devices,
+            hosts=self.rank_hosts,
+            master_addr=launch.agents[placement[0]].addr,
+        )
+        config = self._hooked(config)
         try:
-            self._world = MpiWorld.start(launch, config, placement)
+            self._world = MpiWorld.start(launch, MpiWorld.fields_of(config), placement)
         except LaunchError:
             self.launch_failed = True
             raise
@@ -434,47 +461,45 @@ class PtoWorld:
     def _lease(self) -> Lease:
         """The round's devices; with ``--pto-health-check on`` every leased device is probed
         first, and a failing one is quarantined (the lease then moves on to healthy ones)."""
-        count = self.plan.ranks * self.plan.devices_per_rank
-        while True:
-            lease = self._pool.lease(count, self.plan.nodeid, self._lock_timeout, self.avoid)
-            if not self._health_check:
-                return lease
-            bad = [(d, why) for d in lease.devices if (why := self._probe(d)) is not None]
-            if not bad:
-                return lease
-            lease.release()
-            if not self._pool.honour_quarantine:  # --pto-quarantine off: nothing to move past
-                text = "; ".join(f"device {d}: {why}" for d, why in bad)
-                raise DeviceUnavailable(
-                    f"device_unavailable: health probe failed ({text}); --pto-quarantine is "
-                    "off, so the device cannot be set aside"
-                )
-            for device, why in bad:
-                self._pool.quarantine(
-                    device,
-                    reason=f"probe: {why}",
-                    outcome="probe_failed",
-                    test=self.plan.nodeid,
-                    round=self.plan.round,
-                    ttl=self.quarantine_ttl,
-                )
+        from pytest_pto._health import device_probes, lease_healthy
 
-    def _probe(self, device: int) -> str | None:
-        """The runtime adapter's probe, then the platform's (``npu-smi`` health on ascend)."""
-        probes: list[tuple[str, Callable[[int], str | None]]] = []
-        if self.runtime is not None:
-            probes.append((f"{self.runtime.label}.probe", self.runtime.adapter.probe))
-        platform_probe = getattr(get_platform(self.plan.platform), "probe", None)
-        if platform_probe is not None:
-            probes.append((f"platform {self.plan.platform} probe", platform_probe))
-        for label, probe in probes:
-            try:
-                why = probe(device)
-            except Exception as exc:
-                return f"{label} raised {exc!r}"
-            if why is not None:
-                return str(why) or f"{label}: unhealthy"
-        return None
+        probes = None
+        if self._health_check:
+            runtime = self.runtime
+            probes = device_probes(
+                runtime.adapter if runtime is not None else None,
+                runtime.label if runtime is not None else "",
+                self.plan.platform,
+            )
+        return lease_healthy(
+            self._pool,
+            self.plan.ranks * self.plan.devices_per_rank,
+            self.plan.nodeid,
+            self._lock_timeout,
+            self.avoid,
+            probes=probes,
+            ttl=self.quarantine_ttl,
+            round=self.plan.round,
+        )
+
+    def _remote_health(self) -> dict[str, Any] | None:
+        """With ``--pto-health-check on`` and --pto-launcher=mpirun: what each host agent needs
+        to run the probes on its own host (the adapter by ``module:attribute``, instantiated
+        there as in every process that needs it; None when it keeps the no-op default)."""
+        if not self._health_check:
+            return None
+        runtime = self.runtime
+        spec = None
+        if runtime is not None and type(runtime.adapter).probe is not RuntimeAdapter.probe:
+            spec = runtime.spec
+        return {
+            "runtime": spec,
+            "label": runtime.label if runtime is not None else "",
+            "cache_dir": str(runtime.cache_dir) if runtime and runtime.cache_dir else None,
+            "platform": self.plan.platform,
+            "ttl": self.quarantine_ttl,
+            "round": self.plan.round,
+        }
 
     def quarantine(self, rank: int, device: int, **fields: Any) -> Any:
         """Quarantine ``rank``'s ``device`` where it is: this machine's pool, or with
@@ -505,6 +530,9 @@ class PtoWorld:
         self.first_outcome = first_outcome
         self.first_devices = tuple(first)
         self.avoid = tuple(first)
+        # with --pto-launcher=mpirun: each host avoids its own first devices, not their ids on
+        # every host (device 1 of host b failed; device 1 of host a is another card)
+        self.avoid_by_host = dict(getattr(self.lease, "by_host", None) or {})
         self.lease = None
         self._world = None
         self._failed_world = None
@@ -519,9 +547,18 @@ class PtoWorld:
         if errors:
             raise RuntimeError("; ".join(errors))
 
-    def _world_config(self, world_config: Any, devices: tuple[int, ...]) -> Any:
+    def _world_config(
+        self,
+        world_config: Any,
+        devices: tuple[int, ...],
+        *,
+        hosts: tuple[str, ...] = (),
+        master_addr: str = MASTER_ADDR,
+    ) -> Any:
         """This round's WorldConfig: the plan, the adapter, the platform's device binding and
-        the conventional environment of distributed jobs (docs/design.md section 4.5)."""
+        the conventional environment of distributed jobs (docs/design.md section 4.5); with
+        --pto-launcher=mpirun the whole world (``hosts``: each rank's host, ``master_addr``:
+        rank 0's host)."""
         plan = self.plan
         per_rank = plan.devices_per_rank
         size = plan.ranks
@@ -529,13 +566,15 @@ class PtoWorld:
         platform = get_platform(plan.platform)
         self.round_dir = take_round_dir("round")
         env = {
-            "MASTER_ADDR": MASTER_ADDR,
+            "MASTER_ADDR": master_addr,
             "MASTER_PORT": str(free_port()),
             # the round's effective deadlines, so a runtime can time out before the watchdogs
             "PTO_INIT_TIMEOUT": f"{plan.init_timeout:g}",
             "PTO_ROUND_TIMEOUT": f"{plan.round_timeout:g}" if plan.round_timeout else "off",
         }
         env.update(plan.env)
+        if hosts:  # across hosts the ranks meet at rank 0's host, whatever --pto-env says
+            env["MASTER_ADDR"] = master_addr
         rank_env: dict[int, dict[str, str]] = {}
         runtime = self.runtime
         for rank, ids in self.rank_devices.items():
@@ -564,6 +603,7 @@ class PtoWorld:
             local_device_ids={
                 r: platform.local_device_id(ids) for r, ids in self.rank_devices.items()
             },
+            hosts=hosts,
         )
 
     # -- watchdog for the test body outside run() ----------------------------------------------

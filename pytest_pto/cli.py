@@ -35,8 +35,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Show the device pool of pytest-pto: which devices are free, who holds the "
         "others (pid, host, test) and since when, and which are quarantined and why (code, "
         "test, round, host, pid, time). Holder files of dead holders are removed.",
-        epilog="exit status: 0 the pool was shown (or devices released); 2 bad usage or input "
-        "(device spec, platform, lock dir, --release value)",
+        epilog="exit status: 0 the pool was shown (or devices released); 1 a host could not be "
+        "reached (--launcher=mpirun); 2 bad usage or input (device spec, platform, lock dir, "
+        "--release value, launcher, hosts)",
     )
     p.add_argument(
         "--lock-dir",
@@ -48,11 +49,40 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument(
+        "--launcher",
+        default=None,
+        metavar="local|mpirun",
+        help="mpirun: show every host's pool, read on that host (its own lock dir) through "
+        "the host agents mpirun starts there, as pytest --pto-launcher=mpirun does "
+        "(default: $PTO_LAUNCHER or local)",
+    )
+    p.add_argument(
+        "--hosts",
+        default=None,
+        help="with --launcher=mpirun: the hosts and their devices, 'a:0-3 b:0-3' or an MPI "
+        "hostfile (default: $PTO_HOSTS)",
+    )
+    p.add_argument(
+        "--mpirun",
+        default=None,
+        metavar="PATH",
+        help="with --launcher=mpirun: the mpirun (default: $PTO_MPIRUN, else the one next to "
+        "this Python, else on PATH)",
+    )
+    p.add_argument(
+        "--mpi-args",
+        default=None,
+        metavar="ARGS",
+        help="with --launcher=mpirun: extra mpirun arguments, one shell-quoted string "
+        "(default: $PTO_MPI_ARGS)",
+    )
+    p.add_argument(
         "--release",
         metavar="ID|all",
         action="append",
         help="bring quarantined device(s) back into the pool (repeatable, or comma list; "
-        "'all' releases every quarantined device of the lock dir)",
+        "'all' releases every quarantined device of the lock dir; with --launcher=mpirun "
+        "HOST:ID or HOST:all for one host, a plain ID or all on every host)",
     )
     return p
 
@@ -89,12 +119,22 @@ def devices_main(argv: list[str] | None = None) -> int:
     lock_dir = Path(args.lock_dir or os.environ.get("PTO_LOCK_DIR") or default_lock_dir())
     platform = args.platform or os.environ.get("PTO_PLATFORM") or "sim"
     spec = args.devices or os.environ.get("PTO_DEVICES")
+    launcher = args.launcher or os.environ.get("PTO_LAUNCHER") or "local"
+    if launcher.strip().lower() not in ("local", "mpirun"):
+        where = f"--launcher={args.launcher}" if args.launcher else f"PTO_LAUNCHER={launcher}"
+        print(f"pto-devices: {where}: must be 'local' or 'mpirun'", file=sys.stderr)
+        return 2
     try:
         ids = parse_devices(spec) if spec else get_platform(platform).devices()
     except (_BadValue, ValueError) as exc:
-        where = f"--devices={spec}" if spec else f"platform {platform}"
-        print(f"pto-devices: {where}: {exc}", file=sys.stderr)
-        return 2
+        if launcher.strip().lower() == "mpirun" and not spec:
+            ids = ()  # every host names its devices ('a:0-3'), or the host list says which not
+        else:
+            where = f"--devices={spec}" if spec else f"platform {platform}"
+            print(f"pto-devices: {where}: {exc}", file=sys.stderr)
+            return 2
+    if launcher.strip().lower() == "mpirun":
+        return _hosts_main(args, lock_dir, tuple(ids))
     try:
         pool = DevicePool(ids, lock_dir)
     except ValueError as exc:  # name the lock dir's source, not the platform
@@ -110,23 +150,124 @@ def devices_main(argv: list[str] | None = None) -> int:
         return _release(pool, args.release)
     states = pool.state(clean=True)
     quarantined = pool.quarantined()
-    now = time.time()
     if args.json:
-        out = []
-        for s in states:
-            entry: dict[str, object] = {"device": s.device, "state": "held" if s.held else "free"}
-            if s.holder is not None:
-                entry.update(
-                    pid=s.holder.pid, host=s.holder.host, test=s.holder.test, since=s.holder.since
-                )
-            if s.stale_holder_removed:
-                entry["stale_holder_removed"] = True
-            if s.device in quarantined:
-                entry["quarantine"] = quarantined[s.device].to_json()
-            out.append(entry)
-        print(json.dumps({"lock_dir": str(lock_dir), "devices": out}, indent=2))
+        print(
+            json.dumps({"lock_dir": str(lock_dir), "devices": _json(states, quarantined)}, indent=2)
+        )
         return 0
     print(f"lock dir: {lock_dir}")
+    _table(states, quarantined)
+    return 0
+
+
+def _hosts_main(args: argparse.Namespace, lock_dir: Path, default_ids: tuple[int, ...]) -> int:
+    """``--launcher=mpirun``: every host's pool, read (or released) on that host by the host
+    agent that mpirun starts there -- the same path as pytest's rounds, so what is shown is
+    each host's own lock dir, never this machine's."""
+    import shlex
+    import shutil
+    import tempfile
+
+    from libpto._hosts import HostsError, parse_hosts
+    from pytest_pto._launcher import LaunchError, MpiLaunch
+    from pytest_pto._settings import parse_devices
+
+    text = args.hosts or os.environ.get("PTO_HOSTS")
+    if not text:
+        print("pto-devices: --launcher=mpirun: needs --hosts (or PTO_HOSTS)", file=sys.stderr)
+        return 2
+    try:
+        hosts = parse_hosts(text, default_ids, parse_devices)
+    except (HostsError, OSError) as exc:
+        where = f"--hosts={args.hosts}" if args.hosts else f"PTO_HOSTS={text}"
+        print(f"pto-devices: {where}: {exc}", file=sys.stderr)
+        return 2
+    release: dict[str, Any] = {}
+    for raw in ",".join(args.release or []).split(","):
+        value = raw.strip()
+        if not value:
+            continue
+        name, sep, which = value.rpartition(":")
+        targets = [name] if sep else [h.name for h in hosts]
+        if sep and name not in {h.name for h in hosts}:
+            print(f"pto-devices: --release={value}: no host {name!r} in the hosts", file=sys.stderr)
+            return 2
+        for target in targets:
+            if which.lower() == "all":
+                release[target] = "all"
+            elif not which.isdigit():
+                print(
+                    f"pto-devices: --release={value}: not a device id, HOST:ID or all",
+                    file=sys.stderr,
+                )
+                return 2
+            elif release.get(target) != "all":
+                release.setdefault(target, []).append(int(which))
+    mpirun = args.mpirun or os.environ.get("PTO_MPIRUN")
+    if not mpirun:
+        beside = Path(sys.executable).parent / "mpirun"
+        mpirun = str(beside) if beside.exists() else shutil.which("mpirun") or "mpirun"
+    mpi_args = shlex.split(args.mpi_args or os.environ.get("PTO_MPI_ARGS") or "")
+    logs = Path(tempfile.mkdtemp(prefix="pto-devices-"))
+    launch = MpiLaunch(hosts, mpirun, mpi_args)
+    try:
+        launch.start(logs)
+        replies = []
+        for agent in launch.agents:
+            name = agent.host.name
+            if args.release and name not in release:
+                continue
+            fut = agent.request(
+                "pool",
+                lock_dir=str(lock_dir),
+                pool=list(agent.host.devices),
+                release=release.get(name) if args.release else None,
+            )
+            replies.append((agent.host.name, agent.answer(fut, 60, "pool")))
+    except (LaunchError, OSError, ValueError) as exc:
+        print(f"pto-devices: --launcher=mpirun: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        launch.close()
+        shutil.rmtree(logs, ignore_errors=True)
+    if args.release:
+        for name, reply in replies:
+            for device, reason in sorted(reply["released"].items()):
+                print(f"host {name}: released device {device} ({reason})")
+            if not reply["released"]:
+                print(f"host {name}: no device was released")
+        return 0
+    if args.json:
+        out = [
+            {"host": name, "devices": _json(reply["states"], reply["quarantined"])}
+            for name, reply in replies
+        ]
+        print(json.dumps({"lock_dir": str(lock_dir), "hosts": out}, indent=2))
+        return 0
+    for name, reply in replies:
+        print(f"host {name}: lock dir {lock_dir} (on {name})")
+        _table(reply["states"], reply["quarantined"])
+    return 0
+
+
+def _json(states: list[Any], quarantined: dict[int, Any]) -> list[dict[str, object]]:
+    out = []
+    for s in states:
+        entry: dict[str, object] = {"device": s.device, "state": "held" if s.held else "free"}
+        if s.holder is not None:
+            entry.update(
+                pid=s.holder.pid, host=s.holder.host, test=s.holder.test, since=s.holder.since
+            )
+        if s.stale_holder_removed:
+            entry["stale_holder_removed"] = True
+        if s.device in quarantined:
+            entry["quarantine"] = quarantined[s.device].to_json()
+        out.append(entry)
+    return out
+
+
+def _table(states: list[Any], quarantined: dict[int, Any]) -> None:
+    now = time.time()
     head = f"{'device':>6}  {'state':<5}  {'pid':>7}  {'host':<16}  {'since':<19}"
     print(f"{head}  {'held for':>9}  test")
     for s in states:
@@ -162,7 +303,6 @@ def devices_main(argv: list[str] | None = None) -> int:
                 f"at {since}{until}"
             )
         print("release with: pto-devices --release ID (or --release all)")
-    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -51,7 +51,13 @@ def pytest_pto_world_config(item: pytest.Item, config: WorldConfig) -> WorldConf
     """Return a replacement ``libpto.WorldConfig`` for this round (e.g. with extra ``rank_env``),
     or None to keep ``config``. Use ``dataclasses.replace``; ``devices`` must stay the leased
     ones. ``config`` already carries the round's runtime adapter (``runtime``, ``cache_dir``),
-    ``round_dir``, ``devices_per_rank`` and the platform's ``device_env``."""
+    ``round_dir``, ``devices_per_rank`` and the platform's ``device_env``.
+
+    With ``--pto-launcher=mpirun`` it is the whole world, still called here once per round:
+    ``devices`` in rank order (ids repeat across hosts), ``hosts`` each rank's host,
+    ``MASTER_ADDR`` rank 0's host; ``hosts`` and ``devices_per_rank`` must stay too, and the
+    replacement is cut into each host's slice (``rank_env`` and the other per-rank fields
+    reach the rank on its host)."""
 
 
 @hookspec

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,6 +96,17 @@ class NsCluster:
         if self.host_dir is not None:  # rank logs on the hosts only: shipped, never shared
             env["PTO_HOST_LOG_DIR"] = str(self.host_dir)
         return env
+
+    @contextlib.contextmanager
+    def host_env(self, name: str, env: dict[str, str]) -> Iterator[None]:
+        """Give host ``name`` its own environment (``netns_rsh`` exports it to everything
+        mpirun starts there, as a real host's login environment is its own) while inside."""
+        path = self.registry / f"{name}.env"
+        path.write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
 
 
 def missing() -> str | None:
