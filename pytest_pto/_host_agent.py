@@ -376,7 +376,11 @@ def main() -> int:
     """``python -m pytest_pto._host_agent``, as ``mpirun`` starts it on every host."""
     from libpto._mailbox import set_proctitle
 
-    index = next((int(os.environ[k]) for k in HOST_RANK_ENVS if k in os.environ), 0)
+    # the launcher names its MPI's rank variable (hydra passes the whole environment on, so
+    # another MPI's variable may be there too); else the first one set
+    named = os.environ.get("PTO_LAUNCH_RANK_ENV")
+    keys = (named, *HOST_RANK_ENVS) if named else HOST_RANK_ENVS
+    index = next((int(os.environ[k]) for k in keys if k in os.environ), 0)
     names = os.environ.get("PTO_LAUNCH_HOSTS", "").split(",")
     name = names[index] if index < len(names) and names[index] else socket.gethostname()
     set_proctitle(f"pto-host-agent host={name} index={index}")

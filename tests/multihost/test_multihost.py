@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.multihost.conftest import wait_for
-from tests.multihost.nshosts import NsCluster
+from tests.multihost.nshosts import NsCluster, missing_mpich
 
 OPS = textwrap.dedent(
     """
@@ -88,14 +88,30 @@ def _write(pytester: pytest.Pytester, body: str) -> None:
 
 
 def _run(
-    pytester: pytest.Pytester, cluster: NsCluster, monkeypatch: pytest.MonkeyPatch, *args: str
+    pytester: pytest.Pytester,
+    cluster: NsCluster,
+    monkeypatch: pytest.MonkeyPatch,
+    *args: str,
+    flavor: str = "openmpi",
 ) -> pytest.RunResult:
     for key, value in cluster.env().items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("PTO_TEST_INNER", "1")
     return pytester.runpytest_subprocess(
-        *cluster.options(), "-p", "no:cacheprovider", "-rA", *args, timeout=240
+        *cluster.options(flavor=flavor), "-p", "no:cacheprovider", "-rA", *args, timeout=240
     )
+
+
+@pytest.fixture(params=["openmpi", "mpich"])
+def flavor(request: pytest.FixtureRequest) -> str:
+    """The MPI that launches the host agents: Open MPI's mpirun, MPICH's hydra mpiexec."""
+    if request.param == "mpich":
+        why = missing_mpich()
+        if why is not None:
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"MPICH multi-host tests cannot run in CI: {why}")
+            pytest.skip(why)
+    return str(request.param)
 
 
 def _props(junit: Path) -> list[dict[str, str]]:
@@ -108,11 +124,12 @@ def _props(junit: Path) -> list[dict[str, str]]:
 
 
 def test_allreduce_across_two_hosts(
-    pytester: pytest.Pytester, ns_cluster: NsCluster, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester, ns_cluster: NsCluster, monkeypatch: pytest.MonkeyPatch, flavor: str
 ) -> None:
     """4 ranks, 2 per host: each rank runs in its host's namespaces (own /dev/shm), the mesh
     allreduce over the mirrored comm window gives every rank the global sum, MASTER_ADDR is
-    rank 0's host, and JUnit says where each rank ran."""
+    rank 0's host, and JUnit says where each rank ran. Under Open MPI and under MPICH (the
+    flavor told by --version: the header names it)."""
     out = pytester.path / "where.json"
     _write(
         pytester,
@@ -129,8 +146,11 @@ def test_allreduce_across_two_hosts(
             assert [r["rank"] for r in results] == [0, 1, 2, 3]
         """,
     )
-    res = _run(pytester, ns_cluster, monkeypatch, "--pto-rounds=2", "--junitxml=j.xml")
+    res = _run(
+        pytester, ns_cluster, monkeypatch, "--pto-rounds=2", "--junitxml=j.xml", flavor=flavor
+    )
     res.assert_outcomes(passed=2)
+    res.stdout.fnmatch_lines([f"pto: launcher mpirun ({flavor}), hosts nsa:* nsb:* (each host*"])
     a, b = ns_cluster.hosts
     rounds = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rounds) == 2
@@ -295,7 +315,7 @@ def _mpirun_pids(cluster: NsCluster) -> list[int]:
             env = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if cmd and cmd[0].endswith((b"mpirun", b"prterun")) and mark in env:
+        if cmd and cmd[0].endswith((b"mpirun", b"prterun", b"mpiexec")) and mark in env:
             out.append(int(entry))
     return out
 
@@ -310,15 +330,26 @@ def _free_locks(host: object, lock_dir: Path) -> subprocess.CompletedProcess[str
     return host.run(sys.executable, "-c", code)  # type: ignore[attr-defined, no-any-return]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize(
+    ("sig", "flavor"),
+    [
+        (signal.SIGKILL, "openmpi"),
+        (signal.SIGTERM, "openmpi"),
+        (signal.SIGINT, "openmpi"),
+        (signal.SIGKILL, "mpich"),
+    ],
+    indirect=["flavor"],
+)
 def test_killed_session_leaves_nothing_on_any_host(
     pytester: pytest.Pytester,
     ns_cluster: NsCluster,
     monkeypatch: pytest.MonkeyPatch,
     sig: signal.Signals,
+    flavor: str,
 ) -> None:
     """pytest killed while rank 2 (host nsb) hangs inside an op: no process survives on any
-    host, mpirun is gone, and each host's devices can be leased again."""
+    host (hydra's proxies included, under MPICH), mpirun is gone, and each host's devices
+    can be leased again."""
     marker = pytester.path / "hung"
     _write(
         pytester,
@@ -335,7 +366,11 @@ def test_killed_session_leaves_nothing_on_any_host(
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("PTO_TEST_INNER", "1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", *ns_cluster.options(), "-p", "no:cacheprovider"],
+        [
+            *(sys.executable, "-m", "pytest"),
+            *ns_cluster.options(flavor=flavor),
+            *("-p", "no:cacheprovider"),
+        ],
         cwd=pytester.path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
