@@ -27,6 +27,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from libpto._zygote import recv_msg, send_msg
 
 __all__ = ["globalize", "globalize_text", "main"]
 
+TEARDOWN_JOIN_S = 5.0  # how long teardown waits for request threads to see their ranks die
 HOST_RANK_ENVS = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK")
 # how a World names its (local) ranks: "rank 1: ...", "ranks 0, 1: ...", "(ranks 1, 2 too)";
 # what a rank writes itself ("--- rank 3 (pid", "runtime rank 3:") already has the global rank
@@ -126,6 +128,8 @@ class Agent:
         self.leases: dict[str, Any] = {}
         self.peers: dict[int, socket.socket] = {}
         self.peer_locks: dict[int, threading.Lock] = {}
+        #: request threads still running (teardown lets them end before closing their World)
+        self.busy: set[threading.Thread] = set()
         #: this host's address towards the controller, and the interface that holds it
         self.addr = str(ctl.getsockname()[0])
         self.iface = interface_of(self.addr)
@@ -149,8 +153,12 @@ class Agent:
             except BaseException as exc:
                 with contextlib.suppress(OSError):
                     self.fail(msg, exc)
+            finally:
+                self.busy.discard(threading.current_thread())
 
-        threading.Thread(target=run, name=f"pto-agent-{msg.get('op')}", daemon=True).start()
+        thread = threading.Thread(target=run, name=f"pto-agent-{msg.get('op')}", daemon=True)
+        self.busy.add(thread)
+        thread.start()
 
     # -- the mesh between agents ---------------------------------------------------------------
     def accept_peers(self) -> None:
@@ -328,7 +336,18 @@ class Agent:
             CommWindow.unlink(name, missing_ok=True)
 
     def teardown(self) -> None:
-        """The controller is gone (or said bye): kill every rank, drop every lease."""
+        """The controller is gone (or said bye): kill every rank, drop every lease.
+
+        The ranks die first and the request threads get a moment to see it: a thread inside
+        ``World.run`` waits on the World's mailboxes, and closing the World under it would
+        unmap them under its wait (the agent crashed with SIGSEGV before drop_window)."""
+        for world in list(self.worlds.values()):
+            for pid in world.pids:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + TEARDOWN_JOIN_S
+        for thread in list(self.busy):
+            thread.join(max(deadline - time.monotonic(), 0.0))
         for world_id, world in list(self.worlds.items()):
             with contextlib.suppress(BaseException):
                 world._close(kill=list(range(world.size)), grace=0.0)
