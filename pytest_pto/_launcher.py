@@ -38,10 +38,10 @@ from pathlib import Path
 from typing import Any
 
 from libpto._hosts import Host
-from pytest_pto._mpi_flavor import RANK_ENV, launch_command
 from libpto._worker_frames import OpRef
 from libpto._zygote import recv_msg, send_msg
 from libpto.errors import InitTimeout, PtoError, RankError, RankHang
+from pytest_pto._mpi_flavor import RANK_ENV, launch_command
 
 __all__ = [
     "HostsLease",
@@ -221,15 +221,15 @@ class MpiLaunch:
         root = [str(Path(__file__).resolve().parent.parent)]
         env["PYTHONPATH"] = os.pathsep.join(root + [p for p in sys.path if p])
         env["PTO_LAUNCH_RANK_ENV"] = RANK_ENV[self.flavor]  # where the agent finds its index
-        passed = ("PTO_LAUNCH_ADDR", "PTO_LAUNCH_TOKEN", "PTO_LAUNCH_HOSTS")
-        passed += ("PTO_LAUNCH_RANK_ENV", "PTO_LAUNCH_CWD", "PYTHONPATH")
+        passed = ["PTO_LAUNCH_ADDR", "PTO_LAUNCH_TOKEN", "PTO_LAUNCH_HOSTS"]
+        passed += ["PTO_LAUNCH_RANK_ENV", "PTO_LAUNCH_CWD", "PYTHONPATH"]
         cmd = launch_command(
             self.flavor,
             self.mpirun,
             [h.name for h in self.hosts],
-            passed,
-            self.mpi_args,
-            [sys.executable, "-m", "pytest_pto._host_agent"],
+            env_names=passed,
+            mpi_args=self.mpi_args,
+            program=[sys.executable, "-m", "pytest_pto._host_agent"],
             as_root=os.geteuid() == 0,
         )
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -358,6 +358,7 @@ def get_launch(
     mpi_args: Sequence[str],
     log_dir: Path,
     timeout: float,
+    *,
     flavor: str = "openmpi",
 ) -> MpiLaunch:
     """The session's launch for these hosts (started on first use, restarted if it died).

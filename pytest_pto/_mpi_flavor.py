@@ -84,6 +84,7 @@ def launch_command(
     flavor: str,
     mpirun: str,
     hosts: Sequence[str],
+    *,
     env_names: Sequence[str],
     mpi_args: Sequence[str],
     program: Sequence[str],

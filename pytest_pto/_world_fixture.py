@@ -402,7 +402,8 @@ class PtoWorld:
         placement = place(plan.ranks, mh.hosts, plan.devices_per_rank, plan.ranks_per_host)
         try:
             launch = get_launch(
-                mh.hosts, mh.mpirun, mh.mpi_args, mh.log_dir, plan.init_timeout, mh.mpi_flavor
+                *(mh.hosts, mh.mpirun, mh.mpi_args, mh.log_dir, plan.init_timeout),
+                flavor=mh.mpi_flavor,
             )
         except LaunchError:
             self.launch_failed = True

@@ -4,6 +4,7 @@ failures named by rank and host, every rank's stack, and nothing left after a ki
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -530,3 +531,91 @@ def test_a_lost_host_agent_is_infra_and_the_retry_relaunches(
     assert props["pto.first_outcome"] == "failed"
     for host in ns_cluster.hosts:
         assert wait_for(lambda h=host: not h.pids(), 30), f"{host.name}: {host.pids()}"
+
+
+def test_xdist_workers_each_launch_and_share_the_hosts_by_lease(
+    pytester: pytest.Pytester, ns_cluster: NsCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``-n 2``: each xdist worker is its own session with its own mpirun and host agents (two
+    launch tokens); their rounds need the same devices on both hosts in different shapes
+    (4 ranks 2+2, 3 ranks 2+1, 2 ranks 1+1), so the leases serialize them: every round
+    passes, no two rounds hold a device of a host at once (their ops never overlap on it),
+    and when the session ends nothing is left on any host (processes, /dev/shm, locks) and
+    both mpiruns are gone. Hosts are always leased in the same order, so the workers never
+    wait on each other crosswise (a deadlock would end in device_unavailable after 60 s)."""
+    pytest.importorskip("xdist")
+    out = pytester.path / "rounds.jsonl"
+    _write(
+        pytester,
+        f"""
+        import json, os, time
+        import pytest
+
+        def op(chip):
+            start = time.time()
+            time.sleep(0.3)  # 10x an op's cost: overlapping leases would overlap here
+            return {{
+                "host": os.environ["PTO_HOST"],
+                "device": chip.device_id,
+                "token": os.environ.get("PTO_LAUNCH_TOKEN", ""),
+                "span": [start, time.time()],
+            }}
+
+        def record(pto_world):
+            results = pto_world.run(op)
+            with open({str(out)!r}, "a") as f:
+                f.write(json.dumps([os.environ["PYTEST_XDIST_WORKER"], results]) + "\\n")
+
+        @pytest.mark.pto(ranks=4, ranks_per_host=2)
+        def test_four(pto_world):
+            record(pto_world)
+
+        @pytest.mark.pto(ranks=3)
+        def test_three(pto_world):
+            record(pto_world)
+
+        @pytest.mark.pto(ranks=2, ranks_per_host=1)
+        def test_two(pto_world):
+            record(pto_world)
+
+        @pytest.mark.pto(ranks=4, ranks_per_host=2)
+        def test_four_again(pto_world):
+            record(pto_world)
+        """,
+    )
+    res = _run(
+        pytester,
+        ns_cluster,
+        monkeypatch,
+        "-n",
+        "2",
+        "--pto-rounds=2",
+        "--pto-lock-timeout=60",
+        "--junitxml=j.xml",
+    )
+    res.assert_outcomes(passed=8)
+    rounds = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rounds) == 8
+    tokens: dict[str, set[str]] = {}
+    for worker, results in rounds:
+        tokens.setdefault(worker, set()).update(r["token"] for r in results)
+    assert sorted(tokens) == ["gw0", "gw1"]  # both workers ran rounds on the hosts
+    assert all(len(t) == 1 and "" not in t for t in tokens.values()), tokens
+    assert tokens["gw0"] != tokens["gw1"]  # one launch (mpirun + agents) per worker
+    held: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    for _, results in rounds:
+        for r in results:
+            held.setdefault((r["host"], r["device"]), []).append(tuple(r["span"]))
+    for where, spans in held.items():
+        spans.sort()
+        for (_, end), (start, _) in itertools.pairwise(spans):
+            assert end <= start, f"{where}: two rounds held it at once: {spans}"
+    assert {h for h, _ in held} == {"nsa", "nsb"}
+    assert [p["pto.outcome"] for p in _props(pytester.path / "j.xml")] == ["passed"] * 8
+    for host in ns_cluster.hosts:
+        assert wait_for(lambda h=host: not h.pids(), 30), f"{host.name}: {host.pids()} survive"
+        res_locks = _free_locks(host, ns_cluster.lock_dir)
+        assert res_locks.returncode == 0, f"{host.name}: {res_locks.stdout}{res_locks.stderr}"
+        shm = host.run("ls", "/dev/shm").stdout.split()
+        assert not [s for s in shm if s.startswith("pto-")], (host.name, shm)
+    assert wait_for(lambda: not _mpirun_pids(ns_cluster), 30), _mpirun_pids(ns_cluster)
