@@ -335,12 +335,9 @@ class Agent:
         if name is not None:
             CommWindow.unlink(name, missing_ok=True)
 
-    def teardown(self) -> None:
-        """The controller is gone (or said bye): kill every rank, drop every lease.
-
-        The ranks die first and the request threads get a moment to see it: a thread inside
-        ``World.run`` waits on the World's mailboxes, and closing the World under it would
-        unmap them under its wait (the agent crashed with SIGSEGV before drop_window)."""
+    def quiesce(self) -> None:
+        """Kill every World's ranks, then wait (at most TEARDOWN_JOIN_S) for the request
+        threads, which see the deaths and return, so no thread still uses a World."""
         for world in list(self.worlds.values()):
             for pid in world.pids:
                 with contextlib.suppress(OSError):
@@ -348,6 +345,14 @@ class Agent:
         deadline = time.monotonic() + TEARDOWN_JOIN_S
         for thread in list(self.busy):
             thread.join(max(deadline - time.monotonic(), 0.0))
+
+    def teardown(self) -> None:
+        """The controller is gone (or said bye): kill every rank, drop every lease.
+
+        The ranks die first and the request threads get a moment to see it: a thread inside
+        ``World.run`` waits on the World's mailboxes, and closing the World under it would
+        unmap them under its wait (the agent crashed with SIGSEGV before drop_window)."""
+        self.quiesce()
         for world_id, world in list(self.worlds.items()):
             with contextlib.suppress(BaseException):
                 world._close(kill=list(range(world.size)), grace=0.0)

@@ -233,7 +233,8 @@ class MpiLaunch:
             as_root=os.geteuid() == 0,
         )
         log_dir.mkdir(parents=True, exist_ok=True)
-        self.log = log_dir / "mpirun.log"
+        worker = os.environ.get("PYTEST_XDIST_WORKER")  # xdist workers may share --pto-log-dir
+        self.log = log_dir / (f"mpirun-{worker}.log" if worker else "mpirun.log")
         with open(self.log, "ab") as logf:
             logf.write(f"$ {' '.join(cmd)}\n".encode())
             logf.flush()

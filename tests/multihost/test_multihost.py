@@ -370,7 +370,7 @@ def test_killed_session_leaves_nothing_on_any_host(
         [
             *(sys.executable, "-m", "pytest"),
             *ns_cluster.options(flavor=flavor),
-            *("-p", "no:cacheprovider"),
+            *("-p", "no:cacheprovider", f"--pto-log-dir={pytester.path / 'logs'}"),
         ],
         cwd=pytester.path,
         stdout=subprocess.DEVNULL,
@@ -398,6 +398,12 @@ def test_killed_session_leaves_nothing_on_any_host(
         assert "leased (0, 1)" in res.stdout
         shm = host.run("ls", "/dev/shm").stdout.split()
         assert not [s for s in shm if s.startswith("pto-")], (host.name, shm)
+    # the agents left by their own teardown, none crashed in it (an agent that closed a World
+    # under a thread waiting in World.run died of SIGSEGV: hydra reports "BAD TERMINATION ...
+    # EXIT CODE: 11", Open MPI "exited on signal 11")
+    log = (pytester.path / "logs" / "mpirun.log").read_text(errors="replace")
+    for crash in ("BAD TERMINATION", "signal 11", "EXIT CODE: 11", "Segmentation"):
+        assert crash not in log, log
 
 
 def test_torch_allreduce_across_hosts_meets_at_rank_0s_host(
@@ -534,7 +540,7 @@ def test_a_lost_host_agent_is_infra_and_the_retry_relaunches(
 
 
 def test_xdist_workers_each_launch_and_share_the_hosts_by_lease(
-    pytester: pytest.Pytester, ns_cluster: NsCluster, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester, ns_cluster: NsCluster, monkeypatch: pytest.MonkeyPatch, flavor: str
 ) -> None:
     """``-n 2``: each xdist worker is its own session with its own mpirun and host agents (two
     launch tokens); their rounds need the same devices on both hosts in different shapes
@@ -591,9 +597,14 @@ def test_xdist_workers_each_launch_and_share_the_hosts_by_lease(
         "2",
         "--pto-rounds=2",
         "--pto-lock-timeout=60",
+        f"--pto-log-dir={pytester.path / 'logs'}",
         "--junitxml=j.xml",
+        flavor=flavor,
     )
     res.assert_outcomes(passed=8)
+    for worker in ("gw0", "gw1"):  # one mpirun each, each logged apart in the shared log dir
+        log = (pytester.path / "logs" / f"mpirun-{worker}.log").read_text()
+        assert log.count("$ ") == 1, log
     rounds = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rounds) == 8
     tokens: dict[str, set[str]] = {}
