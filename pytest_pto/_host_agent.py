@@ -128,8 +128,9 @@ class Agent:
         self.leases: dict[str, Any] = {}
         self.peers: dict[int, socket.socket] = {}
         self.peer_locks: dict[int, threading.Lock] = {}
-        #: request threads still running (teardown lets them end before closing their World)
-        self.busy: set[threading.Thread] = set()
+        #: request threads still running, with their world's id: a World is closed only once
+        #: no other thread is inside it (see quiesce)
+        self.busy: dict[threading.Thread, str | None] = {}
         #: this host's address towards the controller, and the interface that holds it
         self.addr = str(ctl.getsockname()[0])
         self.iface = interface_of(self.addr)
@@ -154,10 +155,10 @@ class Agent:
                 with contextlib.suppress(OSError):
                     self.fail(msg, exc)
             finally:
-                self.busy.discard(threading.current_thread())
+                self.busy.pop(threading.current_thread(), None)
 
         thread = threading.Thread(target=run, name=f"pto-agent-{msg.get('op')}", daemon=True)
-        self.busy.add(thread)
+        self.busy[thread] = msg.get("world")
         thread.start()
 
     # -- the mesh between agents ---------------------------------------------------------------
@@ -307,6 +308,7 @@ class Agent:
         try:
             if world is not None:
                 if msg.get("kill"):
+                    self.quiesce({world_id: world})  # a run of this world may still wait
                     world._close(kill=list(range(world.size)), grace=0.0)
                 else:
                     world.shutdown()
@@ -335,16 +337,19 @@ class Agent:
         if name is not None:
             CommWindow.unlink(name, missing_ok=True)
 
-    def quiesce(self) -> None:
-        """Kill every World's ranks, then wait (at most TEARDOWN_JOIN_S) for the request
-        threads, which see the deaths and return, so no thread still uses a World."""
-        for world in list(self.worlds.values()):
+    def quiesce(self, worlds: dict[str, Any]) -> None:
+        """Kill the ranks of ``worlds``, then wait (at most TEARDOWN_JOIN_S) for the other
+        request threads inside them, which see the deaths and return: closing a World under
+        a thread waiting in ``World.run`` unmaps its mailboxes under the wait (SIGSEGV)."""
+        for world in worlds.values():
             for pid in world.pids:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
+        me = threading.current_thread()
         deadline = time.monotonic() + TEARDOWN_JOIN_S
-        for thread in list(self.busy):
-            thread.join(max(deadline - time.monotonic(), 0.0))
+        for thread, world_id in list(self.busy.items()):
+            if thread is not me and world_id in worlds:
+                thread.join(max(deadline - time.monotonic(), 0.0))
 
     def teardown(self) -> None:
         """The controller is gone (or said bye): kill every rank, drop every lease.
@@ -352,7 +357,7 @@ class Agent:
         The ranks die first and the request threads get a moment to see it: a thread inside
         ``World.run`` waits on the World's mailboxes, and closing the World under it would
         unmap them under its wait (the agent crashed with SIGSEGV before drop_window)."""
-        self.quiesce()
+        self.quiesce(dict(self.worlds))
         for world_id, world in list(self.worlds.items()):
             with contextlib.suppress(BaseException):
                 world._close(kill=list(range(world.size)), grace=0.0)
