@@ -213,7 +213,7 @@ def test_barrier_across_two_hosts(
 
 
 def test_init_failure_is_named_by_rank_and_host(
-    pytester: pytest.Pytester, ns_cluster: NsCluster, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester, ns_cluster: NsCluster, monkeypatch: pytest.MonkeyPatch, flavor: str
 ) -> None:
     _write(
         pytester,
@@ -226,7 +226,7 @@ def test_init_failure_is_named_by_rank_and_host(
             pto_world.run(print)
         """,
     )
-    res = _run(pytester, ns_cluster, monkeypatch, "--junitxml=j.xml")
+    res = _run(pytester, ns_cluster, monkeypatch, "--junitxml=j.xml", flavor=flavor)
     res.assert_outcomes(failed=1)
     res.stdout.fnmatch_lines(
         [
