@@ -338,6 +338,7 @@ def _free_locks(host: object, lock_dir: Path) -> subprocess.CompletedProcess[str
         (signal.SIGTERM, "openmpi"),
         (signal.SIGINT, "openmpi"),
         (signal.SIGKILL, "mpich"),
+        (signal.SIGTERM, "mpich"),
     ],
     indirect=["flavor"],
 )
