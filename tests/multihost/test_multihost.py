@@ -4,6 +4,7 @@ failures named by rank and host, every rank's stack, and nothing left after a ki
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.multihost.conftest import wait_for
-from tests.multihost.nshosts import NsCluster
+from tests.multihost.nshosts import NsCluster, missing_mpich
 
 OPS = textwrap.dedent(
     """
@@ -125,14 +126,30 @@ def _write(pytester: pytest.Pytester, body: str) -> None:
 
 
 def _run(
-    pytester: pytest.Pytester, cluster: NsCluster, monkeypatch: pytest.MonkeyPatch, *args: str
+    pytester: pytest.Pytester,
+    cluster: NsCluster,
+    monkeypatch: pytest.MonkeyPatch,
+    *args: str,
+    flavor: str = "openmpi",
 ) -> pytest.RunResult:
     for key, value in cluster.env().items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("PTO_TEST_INNER", "1")
     return pytester.runpytest_subprocess(
-        *cluster.options(), "-p", "no:cacheprovider", "-rA", *args, timeout=240
+        *cluster.options(flavor=flavor), "-p", "no:cacheprovider", "-rA", *args, timeout=240
     )
+
+
+@pytest.fixture(params=["openmpi", "mpich"])
+def flavor(request: pytest.FixtureRequest) -> str:
+    """The MPI that launches the host agents: Open MPI's mpirun, MPICH's hydra mpiexec."""
+    if request.param == "mpich":
+        why = missing_mpich()
+        if why is not None:
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"MPICH multi-host tests cannot run in CI: {why}")
+            pytest.skip(why)
+    return str(request.param)
 
 
 def _props(junit: Path) -> list[dict[str, str]]:
@@ -145,11 +162,12 @@ def _props(junit: Path) -> list[dict[str, str]]:
 
 
 def test_allreduce_across_two_hosts(
-    pytester: pytest.Pytester, ns_cluster: NsCluster, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester, ns_cluster: NsCluster, monkeypatch: pytest.MonkeyPatch, flavor: str
 ) -> None:
     """4 ranks, 2 per host: each rank runs in its host's namespaces (own /dev/shm), the mesh
     allreduce over the mirrored comm window gives every rank the global sum, MASTER_ADDR is
-    rank 0's host, and JUnit says where each rank ran."""
+    rank 0's host, and JUnit says where each rank ran. Under Open MPI and under MPICH (the
+    flavor told by --version: the header names it)."""
     out = pytester.path / "where.json"
     _write(
         pytester,
@@ -166,8 +184,11 @@ def test_allreduce_across_two_hosts(
             assert [r["rank"] for r in results] == [0, 1, 2, 3]
         """,
     )
-    res = _run(pytester, ns_cluster, monkeypatch, "--pto-rounds=2", "--junitxml=j.xml")
+    res = _run(
+        pytester, ns_cluster, monkeypatch, "--pto-rounds=2", "--junitxml=j.xml", flavor=flavor
+    )
     res.assert_outcomes(passed=2)
+    res.stdout.fnmatch_lines([f"pto: launcher mpirun ({flavor}), hosts nsa:* nsb:* (each host*"])
     a, b = ns_cluster.hosts
     rounds = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rounds) == 2
@@ -229,7 +250,7 @@ def test_barrier_across_two_hosts(
 
 
 def test_init_failure_is_named_by_rank_and_host(
-    pytester: pytest.Pytester, ns_cluster: NsCluster, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester, ns_cluster: NsCluster, monkeypatch: pytest.MonkeyPatch, flavor: str
 ) -> None:
     _write(
         pytester,
@@ -242,7 +263,7 @@ def test_init_failure_is_named_by_rank_and_host(
             pto_world.run(print)
         """,
     )
-    res = _run(pytester, ns_cluster, monkeypatch, "--junitxml=j.xml")
+    res = _run(pytester, ns_cluster, monkeypatch, "--junitxml=j.xml", flavor=flavor)
     res.assert_outcomes(failed=1)
     res.stdout.fnmatch_lines(
         [
@@ -332,7 +353,7 @@ def _mpirun_pids(cluster: NsCluster) -> list[int]:
             env = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if cmd and cmd[0].endswith((b"mpirun", b"prterun")) and mark in env:
+        if cmd and cmd[0].endswith((b"mpirun", b"prterun", b"mpiexec")) and mark in env:
             out.append(int(entry))
     return out
 
@@ -347,15 +368,27 @@ def _free_locks(host: object, lock_dir: Path) -> subprocess.CompletedProcess[str
     return host.run(sys.executable, "-c", code)  # type: ignore[attr-defined, no-any-return]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize(
+    ("sig", "flavor"),
+    [
+        (signal.SIGKILL, "openmpi"),
+        (signal.SIGTERM, "openmpi"),
+        (signal.SIGINT, "openmpi"),
+        (signal.SIGKILL, "mpich"),
+        (signal.SIGTERM, "mpich"),
+    ],
+    indirect=["flavor"],
+)
 def test_killed_session_leaves_nothing_on_any_host(
     pytester: pytest.Pytester,
     ns_cluster: NsCluster,
     monkeypatch: pytest.MonkeyPatch,
     sig: signal.Signals,
+    flavor: str,
 ) -> None:
     """pytest killed while rank 2 (host nsb) hangs inside an op: no process survives on any
-    host, mpirun is gone, and each host's devices can be leased again."""
+    host (hydra's proxies included, under MPICH), mpirun is gone, and each host's devices
+    can be leased again."""
     marker = pytester.path / "hung"
     _write(
         pytester,
@@ -372,7 +405,11 @@ def test_killed_session_leaves_nothing_on_any_host(
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("PTO_TEST_INNER", "1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", *ns_cluster.options(), "-p", "no:cacheprovider"],
+        [
+            *(sys.executable, "-m", "pytest"),
+            *ns_cluster.options(flavor=flavor),
+            *("-p", "no:cacheprovider", f"--pto-log-dir={pytester.path / 'logs'}"),
+        ],
         cwd=pytester.path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -399,6 +436,12 @@ def test_killed_session_leaves_nothing_on_any_host(
         assert "leased (0, 1)" in res.stdout
         shm = host.run("ls", "/dev/shm").stdout.split()
         assert not [s for s in shm if s.startswith("pto-")], (host.name, shm)
+    # the agents left by their own teardown, none crashed in it (an agent that closed a World
+    # under a thread waiting in World.run died of SIGSEGV: hydra reports "BAD TERMINATION ...
+    # EXIT CODE: 11", Open MPI "exited on signal 11")
+    log = (pytester.path / "logs" / "mpirun.log").read_text(errors="replace")
+    for crash in ("BAD TERMINATION", "signal 11", "EXIT CODE: 11", "Segmentation"):
+        assert crash not in log, log
 
 
 def test_torch_allreduce_across_hosts_meets_at_rank_0s_host(
@@ -664,3 +707,96 @@ def test_a_lost_host_agent_is_peer_dead_for_waiters_on_the_other_host(
     assert props["pto.attempt"] == "2"
     for host in ns_cluster.hosts:
         assert wait_for(lambda h=host: not h.pids(), 30), f"{host.name}: {host.pids()}"
+
+
+def test_xdist_workers_each_launch_and_share_the_hosts_by_lease(
+    pytester: pytest.Pytester, ns_cluster: NsCluster, monkeypatch: pytest.MonkeyPatch, flavor: str
+) -> None:
+    """``-n 2``: each xdist worker is its own session with its own mpirun and host agents (two
+    launch tokens); their rounds need the same devices on both hosts in different shapes
+    (4 ranks 2+2, 3 ranks 2+1, 2 ranks 1+1), so the leases serialize them: every round
+    passes, no two rounds hold a device of a host at once (their ops never overlap on it),
+    and when the session ends nothing is left on any host (processes, /dev/shm, locks) and
+    both mpiruns are gone. Hosts are always leased in the same order, so the workers never
+    wait on each other crosswise (a deadlock would end in device_unavailable after 60 s)."""
+    pytest.importorskip("xdist")
+    out = pytester.path / "rounds.jsonl"
+    _write(
+        pytester,
+        f"""
+        import json, os, time
+        import pytest
+
+        def op(chip):
+            start = time.time()
+            time.sleep(0.3)  # 10x an op's cost: overlapping leases would overlap here
+            return {{
+                "host": os.environ["PTO_HOST"],
+                "device": chip.device_id,
+                "token": os.environ.get("PTO_LAUNCH_TOKEN", ""),
+                "span": [start, time.time()],
+            }}
+
+        def record(pto_world):
+            results = pto_world.run(op)
+            with open({str(out)!r}, "a") as f:
+                f.write(json.dumps([os.environ["PYTEST_XDIST_WORKER"], results]) + "\\n")
+
+        @pytest.mark.pto(ranks=4, ranks_per_host=2)
+        def test_four(pto_world):
+            record(pto_world)
+
+        @pytest.mark.pto(ranks=3)
+        def test_three(pto_world):
+            record(pto_world)
+
+        @pytest.mark.pto(ranks=2, ranks_per_host=1)
+        def test_two(pto_world):
+            record(pto_world)
+
+        @pytest.mark.pto(ranks=4, ranks_per_host=2)
+        def test_four_again(pto_world):
+            record(pto_world)
+        """,
+    )
+    res = _run(
+        pytester,
+        ns_cluster,
+        monkeypatch,
+        "-n",
+        "2",
+        "--pto-rounds=2",
+        "--pto-lock-timeout=60",
+        f"--pto-log-dir={pytester.path / 'logs'}",
+        "--junitxml=j.xml",
+        flavor=flavor,
+    )
+    res.assert_outcomes(passed=8)
+    for worker in ("gw0", "gw1"):  # one mpirun each, each logged apart in the shared log dir
+        log = (pytester.path / "logs" / f"mpirun-{worker}.log").read_text()
+        assert log.count("$ ") == 1, log
+    rounds = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rounds) == 8
+    tokens: dict[str, set[str]] = {}
+    for worker, results in rounds:
+        tokens.setdefault(worker, set()).update(r["token"] for r in results)
+    assert sorted(tokens) == ["gw0", "gw1"]  # both workers ran rounds on the hosts
+    assert all(len(t) == 1 and "" not in t for t in tokens.values()), tokens
+    assert tokens["gw0"] != tokens["gw1"]  # one launch (mpirun + agents) per worker
+    held: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    for _, results in rounds:
+        for r in results:
+            held.setdefault((r["host"], r["device"]), []).append(tuple(r["span"]))
+    for where, spans in held.items():
+        spans.sort()
+        for (_, end), (start, _) in itertools.pairwise(spans):
+            assert end <= start, f"{where}: two rounds held it at once: {spans}"
+    assert {h for h, _ in held} == {"nsa", "nsb"}
+    assert [p["pto.outcome"] for p in _props(pytester.path / "j.xml")] == ["passed"] * 8
+    for host in ns_cluster.hosts:
+        assert wait_for(lambda h=host: not h.pids(), 30), f"{host.name}: {host.pids()} survive"
+        res_locks = _free_locks(host, ns_cluster.lock_dir)
+        assert res_locks.returncode == 0, f"{host.name}: {res_locks.stdout}{res_locks.stderr}"
+        shm = host.run("ls", "/dev/shm").stdout.split()
+        assert not [s for s in shm if s.startswith("pto-")], (host.name, shm)
+    assert wait_for(lambda: not _mpirun_pids(ns_cluster), 30), _mpirun_pids(ns_cluster)
