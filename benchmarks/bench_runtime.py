@@ -111,6 +111,7 @@ def calibrate_idle() -> None:
                 latch_policy="idle-iterations",
                 max_idle_iterations=cap,
                 stream_sync_timeout_ms=60000,
+                sched_threads=2,  # the incident's chip: an idle sibling beside the hang's owner
             ) as rt:
                 g = rt.graph()
                 g.hang()

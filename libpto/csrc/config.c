@@ -77,7 +77,10 @@ int pto_rt_config_default(pto_rt_config *cfg)
     cfg->max_idle_iterations = DEFAULT_MAX_IDLE_ITERATIONS;
     cfg->stream_sync_timeout_ms = 2000;
     cfg->stall_report_ms = 1000;
-    cfg->sched_threads = 2;
+    /* One scheduler thread (issue 13): on 2 shared CPUs every extra thread that waits takes
+     * slices from the two doing a handoff. The incident's false latch needs two (an idle
+     * sibling): examples/variants.yaml sets PTO_SIM_SCHED_THREADS=2. */
+    cfg->sched_threads = 1;
     cfg->cores = 2;
     cfg->rank = 0;
     cfg->init_delay[0] = '\0';

@@ -12,6 +12,11 @@
  *     register for ACK then FIN of that id; on FIN it completes the task (releases fanouts, marks
  *     producers CONSUMED once all their consumers completed).
  *   - cores: read DATA, answer ACK, run the builtin kernel, answer FIN.
+ *   Defaults: 1 scheduler thread (PTO_SIM_SCHED_THREADS), 2 cores (PTO_SIM_CORES). Within a
+ *   run, under owned-wallclock, a waiting core or scheduler spins only while its partner ran
+ *   on another CPU, yields briefly, then parks on a futex (a core until a dispatch, an idle
+ *   scheduler until a push or its next check); idle-iterations keeps upstream's backoff, whose
+ *   pace its iteration cap is calibrated to. See PTO_WAIT_* in pto_runtime_internal.h.
  *   Task states: PENDING -> (ready when all fanins completed) -> RUNNING -> COMPLETED ->
  *   CONSUMED (completed and every consumer completed; its slot, heap and dep nodes are then
  *   reclaimed in ring order).

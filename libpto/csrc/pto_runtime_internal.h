@@ -72,7 +72,9 @@ struct pto_graph {
 
 typedef struct pto_core {
     _Alignas(PTO_CL) _Atomic uint32_t data;  /* DATA register: task + 1, 0 empty */
-    _Atomic uint32_t sleeping;
+    _Atomic uint32_t sleeping;               /* the core is parked (or about to) on `bell` */
+    _Atomic uint32_t bell;                   /* futex word a parked core waits on: bumped by a
+                                              * dispatch that saw `sleeping`, and by run end */
     _Alignas(PTO_CL) _Atomic uint64_t cond;  /* COND register: (task + 1) << 2 | ACK/FIN/FAIL */
     _Alignas(PTO_CL) int64_t inflight;       /* owner scheduler only: task or -1 */
     uint64_t dispatch_seq;
@@ -80,6 +82,7 @@ typedef struct pto_core {
     _Atomic int32_t cur_kernel;
     _Atomic int64_t cur_since_ns;
     _Atomic int32_t parked;
+    _Atomic int32_t cpu;                     /* CPU this core thread last waited on */
     int idx;
     pto_rt *rt;
     pthread_t th;
@@ -94,6 +97,7 @@ typedef struct pto_sched {
     _Atomic int32_t state;          /* 0 parked, 1 busy, 2 idle */
     _Atomic int64_t idle_since_ns;
     _Atomic int64_t idle_iters;
+    _Atomic int32_t cpu;            /* CPU this scheduler last waited on */
 } pto_sched;
 
 typedef struct pto_ring {
@@ -121,6 +125,10 @@ struct pto_rt {
     _Atomic uint32_t shutdown;
     _Alignas(PTO_CL) _Atomic uint32_t stop;
     _Alignas(PTO_CL) _Atomic uint32_t active;
+    /* Schedulers parked with nothing to do (owned-wallclock only): they wait on sched_bell,
+     * which a push to the ready queue that sees sched_sleepers > 0 bumps (and run end). */
+    _Alignas(PTO_CL) _Atomic uint32_t sched_bell;
+    _Atomic int32_t sched_sleepers;
 
     pto_graph *g;                   /* run in flight (set before gen bump) */
     int64_t total;
@@ -166,6 +174,27 @@ struct pto_rt {
     int broken;                     /* threads did not quiesce: refuse runs */
 };
 
+/* How a scheduler (owned-wallclock) and a core wait for each other (issue 13). On 2 CPUs shared
+ * with other processes the two threads of a handoff (scheduler -> core -> scheduler) are often
+ * on the same CPU: then spinning only burns the slice the partner needs, and a yield hands it
+ * over (~1.5 us). When the partner last ran on another CPU (sched_getcpu(), published by both),
+ * it answers within a microsecond: spin, and do not yield the slice to a neighbour process.
+ *   - PTO_WAIT_SPIN pauses first; then spin while the partner is elsewhere, up to
+ *     PTO_WAIT_FAR_NS since the wait began; otherwise yield;
+ *   - a scheduler owning RUNNING tasks yields up to PTO_SCHED_YIELD_NS, then sleeps
+ *     (SCHED_SLEEP_NS plus the COND poll cost) per poll; one owning nothing yields
+ *     PTO_IDLE_SCHED_YIELDS times, then parks on rt->sched_bell until a push to the ready queue
+ *     or its next budget check / STALL report;
+ *   - a core yields up to PTO_CORE_YIELD_NS, then parks on its bell until a dispatch or the
+ *     end of the run (no timeout: zero CPU while parked).
+ * The idle-iterations policy keeps upstream's loop (pto_backoff), whose pace its
+ * PTO_MAX_IDLE_ITERATIONS calibration depends on. */
+#define PTO_WAIT_SPIN 4
+#define PTO_WAIT_FAR_NS 50000LL
+#define PTO_SCHED_YIELD_NS 200000LL
+#define PTO_CORE_YIELD_NS 50000LL
+#define PTO_IDLE_SCHED_YIELDS 8
+
 /* clock.c (and pto_clock.h: pto_now_ns, pto_cpu_relax, pto_deadline_after_ms) */
 uint64_t pto_syscnt(void);                   /* simulated 50 MHz system counter */
 uint64_t pto_ms_to_cycles(int64_t ms);
@@ -193,6 +222,8 @@ int pto_q_pop(pto_mpmc *q, uint32_t *v);
 int pto_finish_run(pto_rt *rt, uint32_t to);
 /* runtime.c: task t completed (core_task: it ran on a core); releases fanouts and producers */
 void pto_complete_task(pto_rt *rt, pto_graph *g, uint32_t t, int core_task);
+/* runtime.c: wake core c if it parked (after a dispatch wrote its DATA register, seq_cst) */
+void pto_core_kick(pto_core *c);
 /* runtime.c: park a runtime thread until the next run (0: shut down); leave the current run */
 int pto_park_until_run(pto_rt *rt, uint32_t *seen);
 void pto_leave_run(pto_rt *rt);

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -61,8 +62,9 @@ static void q_push(pto_mpmc *q, uint32_t v)
         uint64_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
         int64_t dif = (int64_t)(seq - pos);
         if (dif == 0) {
+            /* seq_cst: a parking scheduler reads enq after announcing itself (arrive()) */
             if (atomic_compare_exchange_weak_explicit(&q->enq, &pos, pos + 1,
-                                                      memory_order_relaxed, memory_order_relaxed))
+                                                      memory_order_seq_cst, memory_order_relaxed))
                 break;
         } else {
             /* dif < 0 would mean full: impossible, capacity >= tasks of the graph */
@@ -98,22 +100,50 @@ int pto_q_pop(pto_mpmc *q, uint32_t *v)
 
 /* ------------------------------------------------------------------ run state helpers */
 
-static void wake_all_cores(pto_rt *rt)
+/* Ring every parked thread's bell: a core or scheduler that read its bell before this and
+ * the run state as RUNNING after it either sees the new value in its futex wait or is woken. */
+static void wake_all_parked(pto_rt *rt)
 {
-    for (int c = 0; c < rt->ncores; c++)
-        pto_futex_wake(&rt->cores[c].data, 1);
+    for (int c = 0; c < rt->ncores; c++) {
+        atomic_fetch_add_explicit(&rt->cores[c].bell, 1, memory_order_seq_cst);
+        pto_futex_wake(&rt->cores[c].bell, 1);
+    }
+    atomic_fetch_add_explicit(&rt->sched_bell, 1, memory_order_seq_cst);
+    pto_futex_wake(&rt->sched_bell, 1 << 30);
 }
 
-/* RUNNING -> `to` exactly once; wakes the host and the sleeping cores. */
+/* RUNNING -> `to` exactly once; wakes the host and the parked cores and schedulers. */
 int pto_finish_run(pto_rt *rt, uint32_t to)
 {
     uint32_t expect = PTO_RUN_RUNNING;
-    if (!atomic_compare_exchange_strong_explicit(&rt->stop, &expect, to, memory_order_acq_rel,
+    if (!atomic_compare_exchange_strong_explicit(&rt->stop, &expect, to, memory_order_seq_cst,
                                                  memory_order_acquire))
         return 0;
     pto_futex_wake(&rt->stop, 64);
-    wake_all_cores(rt);
+    wake_all_parked(rt);
     return 1;
+}
+
+/* A dispatch wrote a task into core c's DATA register (seq_cst): wake the core if it parked.
+ * Pairs with core_park(): the core stores `sleeping` then reads DATA, both seq_cst, so either
+ * it sees the task or this sees `sleeping`. */
+void pto_core_kick(pto_core *c)
+{
+    if (atomic_load_explicit(&c->sleeping, memory_order_seq_cst)) {
+        atomic_fetch_add_explicit(&c->bell, 1, memory_order_seq_cst);
+        pto_futex_wake(&c->bell, 1);
+    }
+}
+
+/* A task entered the ready queue: wake one parked scheduler, if any. The push's enq CAS and
+ * this load are seq_cst, as are the parking scheduler's sleepers increment and its enq read
+ * (sched.c), so either it sees the task or this sees it. */
+static void wake_a_scheduler(pto_rt *rt)
+{
+    if (atomic_load_explicit(&rt->sched_sleepers, memory_order_seq_cst)) {
+        atomic_fetch_add_explicit(&rt->sched_bell, 1, memory_order_seq_cst);
+        pto_futex_wake(&rt->sched_bell, 1);
+    }
 }
 
 
@@ -131,6 +161,7 @@ static void arrive(pto_rt *rt, pto_graph *g, uint32_t t)
     }
     atomic_store_explicit(&g->state[t], PTO_TS_READY, memory_order_relaxed);
     q_push(&rt->q, t);
+    wake_a_scheduler(rt);
 }
 
 void pto_complete_task(pto_rt *rt, pto_graph *g, uint32_t t, int core_task)
@@ -174,6 +205,17 @@ void pto_leave_run(pto_rt *rt)
 
 /* ------------------------------------------------------------------ cores */
 
+/* Park core c until a dispatch or the end of the run (no timeout: both ring its bell). */
+static void core_park(pto_rt *rt, pto_core *c)
+{
+    uint32_t bell = atomic_load_explicit(&c->bell, memory_order_seq_cst);
+    atomic_store_explicit(&c->sleeping, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&c->data, memory_order_seq_cst) == 0 &&
+        atomic_load_explicit(&rt->stop, memory_order_seq_cst) == PTO_RUN_RUNNING)
+        pto_futex_wait(&c->bell, bell, -1);
+    atomic_store_explicit(&c->sleeping, 0, memory_order_relaxed);
+}
+
 static void *core_main(void *arg)
 {
     pto_core *c = arg;
@@ -189,6 +231,7 @@ static void *core_main(void *arg)
         atomic_store_explicit(&c->parked, 0, memory_order_relaxed);
         pto_graph *g = rt->g;
         uint64_t idle = 0;
+        int64_t idle_from = 0;
         for (;;) {
             uint32_t d = atomic_load_explicit(&c->data, memory_order_acquire);
             if (d) {
@@ -211,17 +254,31 @@ static void *core_main(void *arg)
             }
             if (!pto_run_live(rt))
                 break;
+            /* Waiting for the next dispatch (PTO_WAIT_* in pto_runtime_internal.h): spin
+             * while the scheduler runs on the other CPU, yield while it shares this one, then
+             * park until a dispatch or the end of the run. */
             idle++;
-            if (idle < 128) {
+            if (idle <= PTO_WAIT_SPIN) {
                 pto_cpu_relax();
-            } else if (idle < 136) {
-                sched_yield();
-            } else {
-                atomic_store_explicit(&c->sleeping, 1, memory_order_seq_cst);
-                if (atomic_load_explicit(&c->data, memory_order_seq_cst) == 0 && pto_run_live(rt))
-                    pto_futex_wait(&c->data, 0, 2000000);
-                atomic_store_explicit(&c->sleeping, 0, memory_order_relaxed);
+                continue;
             }
+            int64_t now = pto_now_ns();
+            if (idle == PTO_WAIT_SPIN + 1)
+                idle_from = now;
+            int here = sched_getcpu();
+            atomic_store_explicit(&c->cpu, here, memory_order_relaxed);
+            int owner_cpu = atomic_load_explicit(&rt->sch[c->idx % rt->nsched].cpu,
+                                                 memory_order_relaxed);
+            if (owner_cpu != here && now - idle_from < PTO_WAIT_FAR_NS) {
+                pto_cpu_relax();
+                continue;
+            }
+            if (now - idle_from < PTO_CORE_YIELD_NS) {
+                sched_yield();
+                continue;
+            }
+            core_park(rt, c);
+            idle = 0;
         }
         pto_leave_run(rt);
     }
@@ -670,12 +727,14 @@ int pto_rt_create(const pto_rt_config *cfg, pto_rt **out)
         c->idx = i;
         c->rt = rt;
         c->inflight = -1;
+        atomic_store(&c->cpu, -1); /* not waited anywhere yet */
         err = pthread_create(&c->th, NULL, core_main, c);
         c->started = !err;
     }
     for (int i = 0; i < rt->nsched && !err; i++) {
         pto_sched *s = &rt->sch[i];
         s->idx = i;
+        atomic_store(&s->cpu, -1);
         s->rt = rt;
         err = pthread_create(&s->th, NULL, pto_sched_main, s);
         s->started = !err;

@@ -7,6 +7,7 @@
  */
 #include "pto_runtime_internal.h"
 
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -166,6 +167,27 @@ static void stall_report(pto_rt *rt, pto_sched *s, int64_t idle_ms)
     fflush(stderr);
 }
 
+/* Park a scheduler that owns no RUNNING task and found the ready queue empty, until a push
+ * (arrive() rings the bell when it sees a sleeper), the end of the run, or `timeout_ns` (its
+ * next budget check or STALL report). The sleepers increment, the bell read and the enq read
+ * are seq_cst, as are the pusher's enq CAS and sleepers read: no wake-up is lost. */
+static void sched_park(pto_rt *rt, int64_t timeout_ns, int wants_pushes)
+{
+    if (!wants_pushes) {
+        uint32_t bell = atomic_load_explicit(&rt->sched_bell, memory_order_seq_cst);
+        if (atomic_load_explicit(&rt->stop, memory_order_seq_cst) == PTO_RUN_RUNNING)
+            pto_futex_wait(&rt->sched_bell, bell, timeout_ns);
+        return;
+    }
+    atomic_fetch_add_explicit(&rt->sched_sleepers, 1, memory_order_seq_cst);
+    uint32_t bell = atomic_load_explicit(&rt->sched_bell, memory_order_seq_cst);
+    uint64_t enq = atomic_load_explicit(&rt->q.enq, memory_order_seq_cst);
+    uint64_t deq = atomic_load_explicit(&rt->q.deq, memory_order_seq_cst);
+    if (enq <= deq && atomic_load_explicit(&rt->stop, memory_order_seq_cst) == PTO_RUN_RUNNING)
+        pto_futex_wait(&rt->sched_bell, bell, timeout_ns);
+    atomic_fetch_sub_explicit(&rt->sched_sleepers, 1, memory_order_relaxed);
+}
+
 static void sched_run(pto_rt *rt, pto_sched *s)
 {
     pto_graph *g = rt->g;
@@ -178,8 +200,9 @@ static void sched_run(pto_rt *rt, pto_sched *s)
     const uint64_t report = pto_ms_to_cycles(rt->cfg.stall_report_ms);
     const int64_t max_idle = rt->cfg.max_idle_iterations;
     const int64_t cond_poll_ns = rt->cfg.cond_poll_us * 1000;
+    const int counts_iterations = policy == PTO_LATCH_IDLE_ITERATIONS;
     uint64_t seq = 0, idle = 0, armed_at = 0, next_report = 0;
-    int64_t armed_epoch = 0, armed_done = 0;
+    int64_t armed_epoch = 0, armed_done = 0, idle_from = 0;
     atomic_store_explicit(&s->state, 1, memory_order_relaxed);
     while (pto_run_live(rt)) {
         int progress = 0;
@@ -210,8 +233,8 @@ static void sched_run(pto_rt *rt, pto_sched *s)
                     c->dispatch_seq = ++seq;
                     atomic_store_explicit(&g->state[t], PTO_TS_RUNNING, memory_order_relaxed);
                     atomic_store_explicit(&c->data, t + 1, memory_order_seq_cst);
-                    if (atomic_load_explicit(&c->sleeping, memory_order_seq_cst))
-                        pto_futex_wake(&c->data, 1);
+                    pto_core_kick(c);
+                    atomic_store_explicit(&s->cpu, sched_getcpu(), memory_order_relaxed);
                     progress = 1;
                 }
             }
@@ -229,7 +252,8 @@ static void sched_run(pto_rt *rt, pto_sched *s)
             armed_epoch = atomic_load_explicit(&rt->progress_epoch, memory_order_acquire);
             armed_done = atomic_load_explicit(&rt->completed, memory_order_acquire);
             next_report = armed_at + report;
-            atomic_store_explicit(&s->idle_since_ns, pto_now_ns(), memory_order_relaxed);
+            idle_from = pto_now_ns();
+            atomic_store_explicit(&s->idle_since_ns, idle_from, memory_order_relaxed);
             atomic_store_explicit(&s->state, 2, memory_order_relaxed);
         }
         atomic_store_explicit(&s->idle_iters, (int64_t)idle, memory_order_relaxed);
@@ -253,7 +277,10 @@ static void sched_run(pto_rt *rt, pto_sched *s)
                   core, (long long)atomic_load(&rt->completed), (long long)rt->total);
             break;
         }
-        if (idle >= 64 && (idle & 7) == 0) {
+        /* owned-wallclock checks its clocks every iteration past the spin: an iteration may
+         * be a park of many milliseconds */
+        if ((idle >= 64 && (idle & 7) == 0) ||
+            (!counts_iterations && idle > PTO_WAIT_SPIN)) {
             uint64_t now = pto_syscnt();
             if (now >= next_report) {
                 stall_report(rt, s, (int64_t)((now - armed_at) / 50000ULL));
@@ -311,12 +338,49 @@ static void sched_run(pto_rt *rt, pto_sched *s)
                 armed_done = done;
             }
         }
-        /* The COND poll cost: an idle iteration that polled RUNNING cores is slower, by
-         * PTO_SIM_COND_POLL_US per core, once the backoff reached its sleep stage. */
-        if (owned && cond_poll_ns && idle >= 80)
-            pto_sleep_ns(SCHED_SLEEP_NS + owned * cond_poll_ns);
-        else
-            pto_backoff(idle, SCHED_SLEEP_NS);
+        if (counts_iterations) {
+            /* idle-iterations: upstream's loop, whose pace the PTO_MAX_IDLE_ITERATIONS
+             * calibration (~110 us per idle iteration) depends on. The COND poll cost: an idle
+             * iteration that polled RUNNING cores is slower, by PTO_SIM_COND_POLL_US per core,
+             * once the backoff reached its sleep stage. */
+            if (owned && cond_poll_ns && idle >= 80)
+                pto_sleep_ns(SCHED_SLEEP_NS + owned * cond_poll_ns);
+            else
+                pto_backoff(idle, SCHED_SLEEP_NS);
+            continue;
+        }
+        /* owned-wallclock: no iteration count to keep, so wait as cheaply as the CPUs allow
+         * (PTO_WAIT_* in pto_runtime_internal.h). Owning RUNNING work: spin while an owned
+         * core runs on the other CPU, yield while one shares this CPU (it runs its task in
+         * our slice), then sleep with the COND poll cost. Owning nothing: park until a push. */
+        if (idle <= PTO_WAIT_SPIN) {
+            pto_cpu_relax();
+            continue;
+        }
+        int64_t now_ns = pto_now_ns();
+        if (owned) {
+            int here = sched_getcpu(), near = 0;
+            atomic_store_explicit(&s->cpu, here, memory_order_relaxed);
+            for (int i = 0; i < nmine; i++)
+                near |= mine[i]->inflight >= 0 &&
+                        atomic_load_explicit(&mine[i]->cpu, memory_order_relaxed) == here;
+            if (!near && now_ns - idle_from < PTO_WAIT_FAR_NS)
+                pto_cpu_relax();
+            else if (now_ns - idle_from < PTO_SCHED_YIELD_NS)
+                sched_yield();
+            else
+                pto_sleep_ns(SCHED_SLEEP_NS + owned * cond_poll_ns);
+        } else if (idle <= PTO_WAIT_SPIN + PTO_IDLE_SCHED_YIELDS) {
+            sched_yield();
+        } else {
+            /* a scheduler without cores has nothing a push could give it: it only wakes
+             * for its checks (not counted as a sleeper, so pushes do not ring for it) */
+            uint64_t now = pto_syscnt(), until = next_report;
+            if (armed_at + budget < until)
+                until = armed_at + budget;
+            if (until > now)
+                sched_park(rt, (int64_t)(until - now) * 20, nmine > 0);
+        }
     }
     atomic_store_explicit(&s->state, 0, memory_order_relaxed);
 }
