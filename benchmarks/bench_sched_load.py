@@ -9,7 +9,7 @@ each other. Reference, measured in the same run: the same runs without the busy 
 Targets: chain >= 250 k tasks/s and independent >= 1 M tasks/s, each in >= 9 of 10 runs.
 
     .venv/bin/python benchmarks/bench_sched_load.py [--runs 10] [--tasks 10000]
-    .venv/bin/python benchmarks/bench_sched_load.py --config sched_threads=1,cores=1
+    .venv/bin/python benchmarks/bench_sched_load.py --config sched_threads=2  # the incident chip
 """
 
 from __future__ import annotations
