@@ -353,7 +353,8 @@ class Agent:
             pump.join(5)
         mirror = self.mirrors.pop(world_id, None)
         if mirror is not None:
-            mirror.close()
+            with contextlib.suppress(Exception):  # the unlink below must still happen
+                mirror.close()
         name = self.windows.pop(world_id, None)
         if name is not None:
             CommWindow.unlink(name, missing_ok=True)
@@ -377,7 +378,19 @@ class Agent:
 
         The ranks die first and the request threads get a moment to see it: a thread inside
         ``World.run`` waits on the World's mailboxes, and closing the World under it would
-        unmap them under its wait (the agent crashed with SIGSEGV before drop_window)."""
+        unmap them under its wait (the agent crashed with SIGSEGV before drop_window).
+
+        The window names go first, before anything that can take time or fail: ranks and the
+        mirror keep their mappings, and a SIGKILL from mpirun's own teardown can no longer
+        leave a window in this host's /dev/shm. A SIGTERM arriving now is ignored, so the
+        cleanup it asks for runs to its end."""
+        from libpto._comm import CommWindow
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for name in list(self.windows.values()):
+            with contextlib.suppress(BaseException):
+                CommWindow.unlink(name, missing_ok=True)
         self.quiesce(dict(self.worlds))
         for world_id, world in list(self.worlds.items()):
             with contextlib.suppress(BaseException):
