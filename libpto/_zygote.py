@@ -61,6 +61,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["ZYGOTE_MARKER", "main", "recv_msg", "send_msg"]
@@ -311,61 +312,32 @@ class _Server:
             self.spares[pid] = (w, self.generation)
 
     def _fork_spare(self, r: int) -> int:
-        zygote = os.getpid()
-        pid = os.fork()
-        if pid == 0:  # a spare: a worker that does not know its rank yet
-            code = 70
-            try:
-                for fd, _ in self.spares.values():
-                    os.close(fd)
-                self._become_worker(zygote)
-                from libpto._mailbox import set_proctitle
+        def spare(zygote: int) -> int:
+            for fd, _ in self.spares.values():
+                os.close(fd)
+            self._become_worker(zygote)
+            from libpto._mailbox import set_proctitle
 
-                set_proctitle(f"{ZYGOTE_MARKER} spare of {zygote}")
-                spec = _read_spec(r)
-                if spec is not None:
-                    os.close(r)
-                    from libpto._worker import worker_main
+            set_proctitle(f"{ZYGOTE_MARKER} spare of {zygote}")
+            spec = _read_spec(r)
+            if spec is None:
+                return 0  # the zygote let it go unused
+            os.close(r)
+            from libpto._worker import worker_main
 
-                    runtime = spec.get("runtime")
-                    code = worker_main(spec, self.adapters.get(runtime) if runtime else None)
-                else:
-                    code = 0  # the zygote let it go unused
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                try:
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                    kill_descendants(deadline=2.0)
-                finally:
-                    os._exit(code)
-        with contextlib.suppress(OSError):
-            os.setpgid(pid, pid)
-        return pid
+            runtime = spec.get("runtime")
+            return worker_main(spec, self.adapters.get(runtime) if runtime else None)
+
+        return _fork_child(spare)
 
     def _fork(self, spec: dict[str, Any], adapter: Any = None) -> int:
-        zygote = os.getpid()
-        pid = os.fork()
-        if pid == 0:  # the chip worker
-            code = 70
-            try:
-                self._become_worker(zygote)
-                from libpto._worker import worker_main
+        def worker(zygote: int) -> int:
+            self._become_worker(zygote)
+            from libpto._worker import worker_main
 
-                code = worker_main(spec, adapter)
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                try:
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                    kill_descendants(deadline=2.0)  # what the op started dies with the rank
-                finally:
-                    os._exit(code)
-        with contextlib.suppress(OSError):  # also in the child: whichever runs first wins
-            os.setpgid(pid, pid)
-        return pid
+            return worker_main(spec, adapter)
+
+        return _fork_child(worker)
 
     def _become_worker(self, zygote: int) -> None:
         signal.set_wakeup_fd(-1)
@@ -499,6 +471,29 @@ def _children() -> list[int]:
         except (OSError, ValueError, IndexError):
             continue
     return out
+
+
+def _fork_child(body: Callable[[int], int]) -> int:
+    """Fork a child that runs ``body(zygote pid)`` and exits with its code, after killing
+    whatever it started (what the op started dies with the rank); the child's pid."""
+    zygote = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        code = 70
+        try:
+            code = body(zygote)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                kill_descendants(deadline=2.0)
+            finally:
+                os._exit(code)
+    with contextlib.suppress(OSError):  # also in the child: whichever runs first wins
+        os.setpgid(pid, pid)
+    return pid
 
 
 def _merge_path(sys_path: list[str]) -> bool:
