@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -516,6 +517,36 @@ def _agent_pid(host: object) -> int | None:
     return None
 
 
+def _kill_nsb_agent_midround(
+    pytester: pytest.Pytester,
+    ns_cluster: NsCluster,
+    monkeypatch: pytest.MonkeyPatch,
+    started: Callable[[], bool],
+    never: str,
+) -> tuple[int, str]:
+    """Run the pytester file on the hosts in a subprocess, SIGKILL host nsb's agent once
+    ``started()`` says the round is inside its op; pytest's exit code and output."""
+    for key, value in ns_cluster.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PTO_TEST_INNER", "1")
+    cmd = [sys.executable, "-m", "pytest", *ns_cluster.options()]
+    cmd += ["-p", "no:cacheprovider", "-rA", "--junitxml=j.xml"]
+    proc = subprocess.Popen(
+        cmd, cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        assert wait_for(started, 120), never
+        agent = _agent_pid(ns_cluster.hosts[1])
+        assert agent is not None
+        os.kill(agent, signal.SIGKILL)
+        text = proc.communicate(timeout=180)[0].decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, text
+
+
 def test_a_lost_host_agent_is_infra_and_the_retry_relaunches(
     pytester: pytest.Pytester, ns_cluster: NsCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -539,36 +570,10 @@ def test_a_lost_host_agent_is_infra_and_the_retry_relaunches(
             assert pto_world.run(op) == [0, 1, 2, 3]
         """,
     )
-    for key, value in ns_cluster.env().items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("PTO_TEST_INNER", "1")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            *ns_cluster.options(),
-            "-p",
-            "no:cacheprovider",
-            "-rA",
-            "--junitxml=j.xml",
-        ],
-        cwd=pytester.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+    returncode, text = _kill_nsb_agent_midround(
+        pytester, ns_cluster, monkeypatch, flag.exists, "rank 2 never started its op"
     )
-    try:
-        assert wait_for(flag.exists, 120), "rank 2 never started its op"
-        agent = _agent_pid(ns_cluster.hosts[1])
-        assert agent is not None
-        os.kill(agent, signal.SIGKILL)
-        out, _ = proc.communicate(timeout=180)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    text = out.decode(errors="replace")
-    assert proc.returncode == 0, text
+    assert returncode == 0, text
     (props,) = _props(pytester.path / "j.xml")
     assert props["pto.outcome"] == "passed"
     assert props["pto.attempt"] == "2"
@@ -670,38 +675,17 @@ def test_a_lost_host_agent_is_peer_dead_for_waiters_on_the_other_host(
             assert pto_world.run(op) == [0, 1, 2, 3]
         """,
     )
-    for key, value in ns_cluster.env().items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("PTO_TEST_INNER", "1")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            *ns_cluster.options(),
-            "-p",
-            "no:cacheprovider",
-            "-rA",
-            "--junitxml=j.xml",
-        ],
-        cwd=pytester.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+    returncode, text = _kill_nsb_agent_midround(
+        pytester,
+        ns_cluster,
+        monkeypatch,
+        lambda: waiting.exists() and hung.exists(),
+        "never started",
     )
-    try:
-        assert wait_for(lambda: waiting.exists() and hung.exists(), 120), "never started"
-        agent = _agent_pid(ns_cluster.hosts[1])
-        assert agent is not None
-        os.kill(agent, signal.SIGKILL)
-        text = proc.communicate(timeout=180)[0].decode(errors="replace")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     seen = out.read_text()
     assert seen.startswith("PeerDead: "), seen
     assert "peer rank 2 (host nsb: host agent gone) died" in seen, seen
-    assert proc.returncode == 0, text
+    assert returncode == 0, text
     (props,) = _props(pytester.path / "j.xml")
     assert props["pto.outcome"] == "passed"
     assert props["pto.attempt"] == "2"
