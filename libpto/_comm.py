@@ -123,8 +123,10 @@ class _Handle:
             return self.ptr
 
     def exit(self, token: object) -> None:
+        """Give ``token``'s hold back (idempotent: a second call for the same token finds it
+        gone and releases only what is due)."""
+        self.active.discard(token)  # first, one operation: an interrupt lands before or after
         with self.lock:
-            self.active.discard(token)
             release = self.closed and not self.active
         if release:
             self._release()
@@ -139,7 +141,8 @@ class _Handle:
             self._release()
 
     def _release(self) -> None:
-        ptr, self.ptr = self.ptr, None
+        with self.lock:  # close() and a last exit() may both get here: one of them closes
+            ptr, self.ptr = self.ptr, None
         if ptr is not None:
             lib.pto_comm_close(ptr)
 
@@ -297,7 +300,15 @@ class CommWindow:
         try:
             return int(fn(self._enter(op, token), *args))
         finally:
-            self._h.exit(token)
+            try:
+                self._h.exit(token)
+            except BaseException:
+                # a Ctrl-C that landed inside exit() itself (its handler runs at the first
+                # bytecode after the C call, which may be in there): finish the exit, which is
+                # idempotent, then let the interrupt go on; a token left behind would keep
+                # close() from ever detaching the rank
+                self._h.exit(token)
+                raise
 
     def pin(self) -> Any:
         """The raw ``pto_comm *`` for C code (``Runtime.bind_comm``); the mapping stays valid,
