@@ -134,8 +134,8 @@ class _Server:
         except OSError:  # already gone (or no pidfd): socket EOF and getppid still tell
             self.owner_fd = None
         self.live: dict[int, tuple[str, int]] = {}  # pid -> (mailbox name, rank)
-        #: idle pre-forked workers: pid -> (write end of its spec pipe, generation)
-        self.spares: dict[int, tuple[int, int]] = {}
+        #: idle pre-forked workers: pid -> (our end of its spec socket, generation)
+        self.spares: dict[int, tuple[socket.socket, int]] = {}
         self.generation = 0  # bumped by whatever a spare forked earlier would lack
         self.spare_count = 0  # ranks of the last spawn: how many spares the next round needs
         self.mailboxes: dict[str, Any] = {}  # name -> Mailbox (mapped while it has live workers)
@@ -282,47 +282,45 @@ class _Server:
     def _hand_to_spare(self, spec: dict[str, Any]) -> int | None:
         """Give ``spec`` to a current spare; its pid, or None when there is none."""
         while self.spares:
-            pid, (fd, generation) = self.spares.popitem()
-            try:
-                if generation != self.generation:
-                    continue  # forked before a preload: it would import after the fork
-                data = pickle.dumps(spec, pickle.HIGHEST_PROTOCOL)
-                os.write(fd, _HEADER.pack(len(data)) + data)  # < pipe buffer: never blocks
-                return pid
-            except OSError:  # it died idle: the reaper collects it
-                continue
-            finally:
-                os.close(fd)
-                if generation != self.generation:
-                    self._killpg(pid)
+            pid, (sock, generation) = self.spares.popitem()
+            with sock:
+                if generation == self.generation:
+                    with contextlib.suppress(OSError):  # it died idle: the reaper collects it
+                        send_msg(sock, spec)
+                        return pid
+            self._killpg(pid)  # forked before a preload (it would import after the fork)
         return None
+
+    def _drop_spare(self, pid: int) -> None:
+        sock, _ = self.spares.pop(pid)
+        sock.close()
+        self._killpg(pid)
 
     def replenish(self) -> None:
         """Fork the spares the next round will want (called when no world is running)."""
         if self.tainted or self.live or os.getppid() != self.parent:
             return
         for pid in [p for p, (_, g) in self.spares.items() if g != self.generation]:
-            fd, _ = self.spares.pop(pid)
-            os.close(fd)
-            self._killpg(pid)
+            self._drop_spare(pid)
         while len(self.spares) < self.spare_count:
-            r, w = os.pipe2(os.O_CLOEXEC)
-            pid = self._fork_spare(r)
-            os.close(r)
-            self.spares[pid] = (w, self.generation)
+            ours, theirs = socket.socketpair()
+            pid = self._fork_spare(ours, theirs)
+            theirs.close()
+            self.spares[pid] = (ours, self.generation)
 
-    def _fork_spare(self, r: int) -> int:
+    def _fork_spare(self, ours: socket.socket, theirs: socket.socket) -> int:
         def spare(zygote: int) -> int:
-            for fd, _ in self.spares.values():
-                os.close(fd)
+            ours.close()
+            for sock, _ in self.spares.values():
+                sock.close()
             self._become_worker(zygote)
             from libpto._mailbox import set_proctitle
 
             set_proctitle(f"{ZYGOTE_MARKER} spare of {zygote}")
-            spec = _read_spec(r)
+            spec = recv_msg(theirs)
             if spec is None:
                 return 0  # the zygote let it go unused
-            os.close(r)
+            theirs.close()
             from libpto._worker import worker_main
 
             runtime = spec.get("runtime")
@@ -377,7 +375,7 @@ class _Server:
                 break
             spare = self.spares.pop(pid, None)
             if spare is not None:  # a spare died idle (killed from outside): forget it
-                os.close(spare[0])
+                spare[0].close()
                 continue
             owner = self.live.pop(pid, None)
             if owner is None:  # an orphaned grandchild re-parented to us (subreaper)
@@ -411,10 +409,8 @@ class _Server:
         self.spare_count = 0  # and no spare is forked again
         for pid in list(self.live):
             self._killpg(pid)
-        for pid, (fd, _) in list(self.spares.items()):
-            os.close(fd)
-            self._killpg(pid)
-        self.spares.clear()
+        for pid in list(self.spares):
+            self._drop_spare(pid)
         self.kill_orphans()
         deadline = time.monotonic() + 5.0
         while (self.live or _children()) and time.monotonic() < deadline:
@@ -504,25 +500,6 @@ def _merge_path(sys_path: list[str]) -> bool:
             sys.path.insert(0, entry)
             changed = True
     return changed
-
-
-def _read_spec(fd: int) -> dict[str, Any] | None:
-    """A spare's spec from its pipe; None at EOF (the zygote closed it unused)."""
-    buf = b""
-    while len(buf) < _HEADER.size:
-        chunk = os.read(fd, _HEADER.size - len(buf))
-        if not chunk:
-            return None
-        buf += chunk
-    want = _HEADER.unpack(buf)[0]
-    body = bytearray()
-    while len(body) < want:
-        chunk = os.read(fd, want - len(body))
-        if not chunk:
-            return None
-        body += chunk
-    spec: dict[str, Any] = pickle.loads(bytes(body))
-    return spec
 
 
 def main() -> None:
