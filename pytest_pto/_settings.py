@@ -906,9 +906,10 @@ def _check_hosts(values: dict[str, Any], sources: dict[str, str]) -> None:
     except (HostsError, OSError) as exc:
         raise pytest.UsageError(f"pytest-pto: {sources['hosts']}: {exc}") from None
     if values["mpirun"] is None:
-        beside = Path(sys.executable).parent / "mpirun"
+        from pytest_pto._mpi_flavor import default_mpirun
+
         try:
-            values["mpirun"] = _program(str(beside) if beside.exists() else "mpirun")
+            values["mpirun"] = _program(default_mpirun())
         except _BadValue:
             raise pytest.UsageError(
                 f"pytest-pto: {sources['launcher']}: no mpirun next to {sys.executable} nor on "

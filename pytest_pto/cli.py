@@ -120,20 +120,21 @@ def devices_main(argv: list[str] | None = None) -> int:
     platform = args.platform or os.environ.get("PTO_PLATFORM") or "sim"
     spec = args.devices or os.environ.get("PTO_DEVICES")
     launcher = args.launcher or os.environ.get("PTO_LAUNCHER") or "local"
-    if launcher.strip().lower() not in ("local", "mpirun"):
+    multi_host = launcher.strip().lower() == "mpirun"
+    if not multi_host and launcher.strip().lower() != "local":
         where = f"--launcher={args.launcher}" if args.launcher else f"PTO_LAUNCHER={launcher}"
         print(f"pto-devices: {where}: must be 'local' or 'mpirun'", file=sys.stderr)
         return 2
     try:
         ids = parse_devices(spec) if spec else get_platform(platform).devices()
     except (_BadValue, ValueError) as exc:
-        if launcher.strip().lower() == "mpirun" and not spec:
+        if multi_host and not spec:
             ids = ()  # every host names its devices ('a:0-3'), or the host list says which not
         else:
             where = f"--devices={spec}" if spec else f"platform {platform}"
             print(f"pto-devices: {where}: {exc}", file=sys.stderr)
             return 2
-    if launcher.strip().lower() == "mpirun":
+    if multi_host:
         return _hosts_main(args, lock_dir, tuple(ids))
     try:
         pool = DevicePool(ids, lock_dir)
@@ -170,6 +171,7 @@ def _hosts_main(args: argparse.Namespace, lock_dir: Path, default_ids: tuple[int
 
     from libpto._hosts import HostsError, parse_hosts
     from pytest_pto._launcher import LaunchError, MpiLaunch
+    from pytest_pto._mpi_flavor import FLAVORS, MpiFlavorError, default_mpirun, detect
     from pytest_pto._settings import parse_devices
 
     text = args.hosts or os.environ.get("PTO_HOSTS")
@@ -203,13 +205,23 @@ def _hosts_main(args: argparse.Namespace, lock_dir: Path, default_ids: tuple[int
                 return 2
             elif release.get(target) != "all":
                 release.setdefault(target, []).append(int(which))
-    mpirun = args.mpirun or os.environ.get("PTO_MPIRUN")
-    if not mpirun:
-        beside = Path(sys.executable).parent / "mpirun"
-        mpirun = str(beside) if beside.exists() else shutil.which("mpirun") or "mpirun"
+    mpirun = args.mpirun or os.environ.get("PTO_MPIRUN") or default_mpirun()
+    flavor = os.environ.get("PTO_MPI_FLAVOR", "auto").strip().lower()
+    try:
+        flavor = detect(mpirun) if flavor == "auto" else flavor
+    except MpiFlavorError as exc:
+        where = f"--mpirun={args.mpirun}" if args.mpirun else f"mpirun {mpirun}"
+        print(f"pto-devices: {where}: {exc} (here: PTO_MPI_FLAVOR)", file=sys.stderr)
+        return 2
+    if flavor not in FLAVORS:
+        print(
+            f"pto-devices: PTO_MPI_FLAVOR={flavor}: must be 'auto', 'openmpi' or 'mpich'",
+            file=sys.stderr,
+        )
+        return 2
     mpi_args = shlex.split(args.mpi_args or os.environ.get("PTO_MPI_ARGS") or "")
     logs = Path(tempfile.mkdtemp(prefix="pto-devices-"))
-    launch = MpiLaunch(hosts, mpirun, mpi_args)
+    launch = MpiLaunch(hosts, mpirun, mpi_args, flavor=flavor)
     try:
         launch.start(logs)
         replies = []

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.multihost.conftest import wait_for
-from tests.multihost.nshosts import MPIRUN, RSH, NsCluster, NsHost
+from tests.multihost.nshosts import MPIRUN, RSH, NsCluster, NsHost, missing_mpich
 
 DEVICE_WORK = """
 def work(chip):
@@ -414,4 +414,39 @@ def test_pto_devices_shows_every_hosts_own_lock_dir(ns_cluster: NsCluster) -> No
         holder.wait()
         _clear_quarantine(ns_cluster)
     for host in ns_cluster.hosts:  # the agents of pto-devices are gone
+        assert wait_for(lambda h=host: not h.pids(), 30), f"{host.name}: {host.pids()}"
+
+
+def test_pto_devices_tells_the_mpi_flavor_and_reads_every_host_under_mpich(
+    ns_cluster: NsCluster,
+) -> None:
+    """``pto-devices --launcher mpirun`` with MPICH's hydra ``mpiexec``: the flavor is told
+    from its ``--version`` as in pytest (an Open MPI command line would not start the agents),
+    and both hosts' pools are read on their hosts."""
+    why = missing_mpich()
+    if why is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"MPICH multi-host tests cannot run in CI: {why}")
+        pytest.skip(why)
+    opts = dict(o.split("=", 1) for o in ns_cluster.options(flavor="mpich"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PTO_")}
+    env.update(ns_cluster.env())
+    env["PTO_MPI_ARGS"] = opts["--pto-mpi-args"]
+    cli = [
+        sys.executable,
+        "-c",
+        "from pytest_pto.cli import devices_main; exit(devices_main())",
+        "--launcher=mpirun",
+        "--hosts=nsa:0-1 nsb:0-1",
+        f"--mpirun={opts['--pto-mpirun']}",
+        f"--lock-dir={ns_cluster.lock_dir}",
+        "--json",
+    ]
+    shown = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    assert [h["host"] for h in data["hosts"]] == ["nsa", "nsb"]
+    for host in data["hosts"]:
+        assert [d["device"] for d in host["devices"]] == [0, 1]
+    for host in ns_cluster.hosts:
         assert wait_for(lambda h=host: not h.pids(), 30), f"{host.name}: {host.pids()}"
