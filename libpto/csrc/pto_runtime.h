@@ -1,6 +1,7 @@
 /* libpto runtime, `sim` platform: one simulated chip per pto_rt.
  *
- * Threads (created once by pto_rt_create, parked on a futex between runs, joined by
+ * Threads (created once, by the first pto_rt_submit of a graph with tasks -- a runtime opened
+ * and closed without a run creates none; parked on a futex between runs, joined by
  * pto_rt_destroy; zero CPU while idle):
  *   - orchestrator: takes the submitted graph and allocates, task by task and in order, a ring
  *     slot (task window), ring heap bytes and dep-pool nodes (one per fanin edge) in the task's
@@ -12,7 +13,7 @@
  *     register for ACK then FIN of that id; on FIN it completes the task (releases fanouts, marks
  *     producers CONSUMED once all their consumers completed).
  *   - cores: read DATA, answer ACK, run the builtin kernel, answer FIN.
- *   Defaults: 1 scheduler thread (PTO_SIM_SCHED_THREADS), 2 cores (PTO_SIM_CORES). Within a
+ *   Defaults: 1 scheduler thread (PTO_SIM_SCHED_THREADS), 8 cores (PTO_SIM_CORES). Within a
  *   run, under owned-wallclock, a waiting core or scheduler spins only while its partner ran
  *   on another CPU, yields briefly, then parks on a futex (a core until a dispatch, an idle
  *   scheduler until a push or its next check); idle-iterations keeps upstream's backoff, whose

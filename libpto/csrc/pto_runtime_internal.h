@@ -172,6 +172,7 @@ struct pto_rt {
     int64_t submit_ns, end_ns;
     int in_flight;                  /* submitted, not yet synced (api lock) */
     int broken;                     /* threads did not quiesce: refuse runs */
+    int threads_up;                 /* started (at the first run with tasks) */
 };
 
 /* How a scheduler (owned-wallclock) and a core wait for each other (issue 13). On 2 CPUs shared

@@ -562,12 +562,17 @@ static void stop_threads(pto_rt *rt)
     pto_futex_wake(&rt->gen, 1 << 30);
     if (rt->orch_started)
         pthread_join(rt->orch_th, NULL);
+    rt->orch_started = 0;
     for (int i = 0; i < rt->nsched; i++)
         if (rt->sch[i].started)
             pthread_join(rt->sch[i].th, NULL);
+    for (int i = 0; i < rt->nsched; i++)
+        rt->sch[i].started = 0;
     for (int i = 0; i < rt->ncores; i++)
         if (rt->cores[i].started)
             pthread_join(rt->cores[i].th, NULL);
+    for (int i = 0; i < rt->ncores; i++)
+        rt->cores[i].started = 0;
 }
 
 static void free_rt(pto_rt *rt)
@@ -585,6 +590,43 @@ static void free_rt(pto_rt *rt)
     free(rt->cores);
     pthread_mutex_destroy(&rt->api);
     free(rt);
+}
+
+/* Start the runtime's threads: at the first run that has tasks, not at create (issue 13): a
+ * chip that is opened and closed without a run (a round whose op runs no graph) then costs no
+ * thread creation and no joins. They start before that run's gen bump, with `seen` 0 == gen, so
+ * each sees the run. Async signals are blocked in them, so Python's handlers stay on the main
+ * thread. 0 or the pthread_create error (the threads that did start are then stopped). */
+static int start_threads(pto_rt *rt)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    sigdelset(&all, SIGSEGV);
+    sigdelset(&all, SIGBUS);
+    sigdelset(&all, SIGFPE);
+    sigdelset(&all, SIGILL);
+    sigdelset(&all, SIGABRT);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int err = 0;
+    for (int i = 0; i < rt->ncores && !err; i++) {
+        pto_core *c = &rt->cores[i];
+        err = pthread_create(&c->th, NULL, core_main, c);
+        c->started = !err;
+    }
+    for (int i = 0; i < rt->nsched && !err; i++) {
+        pto_sched *s = &rt->sch[i];
+        err = pthread_create(&s->th, NULL, pto_sched_main, s);
+        s->started = !err;
+    }
+    if (!err) {
+        err = pthread_create(&rt->orch_th, NULL, orch_main, rt);
+        rt->orch_started = !err;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (err)
+        stop_threads(rt);
+    rt->threads_up = !err;
+    return err;
 }
 
 int pto_rt_create(const pto_rt_config *cfg, pto_rt **out)
@@ -712,42 +754,18 @@ int pto_rt_create(const pto_rt_config *cfg, pto_rt **out)
         }
     }
 
-    /* threads: block async signals so Python's handlers stay on the main thread */
-    sigset_t all, old;
-    sigfillset(&all);
-    sigdelset(&all, SIGSEGV);
-    sigdelset(&all, SIGBUS);
-    sigdelset(&all, SIGFPE);
-    sigdelset(&all, SIGILL);
-    sigdelset(&all, SIGABRT);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    int err = 0;
-    for (int i = 0; i < rt->ncores && !err; i++) {
+    for (int i = 0; i < rt->ncores; i++) {
         pto_core *c = &rt->cores[i];
         c->idx = i;
         c->rt = rt;
         c->inflight = -1;
         atomic_store(&c->cpu, -1); /* not waited anywhere yet */
-        err = pthread_create(&c->th, NULL, core_main, c);
-        c->started = !err;
     }
-    for (int i = 0; i < rt->nsched && !err; i++) {
+    for (int i = 0; i < rt->nsched; i++) {
         pto_sched *s = &rt->sch[i];
         s->idx = i;
         atomic_store(&s->cpu, -1);
         s->rt = rt;
-        err = pthread_create(&s->th, NULL, pto_sched_main, s);
-        s->started = !err;
-    }
-    if (!err) {
-        err = pthread_create(&rt->orch_th, NULL, orch_main, rt);
-        rt->orch_started = !err;
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (err) {
-        stop_threads(rt);
-        free_rt(rt);
-        return pto_fail(PTO_E_SYS, "pto_rt_create: pthread_create: %s", strerror(err));
     }
     warn_incoherent_config(cfg);
     rt->init_ns = pto_now_ns() - t0;
@@ -956,6 +974,14 @@ int pto_rt_submit(pto_rt *rt, pto_graph *g)
         st = pto_fail(PTO_E_RANGE, "pto_rt_submit: graph too large");
     if (st == PTO_OK)
         st = pto_graph_prepare(rt, g);
+    if (st == PTO_OK && g->n > 0 && !rt->threads_up) {
+        int err = start_threads(rt);
+        if (err) {
+            rt->broken = 1;
+            st = pto_fail(PTO_E_SYS, "pto_rt_submit: starting the runtime threads: "
+                          "pthread_create: %s", strerror(err));
+        }
+    }
     if (st != PTO_OK) {
         pthread_mutex_unlock(&rt->api);
         return st;

@@ -3,9 +3,12 @@ kernels compute the right values, and threads persist across runs."""
 
 from __future__ import annotations
 
+import os
 import random
+from pathlib import Path
 
 import pytest
+import yaml
 
 import libpto
 
@@ -94,3 +97,37 @@ def test_thread_and_core_counts(threads: int, cores: int) -> None:
         fan = g.noops(1000, "fanout", dep=root)
         g.noop(deps=list(fan))
         assert r.run(g, timeout_ms=60000).completed == 1002
+
+
+def _task_count() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def test_threads_start_at_the_first_run_with_tasks_and_only_once() -> None:
+    """A chip opened and closed without a run (a round whose op runs no graph) creates no
+    thread; the first run with tasks starts them all, later runs reuse them, close joins them."""
+    before = _task_count()
+    with libpto.Runtime() as r:
+        assert _task_count() == before
+        assert r.run(r.graph()).total == 0  # an empty graph needs no thread either
+        assert _task_count() == before
+        g = r.graph()
+        g.noops(200)
+        assert r.run(g).completed == 200
+        started = _task_count() - before
+        assert started == r.stats()["threads"] == 1 + 1 + 8
+        assert r.run(g).completed == 200
+        assert _task_count() - before == started
+    assert _task_count() == before
+
+
+def test_default_chip_has_eight_cores_and_the_incident_variants_pin_two() -> None:
+    """Eight cores by default (independent tasks beside a busy CPU, issue 13); the demo's
+    figures were taken on the incident's chip, 2 schedulers x 2 cores, which its variants pin."""
+    with libpto.Runtime() as r:
+        assert r.stats()["cores"] == 8 and r.stats()["sched_threads"] == 1
+    variants = yaml.safe_load((Path(__file__).parents[2] / "examples/variants.yaml").read_text())
+    envs = [v["env"] for v in variants.values() if isinstance(v, dict) and "env" in v]
+    assert envs and all(
+        e["PTO_SIM_CORES"] == "2" and e["PTO_SIM_SCHED_THREADS"] == "2" for e in envs
+    )
