@@ -356,13 +356,12 @@ int pto_comm_create(const char *name, int nranks, int rank, uint32_t nslots, uin
                       strerror(errno));
         goto fail;
     }
-    /* Reserve the pages now: a full /dev/shm must fail here, not SIGBUS on a later write. */
-    int fe = posix_fallocate(fd, 0, (off_t)l.total);
-    if (fe != 0 && fe != EOPNOTSUPP && fe != EINVAL) {
-        st = pto_fail(fe == ENOSPC ? PTO_E_NOMEM : PTO_E_SYS, "%s: cannot reserve %llu bytes for '%s': %s", fn,
-                      (unsigned long long)l.total, path + 1, strerror(fe));
+    /* A /dev/shm without room fails here, not with SIGBUS on a later write (pto_sys.h). */
+    char what[PTO_COMM_NAME_MAX + 40];
+    snprintf(what, sizeof what, "%s: '%s'", fn, path + 1);
+    st = pto_sys_shm_room(what, fd, l.total);
+    if (st)
         goto fail;
-    }
     void *base = mmap(NULL, (size_t)l.total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (base == MAP_FAILED) {
         st = pto_fail(PTO_E_SYS, "%s: mmap('%s', %llu): %s", fn, path + 1, (unsigned long long)l.total,

@@ -161,6 +161,12 @@ int pto_mbox_create(const char *name, int nranks, uint64_t payload_bytes, pto_mb
             return pto_fail(PTO_E_EXISTS, "mailbox %s: already exists", path);
         return pto_fail(PTO_E_SYS, "shm_open(%s): %s", path, strerror(errno));
     }
+    int room = pto_sys_shm_room("pto_mbox_create", fd, total);
+    if (room != PTO_OK) {
+        close(fd);
+        shm_unlink(path);
+        return room;
+    }
     if (ftruncate(fd, (off_t)total) != 0) {
         int e = errno;
         close(fd);

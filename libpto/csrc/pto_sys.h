@@ -37,4 +37,13 @@ int pto_sys_pid_alive(int pid);
 int pto_sys_shm_path(const char *what, const char *name, const char *prefix, size_t max_len,
                      char *out, size_t cap);
 
+/* Room for a new segment of `bytes` on the filesystem behind the open shared-memory `fd`
+ * (fstatvfs: blocks available to us). A segment's pages are allocated when first touched, so a
+ * /dev/shm without room would surface as SIGBUS in whichever process writes first; this says it
+ * at create instead. PTO_OK, or PTO_E_NOMEM with a text that starts with `what` and says the
+ * free and needed bytes (or PTO_E_SYS if fstatvfs fails). Not a reservation: space another
+ * process takes after the check can still run out (posix_fallocate reserved it, for ~0.3 ms per
+ * MiB to allocate and later free the pages each round; issue 13). */
+int pto_sys_shm_room(const char *what, int fd, uint64_t bytes);
+
 #endif

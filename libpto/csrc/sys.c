@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -71,5 +72,19 @@ int pto_sys_shm_path(const char *what, const char *name, const char *prefix, siz
             return pto_fail(PTO_E_INVALID_ARG, "%s: must not contain spaces or control characters",
                             what);
     snprintf(out, cap, "/%s", bare);
+    return PTO_OK;
+}
+
+int pto_sys_shm_room(const char *what, int fd, uint64_t bytes)
+{
+    struct statvfs vfs;
+    if (fstatvfs(fd, &vfs) != 0)
+        return pto_fail(PTO_E_SYS, "%s: fstatvfs: %s", what, strerror(errno));
+    uint64_t free_bytes = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
+    if (vfs.f_blocks != 0 && free_bytes < bytes) /* f_blocks 0: a filesystem without limits */
+        return pto_fail(PTO_E_NOMEM, "%s: /dev/shm has %llu bytes free, the segment needs %llu "
+                        "(a container's /dev/shm is often 64 MiB: raise it, e.g. docker run "
+                        "--shm-size=1g)", what, (unsigned long long)free_bytes,
+                        (unsigned long long)bytes);
     return PTO_OK;
 }
