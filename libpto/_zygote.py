@@ -33,7 +33,8 @@ none is left, and exits. The zygote has PR_SET_PDEATHSIG on the keeper, so killi
 Spares: after a world's workers have all exited (the round is over, the owner is busy with
 its report), the zygote forks as many *spares* as that world had ranks. A spare is a fresh
 fork that has done everything a worker does before it knows its rank (death signal, process
-group, subreaper, closing the zygote's descriptors) and then blocks on a pipe; a spawn hands
+group, subreaper, closing the zygote's descriptors) and then blocks, as a SCHED_BATCH task
+(``_set_policy``), on a socket pair; a spawn hands
 each rank's spec to a spare instead of forking, so the fork and its page faults are off the
 round's critical path. A spare has run nothing: it is as fresh as a fork at spawn time. Spares
 carry the zygote's generation, which any preload, adapter or ``sys.path`` change bumps; a
@@ -41,7 +42,8 @@ stale spare is killed, never used (a worker must import nothing after the fork).
 ``pto-zygote`` in their title: like the zygote, they live for the session.
 
 Protocol: length-prefixed pickles over a Unix socket pair. Requests are dicts with an ``op``
-key: ``ping``, ``spawn`` (reply: pids), ``kill``, ``forget`` (no reply).
+key: ``ping``, ``spawn`` (reply: pids and the zygote's own pid), ``kill``, ``forget`` (no
+reply).
 """
 
 from __future__ import annotations
@@ -277,7 +279,7 @@ class _Server:
                 pid = self._fork(spec, self.adapters.get(runtime) if runtime else None)
             self.live[pid] = (name, slot)
             pids.append(pid)
-        return {"pids": pids}
+        return {"pids": pids, "zygote": os.getpid()}
 
     def _hand_to_spare(self, spec: dict[str, Any]) -> int | None:
         """Give ``spec`` to a current spare; its pid, or None when there is none."""
@@ -317,7 +319,9 @@ class _Server:
             from libpto._mailbox import set_proctitle
 
             set_proctitle(f"{ZYGOTE_MARKER} spare of {zygote}")
+            _set_policy(os.SCHED_BATCH)
             spec = recv_msg(theirs)
+            _set_policy(os.SCHED_OTHER)
             if spec is None:
                 return 0  # the zygote let it go unused
             theirs.close()
@@ -415,7 +419,7 @@ class _Server:
         deadline = time.monotonic() + 5.0
         while (self.live or _children()) and time.monotonic() < deadline:
             self.reap()
-            time.sleep(0.005)
+            time.sleep(0.001)  # SIGKILLed: gone within a millisecond or two (the owner waits)
         from libpto._footprint import unlink_segment
 
         for name in self.segments:
@@ -467,6 +471,17 @@ def _children() -> list[int]:
         except (OSError, ValueError, IndexError):
             continue
     return out
+
+
+def _set_policy(policy: int) -> None:
+    """A spare waits for its spec as a SCHED_BATCH task, and is a normal one again once it
+    has it. Why: the zygote's write to a spare's socket wakes it on the zygote's own CPU, and a
+    normal task woken there preempts the zygote before it writes the next rank's spec (~1 ms
+    per rank on 2 CPUs); a batch task's wake-up never preempts, so every rank gets its spec
+    first. Moving between the two normal policies needs no privilege; where it is refused
+    anyway (a seccomp profile), the spare just waits as before."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(0, policy, os.sched_param(0))
 
 
 def _fork_child(body: Callable[[int], int]) -> int:
@@ -531,14 +546,22 @@ def main() -> None:
                 sys.stderr.flush()
             finally:
                 os._exit(code)
+    code = 0
     try:
         os.close(fd)  # only the zygote talks to the owner: its exit must be the owner's EOF
         if owner_fd >= 0:
             _keep(owner_fd, zygote)
+    except BaseException:
+        traceback.print_exc()
+        code = 70
     finally:
         with contextlib.suppress(OSError):  # keep the log only if it says something
             if os.path.getsize(log) == 0:
                 os.unlink(log)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # nothing to finalize, and the owner waits for this exit at the end of its session
+        os._exit(code)
 
 
 def _keep(owner_fd: int, zygote: int) -> None:

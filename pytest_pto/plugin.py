@@ -77,6 +77,7 @@ def pytest_configure(config: pytest.Config) -> None:
     session = PtoSession(config)
     if _explicit_options(config):
         session.load()  # an explicit --pto-* option is checked now: a usage error at once
+        session.prestart_zygote()  # --pto-* said distributed tests will run: boot it meanwhile
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "pto-session")
 
@@ -334,6 +335,7 @@ class PtoSession:
         self.variants: dict[str, Variant] = {}
         self.selected: list[Variant] | None = None
         self.used = False  # a distributed test was collected or run in this process
+        self._zygote_prestarted = False  # _prestart_zygote ran
         self.load_error: pytest.UsageError | None = None
         self._header_shown = False  # an xdist controller collects nothing: said at the end
         self._summary: SummaryCollector | None = None  # made when a round is first reported
@@ -553,6 +555,29 @@ class PtoSession:
         from pytest_pto._rounds import parametrize
 
         parametrize(metafunc, settings, self.selected)
+        self.prestart_zygote(settings)
+
+    def prestart_zygote(self, settings: Settings | None = None) -> None:
+        """Start the zygote the rounds fork from, so its interpreter boots (~60 ms) while
+        pytest collects and sets up, not in front of the first round: at configure when an
+        explicit --pto-* option was given, else when the first distributed test is collected.
+        Not for --collect-only (nothing runs), an xdist controller (its workers run the tests)
+        or --pto-launcher=mpirun (each host agent has its own); a session without distributed
+        tests and without --pto-* options never gets here."""
+        settings = settings or self._settings
+        controller = getattr(self.config.option, "dist", "no") != "no" and not self.is_worker
+        if (
+            self._zygote_prestarted
+            or settings is None
+            or settings.hosts
+            or controller
+            or self.config.option.collectonly
+        ):
+            return
+        self._zygote_prestarted = True
+        from libpto._procs import prestart_zygote
+
+        prestart_zygote()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(self) -> None:

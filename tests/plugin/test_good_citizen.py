@@ -251,3 +251,38 @@ def test_a_session_without_distributed_tests_loads_none_of_them(tmp_path: Path) 
     assert proc.returncode == 0, proc.stdout + proc.stderr
     loaded = set((tmp_path / "modules.txt").read_text().split())
     assert {"libpto._pto", "filelock"} <= loaded
+
+
+ZYGOTE_AT_COLLECTION = """
+import sys
+
+
+def pytest_collection_finish(session):
+    procs = sys.modules.get("libpto._procs")
+    zygote = procs._zygote if procs is not None else None
+    with open("zygote.txt", "w") as f:
+        f.write("started" if zygote is not None else "none")
+"""
+
+
+@pytest.mark.parametrize(
+    "files, args, expected",
+    [
+        (("test_d",), ("--pto-ranks=2",), "started"),  # explicit option: at configure
+        (("test_d",), (), "started"),  # the first distributed test collected
+        (("test_d",), ("--pto-ranks=2", "--co"), "none"),  # nothing will run
+        (("test_plain",), (), "none"),  # no distributed test: no zygote, ever
+    ],
+)
+def test_the_zygote_boots_during_collection_only_when_rounds_will_run(
+    tmp_path: Path, files: tuple[str, ...], args: tuple[str, ...], expected: str
+) -> None:
+    """The rounds' zygote is started (not waited for) before the first round, so its
+    interpreter boots while pytest collects; never for a session that runs no round."""
+    sources = {"test_d": DISTRIBUTED, "test_plain": PLAIN}
+    for name in files:
+        (tmp_path / f"{name}.py").write_text(sources[name])
+    (tmp_path / "conftest.py").write_text(ZYGOTE_AT_COLLECTION)
+    proc = _run(tmp_path, _env(tmp_path / "locks"), "-q", *args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "zygote.txt").read_text() == expected

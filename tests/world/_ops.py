@@ -216,6 +216,10 @@ def escapee_then_sleep(chip: Chip, rank: int, pid_file: str, seconds: float) -> 
     return chip.rank
 
 
+def sched_policy(chip: Chip) -> int:
+    return os.sched_getscheduler(0)
+
+
 def modules_since_fork(chip: Chip) -> list[str]:
     from libpto import _worker
 

@@ -7,6 +7,8 @@ tests count them: tests/world/_parent.py leaves one idle)."""
 from __future__ import annotations
 
 import importlib
+import os
+import time
 import uuid
 from pathlib import Path
 
@@ -55,3 +57,29 @@ def test_a_spare_forked_before_a_preload_is_never_used(
         assert world.run(_ops.modules_since_fork) == [[], []]
         assert world.run(mod.op) == [0, 1]
     assert not stale & spares_of(zygote)
+
+
+def _policy(pid: int) -> int | None:
+    try:
+        return os.sched_getscheduler(pid)
+    except OSError:
+        return None
+
+
+def test_an_idle_spare_waits_as_a_batch_task_and_runs_its_rank_as_a_normal_one() -> None:
+    """Batch while idle: the zygote's spec writes then do not hand its CPU to the first spare
+    woken (libpto._zygote._set_policy); normal again for the rank's own work."""
+    config = WorldConfig(devices=(0, 1))
+    with World.start(config) as world:  # the zygote preloads the ops' module from now on
+        world.run(_ops.noop)
+        zygote = _zygote_of(world)
+    with World.start(config) as world:  # forked after that preload: its spares are current
+        pass
+    spares = wait_for_spares(zygote, 2)
+    deadline = time.monotonic() + 30.0  # a spare sets its policy just before it waits
+    while any(_policy(p) != os.SCHED_BATCH for p in spares) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [_policy(p) for p in sorted(spares)] == [os.SCHED_BATCH] * 2
+    with World.start(config) as world:
+        assert set(world._pids) == spares
+        assert world.run(_ops.sched_policy) == [os.SCHED_OTHER] * 2
