@@ -66,7 +66,7 @@ def _policy(pid: int) -> int | None:
         return None
 
 
-def test_an_idle_spare_waits_as_a_batch_task_and_runs_its_rank_as_a_normal_one() -> None:
+def test_spares_are_forked_and_wait_as_batch_tasks_and_run_their_rank_as_normal_ones() -> None:
     """Batch while idle: the zygote's spec writes then do not hand its CPU to the first spare
     woken (libpto._zygote._set_policy); normal again for the rank's own work."""
     config = WorldConfig(devices=(0, 1))
@@ -80,6 +80,9 @@ def test_an_idle_spare_waits_as_a_batch_task_and_runs_its_rank_as_a_normal_one()
     while any(_policy(p) != os.SCHED_BATCH for p in spares) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert [_policy(p) for p in sorted(spares)] == [os.SCHED_BATCH] * 2
+    while _policy(zygote) != os.SCHED_OTHER and time.monotonic() < deadline:
+        time.sleep(0.01)  # a batch task only while it forks them
+    assert _policy(zygote) == os.SCHED_OTHER
     with World.start(config) as world:
         assert set(world._pids) == spares
         assert world.run(_ops.sched_policy) == [os.SCHED_OTHER] * 2
