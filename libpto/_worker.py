@@ -13,6 +13,7 @@ owner dies.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import faulthandler
 import os
@@ -222,7 +223,10 @@ class _Worker:
 
     # -- main thread ------------------------------------------------------------------------------
     def serve(self) -> int:
-        threading.Thread(target=self.watch, name="pto-watcher", daemon=True).start()
+        # not threading.Thread: its start() waits until the new thread has run, a context
+        # switch each way in front of init on a busy machine; nothing joins the watcher (the
+        # worker leaves with os._exit) and stacks and faulthandler see it all the same
+        _thread.start_new_thread(self.watch, ())
         self.mbox.stamp(self.slot, Stamp.INIT_START)
         try:
             runtime = self.spec.get("runtime")
@@ -306,23 +310,41 @@ def _redirect_output(path: str) -> None:
 def _adopt_env(env: Mapping[str, str]) -> None:
     """Make ``os.environ`` exactly ``env``. The zygote's environment is the owner's at session
     start, so only a few variables differ (the rank's own): touching only those saves a
-    clear-and-refill of every variable in every rank of every round."""
-    for key in [k for k in os.environ if k not in env]:
+    clear-and-refill of every variable in every rank of every round. They are found against
+    the plain-dict copy :func:`prepare` took (``os.environ`` decodes every key it yields)."""
+    current = _ENV_AT_FORK if _ENV_AT_FORK is not None else dict(os.environ)
+    for key in [k for k in current if k not in env]:
         del os.environ[key]
     for key, value in env.items():
-        if os.environ.get(key) != value:
+        if current.get(key) != value:
             os.environ[key] = value
 
 
 #: the modules this process had when the zygote forked it (what it did not import itself)
 MODULES_AT_FORK: frozenset[str] = frozenset()
+_ENV_AT_FORK: dict[str, str] | None = None  # os.environ as prepare() found it
 
 
-def worker_main(spec: dict[str, Any], adapter: Any = None) -> int:
-    """Run one chip worker to completion; the return value is its exit code. ``adapter`` is
-    the runtime adapter the zygote preloaded (else ``spec["runtime"]`` is loaded here)."""
-    global MODULES_AT_FORK
+def prepare() -> None:
+    """Everything a worker does that does not depend on its rank. A spare calls it before it
+    waits for its spec, so the work and the copy-on-write faults it causes (touching every
+    module name, every variable, faulthandler's stacks) are paid while the owner is busy
+    between rounds, not on the round's critical path; a worker forked for its spec calls it
+    first thing."""
+    global MODULES_AT_FORK, _ENV_AT_FORK
     MODULES_AT_FORK = frozenset(sys.modules)
+    _ENV_AT_FORK = dict(os.environ)
+    # fd 2 is the rank's log once _redirect_output has pointed it there
+    faulthandler.enable(file=sys.stderr, all_threads=True)
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
+
+
+def worker_main(spec: dict[str, Any], adapter: Any = None, *, prepared: bool = False) -> int:
+    """Run one chip worker to completion; the return value is its exit code. ``adapter`` is
+    the runtime adapter the zygote preloaded (else ``spec["runtime"]`` is loaded here);
+    ``prepared``: :func:`prepare` already ran in this process (a spare)."""
+    if not prepared:
+        prepare()
     rank, size = spec["rank"], spec["size"]
     set_proctitle(f"pto-chip rank={rank}/{size} world={spec['world']} owner={spec['owner']}")
     _redirect_output(spec["log"])
@@ -334,8 +356,6 @@ def worker_main(spec: dict[str, Any], adapter: Any = None) -> int:
     slot = spec.get("slot", rank)
     mbox.set_pid(slot, os.getpid())
     mbox.stamp(slot, Stamp.START)
-    faulthandler.enable(file=sys.stderr, all_threads=True)
-    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
     try:
         return _Worker(spec, mbox, adapter).serve()
     finally:

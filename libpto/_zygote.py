@@ -328,15 +328,17 @@ class _Server:
             from libpto._mailbox import set_proctitle
 
             set_proctitle(f"{ZYGOTE_MARKER} spare of {zygote}")
+            from libpto._worker import prepare, worker_main
+
+            prepare()
             spec = recv_msg(theirs)  # waited for as a batch task (born one: replenish)
             _set_policy(os.SCHED_OTHER)
             if spec is None:
                 return 0  # the zygote let it go unused
             theirs.close()
-            from libpto._worker import worker_main
-
             runtime = spec.get("runtime")
-            return worker_main(spec, self.adapters.get(runtime) if runtime else None)
+            adapter = self.adapters.get(runtime) if runtime else None
+            return worker_main(spec, adapter, prepared=True)
 
         return _fork_child(spare)
 
