@@ -24,14 +24,20 @@ def _zygote_of(world: World) -> int:
     return world._zygote.pid
 
 
-def test_a_round_takes_its_workers_from_the_spares() -> None:
-    config = WorldConfig(devices=(0, 1))
+def _current_spares(config: WorldConfig) -> tuple[int, set[int]]:
+    """The zygote and its spares for ``config``'s next world, forked after it preloaded the
+    ops' module (so they are current and will be used)."""
     with World.start(config) as world:  # the zygote preloads the ops' module from now on
         world.run(_ops.noop)
         zygote = _zygote_of(world)
     with World.start(config) as world:  # forked after that preload: its spares are current
         pass
-    spares = wait_for_spares(zygote, 2)
+    return zygote, wait_for_spares(zygote, len(config.devices))
+
+
+def test_a_round_takes_its_workers_from_the_spares() -> None:
+    config = WorldConfig(devices=(0, 1))
+    _, spares = _current_spares(config)
     with World.start(config) as world:
         assert set(world._pids) == spares
         assert world.run(_ops.modules_since_fork) == [[], []]
@@ -70,13 +76,8 @@ def test_spares_are_forked_and_wait_as_batch_tasks_and_run_their_rank_as_normal_
     """Batch while idle: the zygote's spec writes then do not hand its CPU to the first spare
     woken (libpto._zygote._set_policy); normal again for the rank's own work."""
     config = WorldConfig(devices=(0, 1))
-    with World.start(config) as world:  # the zygote preloads the ops' module from now on
-        world.run(_ops.noop)
-        zygote = _zygote_of(world)
-    with World.start(config) as world:  # forked after that preload: its spares are current
-        pass
-    spares = wait_for_spares(zygote, 2)
-    deadline = time.monotonic() + 30.0  # a spare sets its policy just before it waits
+    zygote, spares = _current_spares(config)
+    deadline = time.monotonic() + 30.0  # the zygote sets the policy just before it forks them
     while any(_policy(p) != os.SCHED_BATCH for p in spares) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert [_policy(p) for p in sorted(spares)] == [os.SCHED_BATCH] * 2
