@@ -77,7 +77,6 @@ def pytest_configure(config: pytest.Config) -> None:
     session = PtoSession(config)
     if _explicit_options(config):
         session.load()  # an explicit --pto-* option is checked now: a usage error at once
-        session.prestart_zygote()  # --pto-* said distributed tests will run: boot it meanwhile
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "pto-session")
 
@@ -335,7 +334,7 @@ class PtoSession:
         self.variants: dict[str, Variant] = {}
         self.selected: list[Variant] | None = None
         self.used = False  # a distributed test was collected or run in this process
-        self._zygote_prestarted = False  # _prestart_zygote ran
+        self._zygote_prestarted = False  # _prestart_zygote started it
         self.load_error: pytest.UsageError | None = None
         self._header_shown = False  # an xdist controller collects nothing: said at the end
         self._summary: SummaryCollector | None = None  # made when a round is first reported
@@ -555,20 +554,17 @@ class PtoSession:
         from pytest_pto._rounds import parametrize
 
         parametrize(metafunc, settings, self.selected)
-        self.prestart_zygote(settings)
+        self._prestart_zygote(settings)
 
-    def prestart_zygote(self, settings: Settings | None = None) -> None:
-        """Start the zygote the rounds fork from, so its interpreter boots (~60 ms) while
-        pytest collects and sets up, not in front of the first round: at configure when an
-        explicit --pto-* option was given, else when the first distributed test is collected.
-        Not for --collect-only (nothing runs), an xdist controller (its workers run the tests)
-        or --pto-launcher=mpirun (each host agent has its own); a session without distributed
-        tests and without --pto-* options never gets here."""
-        settings = settings or self._settings
+    def _prestart_zygote(self, settings: Settings) -> None:
+        """At the first distributed test collected, start the zygote the rounds fork from, so
+        its interpreter boots (~60 ms) while pytest collects and sets up, not in front of the
+        first round. Not for --collect-only (nothing runs), an xdist controller (its workers
+        run the tests) or --pto-launcher=mpirun (each host agent has its own); never for a
+        session without distributed tests, even with --pto-* options (section 4.1: no zygote)."""
         controller = getattr(self.config.option, "dist", "no") != "no" and not self.is_worker
         if (
             self._zygote_prestarted
-            or settings is None
             or settings.hosts
             or controller
             or self.config.option.collectonly

@@ -268,10 +268,11 @@ def pytest_collection_finish(session):
 @pytest.mark.parametrize(
     "files, args, expected",
     [
-        (("test_d",), ("--pto-ranks=2",), "started"),  # explicit option: at configure
-        (("test_d",), (), "started"),  # the first distributed test collected
+        (("test_d",), ("--pto-ranks=2",), "started"),  # the first distributed test collected
+        (("test_d",), (), "started"),
         (("test_d",), ("--pto-ranks=2", "--co"), "none"),  # nothing will run
         (("test_plain",), (), "none"),  # no distributed test: no zygote, ever
+        (("test_plain",), ("--pto-ranks=2",), "none"),  # not even with a --pto-* option
     ],
 )
 def test_the_zygote_boots_during_collection_only_when_rounds_will_run(
