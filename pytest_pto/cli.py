@@ -87,18 +87,26 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _release(pool: Any, values: list[str]) -> int:
+def _release_ids(text: str) -> tuple[int, ...] | None:
+    """``all`` -> None, else the ids of a device spec (``0-3``, ``1,4``); ValueError naming the
+    rule. The one reading of --release's ids, on this machine and per host with mpirun."""
     from pytest_pto._settings import _BadValue, parse_devices
 
-    text = ",".join(values)
     if text.strip().lower() == "all":
-        ids = None
-    else:
-        try:
-            ids = parse_devices(text)
-        except (_BadValue, ValueError) as exc:
-            print(f"pto-devices: --release={text}: {exc} (or 'all')", file=sys.stderr)
-            return 2
+        return None
+    try:
+        return parse_devices(text)
+    except _BadValue as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _release(pool: Any, values: list[str]) -> int:
+    text = ",".join(values)
+    try:
+        ids = _release_ids(text)
+    except ValueError as exc:
+        print(f"pto-devices: --release={text}: {exc} (or 'all')", file=sys.stderr)
+        return 2
     before = pool.quarantined()
     released = pool.release_quarantine(ids)
     for device in released:
@@ -171,8 +179,8 @@ def _hosts_main(args: argparse.Namespace, lock_dir: Path, default_ids: tuple[int
 
     from libpto._hosts import HostsError, parse_hosts
     from pytest_pto._launcher import LaunchError, MpiLaunch
-    from pytest_pto._mpi_flavor import FLAVORS, MpiFlavorError, default_mpirun, detect
-    from pytest_pto._settings import parse_devices
+    from pytest_pto._mpi_flavor import MpiFlavorError, default_mpirun, detect
+    from pytest_pto._settings import _BadValue, _mpi_flavor, parse_devices
 
     text = args.hosts or os.environ.get("PTO_HOSTS")
     if not text:
@@ -194,30 +202,30 @@ def _hosts_main(args: argparse.Namespace, lock_dir: Path, default_ids: tuple[int
         if sep and name not in {h.name for h in hosts}:
             print(f"pto-devices: --release={value}: no host {name!r} in the hosts", file=sys.stderr)
             return 2
+        try:
+            ids = _release_ids(which)
+        except ValueError as exc:
+            print(
+                f"pto-devices: --release={value}: not a device id, HOST:ID or all ({exc})",
+                file=sys.stderr,
+            )
+            return 2
         for target in targets:
-            if which.lower() == "all":
+            if ids is None:
                 release[target] = "all"
-            elif not which.isdigit():
-                print(
-                    f"pto-devices: --release={value}: not a device id, HOST:ID or all",
-                    file=sys.stderr,
-                )
-                return 2
             elif release.get(target) != "all":
-                release.setdefault(target, []).append(int(which))
+                release.setdefault(target, []).extend(ids)
     mpirun = args.mpirun or os.environ.get("PTO_MPIRUN") or default_mpirun()
-    flavor = os.environ.get("PTO_MPI_FLAVOR", "auto").strip().lower()
+    try:
+        flavor = _mpi_flavor(os.environ.get("PTO_MPI_FLAVOR", "auto"))
+    except _BadValue as exc:
+        print(f"pto-devices: PTO_MPI_FLAVOR={os.environ['PTO_MPI_FLAVOR']}: {exc}", file=sys.stderr)
+        return 2
     try:
         flavor = detect(mpirun) if flavor == "auto" else flavor
     except MpiFlavorError as exc:
         where = f"--mpirun={args.mpirun}" if args.mpirun else f"mpirun {mpirun}"
         print(f"pto-devices: {where}: {exc} (here: PTO_MPI_FLAVOR)", file=sys.stderr)
-        return 2
-    if flavor not in FLAVORS:
-        print(
-            f"pto-devices: PTO_MPI_FLAVOR={flavor}: must be 'auto', 'openmpi' or 'mpich'",
-            file=sys.stderr,
-        )
         return 2
     mpi_args = shlex.split(args.mpi_args or os.environ.get("PTO_MPI_ARGS") or "")
     logs = Path(tempfile.mkdtemp(prefix="pto-devices-"))
