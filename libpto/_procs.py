@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Iterable
 from pathlib import Path
@@ -231,7 +232,10 @@ class Zygote:
         """Close the socket (the zygote exits, killing anything left) and reap it."""
         with contextlib.suppress(OSError):
             self.sock.close()
-        _wait_exit(self.proc.pid, timeout)
+        if self.proc.returncode is None:  # not reaped (by `alive`), so the pid is still its own
+            start = time.monotonic()
+            _wait_exit(self.proc.pid, timeout)
+            timeout = max(timeout - (time.monotonic() - start), 0.0)  # one budget, not two
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -313,8 +313,14 @@ class _Server:
         try:
             while len(self.spares) < self.spare_count:
                 ours, theirs = socket.socketpair()
-                pid = self._fork_spare(ours, theirs)
-                theirs.close()
+                try:
+                    pid = self._fork_spare(ours, theirs)
+                except OSError:  # spares only save time: the next spawn forks what it needs
+                    ours.close()
+                    traceback.print_exc()
+                    return
+                finally:
+                    theirs.close()
                 self.spares[pid] = (ours, self.generation)
         finally:
             _set_policy(os.SCHED_OTHER)  # spawns are answered at normal priority
@@ -322,8 +328,6 @@ class _Server:
     def _fork_spare(self, ours: socket.socket, theirs: socket.socket) -> int:
         def spare(zygote: int) -> int:
             ours.close()
-            for sock, _ in self.spares.values():
-                sock.close()
             self._become_worker(zygote)
             from libpto._mailbox import set_proctitle
 
@@ -362,6 +366,8 @@ class _Server:
         os.close(self.wake_w)
         for mbox in self.mailboxes.values():
             mbox.close()
+        for sock, _ in self.spares.values():  # the other spares' ends are the zygote's alone
+            sock.close()
         if self.owner_fd is not None:
             os.close(self.owner_fd)
         os.setpgid(0, 0)
@@ -406,7 +412,7 @@ class _Server:
                 if not any(n == name for n, _ in self.live.values()):
                     mbox.close()
                     del self.mailboxes[name]
-        if not self.live and len(self.spares) < self.spare_count:
+        if not self.live:
             self.replenish()
 
     def kill_orphans(self) -> None:
