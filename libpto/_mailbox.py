@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
+from collections.abc import Iterable
 from typing import Any
 
 from libpto._args import I32, I64, U32, U64, int_arg
@@ -221,20 +222,21 @@ class Mailbox:
         check(lib.pto_mbox_set_time(self._handle(), self._rank(rank), which_, ns_), ctx)
 
     def time(self, rank: int, which: Stamp) -> int:
-        out = ffi.new("int64_t *")
-        ctx = f"mailbox {self.name}"
-        which_ = int_arg(ctx, "which", which, -(1 << 31), I32)
-        check(lib.pto_mbox_get_time(self._handle(), self._rank(rank), which_, out), ctx)
-        return int(out[0])
+        which_ = int_arg(f"mailbox {self.name}", "which", which, -(1 << 31), I32)
+        return self._times(rank, (which_,))[0]
 
     def times(self, rank: int) -> dict[Stamp, int]:
         """Every stamp of ``rank`` (read three times a round: checked once, not per stamp)."""
+        return dict(zip(Stamp, self._times(rank, [int(s) for s in Stamp]), strict=True))
+
+    def _times(self, rank: int, which: Iterable[int]) -> list[int]:
+        """The stamps ``which`` (already checked) of ``rank``: the one place they are read."""
         ctx = f"mailbox {self.name}"
         handle, rank_, out = self._handle(), self._rank(rank), ffi.new("int64_t *")
-        got: dict[Stamp, int] = {}
-        for which in Stamp:
-            check(lib.pto_mbox_get_time(handle, rank_, int(which), out), ctx)
-            got[which] = int(out[0])
+        got = []
+        for w in which:
+            check(lib.pto_mbox_get_time(handle, rank_, w, out), ctx)
+            got.append(int(out[0]))
         return got
 
     def set_pid(self, rank: int, pid: int) -> None:

@@ -312,7 +312,8 @@ def _adopt_env(env: Mapping[str, str]) -> None:
     start, so only a few variables differ (the rank's own): touching only those saves a
     clear-and-refill of every variable in every rank of every round. They are found against
     the plain-dict copy :func:`prepare` took (``os.environ`` decodes every key it yields)."""
-    current = _ENV_AT_FORK if _ENV_AT_FORK is not None else dict(os.environ)
+    assert _ENV_AT_FORK is not None, "prepare() runs first (worker_main)"
+    current = _ENV_AT_FORK
     for key in [k for k in current if k not in env]:
         del os.environ[key]
     for key, value in env.items():

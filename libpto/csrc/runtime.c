@@ -560,19 +560,20 @@ static void stop_threads(pto_rt *rt)
     atomic_store_explicit(&rt->shutdown, 1, memory_order_release);
     atomic_fetch_add_explicit(&rt->gen, 1, memory_order_acq_rel);
     pto_futex_wake(&rt->gen, 1 << 30);
+    /* each flag cleared once joined: a start that failed, then destroy, joins nobody twice */
     if (rt->orch_started)
         pthread_join(rt->orch_th, NULL);
     rt->orch_started = 0;
-    for (int i = 0; i < rt->nsched; i++)
+    for (int i = 0; i < rt->nsched; i++) {
         if (rt->sch[i].started)
             pthread_join(rt->sch[i].th, NULL);
-    for (int i = 0; i < rt->nsched; i++)
         rt->sch[i].started = 0;
-    for (int i = 0; i < rt->ncores; i++)
+    }
+    for (int i = 0; i < rt->ncores; i++) {
         if (rt->cores[i].started)
             pthread_join(rt->cores[i].th, NULL);
-    for (int i = 0; i < rt->ncores; i++)
         rt->cores[i].started = 0;
+    }
 }
 
 static void free_rt(pto_rt *rt)
