@@ -129,6 +129,24 @@ HOLDER = textwrap.dedent(
 )
 
 
+@contextlib.contextmanager
+def holder(name: str, rank: int) -> Iterator[subprocess.Popen[str]]:
+    """A process attached to window ``name`` as ``rank`` (it said so) until the test kills it;
+    never left behind."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, name, str(rank)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "attached\n"
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
 def test_a_rank_dead_on_one_host_is_peer_dead_on_the_other(
     two_hosts: tuple[CommMirror, CommMirror],
 ) -> None:
@@ -136,11 +154,7 @@ def test_a_rank_dead_on_one_host_is_peer_dead_on_the_other(
     waiting with a 60 s budget, fails with PeerDead naming rank 2, its pid and host b."""
     a, b = two_hosts
     b.host = "b"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, b.name, "2"], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout is not None and proc.stdout.readline() == "attached\n"
+    with holder(b.name, 2) as proc:
         assert b.collect() is None  # alive: nothing to say
         proc.kill()
         proc.wait(30)
@@ -157,12 +171,6 @@ def test_a_rank_dead_on_one_host_is_peer_dead_on_the_other(
             with pytest.raises(PeerDead, match=rf"peer rank 2 \(pid {proc.pid} on host b\) died"):
                 rank0.wait(0, ">=", 1, timeout_ms=60_000)
             assert not rank0.peer_alive(2)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(30)
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 def test_a_lost_host_marks_its_ranks_dead(two_hosts: tuple[CommMirror, CommMirror]) -> None:
@@ -181,23 +189,12 @@ def test_a_lost_host_marks_its_ranks_dead(two_hosts: tuple[CommMirror, CommMirro
 
 def test_one_host_text_of_a_dead_peer_is_unchanged() -> None:
     name = new_name("comm")
-    with CommWindow.create(name, 2, None) as owner:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", HOLDER, name, "1"], stdout=subprocess.PIPE, text=True
-        )
-        try:
-            assert proc.stdout is not None and proc.stdout.readline() == "attached\n"
-            proc.kill()
-            proc.wait(30)
-            dead = rf"peer rank 1 \(pid {proc.pid}\) died"
-            with CommWindow.attach(owner.name, 0) as rank0, pytest.raises(PeerDead, match=dead):
-                rank0.wait(0, ">=", 1, timeout_ms=60_000)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(30)
-            if proc.stdout is not None:
-                proc.stdout.close()
+    with CommWindow.create(name, 2, None) as owner, holder(name, 1) as proc:
+        proc.kill()
+        proc.wait(30)
+        dead = rf"peer rank 1 \(pid {proc.pid}\) died"
+        with CommWindow.attach(owner.name, 0) as rank0, pytest.raises(PeerDead, match=dead):
+            rank0.wait(0, ">=", 1, timeout_ms=60_000)
 
 
 # ---- two mirrors joined by MirrorPumps over TCP, with rank processes -------------------------
@@ -305,19 +302,7 @@ def test_a_killed_rank_fails_a_waiter_on_the_other_host_through_the_pumps(
     rank 1 (host a), waiting with a 60 s budget, fail with PeerDead naming rank 3."""
     a, b = two_hosts
     b.host = "b"
-    with linked(a, b):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", HOLDER, b.name, "3"], stdout=subprocess.PIPE, text=True
-        )
-        try:
-            assert proc.stdout is not None and proc.stdout.readline() == "attached\n"
-            with CommWindow.attach(a.name, 1) as rank1:
-                os.kill(proc.pid, signal.SIGKILL)
-                with pytest.raises(PeerDead, match=rf"peer rank 3 \(pid {proc.pid} on host b\)"):
-                    rank1.wait(0, ">=", 1, timeout_ms=60_000)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(30)
-            if proc.stdout is not None:
-                proc.stdout.close()
+    with linked(a, b), holder(b.name, 3) as proc, CommWindow.attach(a.name, 1) as rank1:
+        os.kill(proc.pid, signal.SIGKILL)
+        with pytest.raises(PeerDead, match=rf"peer rank 3 \(pid {proc.pid} on host b\)"):
+            rank1.wait(0, ">=", 1, timeout_ms=60_000)

@@ -132,12 +132,15 @@ def _run(
     monkeypatch: pytest.MonkeyPatch,
     *args: str,
     flavor: str = "openmpi",
+    hosts: str | None = None,
 ) -> pytest.RunResult:
+    """A pytest session on the cluster's hosts (``hosts``: its --pto-hosts, default 0-1 on
+    each) through ``flavor``'s mpirun."""
     for key, value in cluster.env().items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("PTO_TEST_INNER", "1")
     return pytester.runpytest_subprocess(
-        *cluster.options(flavor=flavor), "-p", "no:cacheprovider", "-rA", *args, timeout=240
+        *cluster.options(hosts, flavor=flavor), "-p", "no:cacheprovider", "-rA", *args, timeout=240
     )
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from tests.multihost.conftest import wait_for
 from tests.multihost.nshosts import MPIRUN, RSH, NsCluster, NsHost, missing_mpich
+from tests.multihost.test_multihost import _run
 
 DEVICE_WORK = """
 def work(chip):
@@ -25,21 +26,6 @@ def work(chip):
     chip.runtime.run(g)
     return [os.environ["PTO_HOST"], chip.device_id]
 """
-
-
-def _run(
-    pytester: pytest.Pytester,
-    cluster: NsCluster,
-    monkeypatch: pytest.MonkeyPatch,
-    hosts: str,
-    *args: str,
-) -> pytest.RunResult:
-    for key, value in cluster.env().items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("PTO_TEST_INNER", "1")
-    return pytester.runpytest_subprocess(
-        *cluster.options(hosts), "-p", "no:cacheprovider", "-rA", *args, timeout=240
-    )
 
 
 def _props(junit: Path) -> dict[str, dict[str | None, str | None]]:
@@ -91,9 +77,9 @@ def test_health_probe_runs_on_the_devices_host_and_the_lease_moves_on(
                 pytester,
                 ns_cluster,
                 monkeypatch,
-                "nsa:0-2 nsb:0-2",
                 "--pto-health-check=on",
                 "--junitxml=j.xml",
+                hosts="nsa:0-2 nsb:0-2",
             )
         res.assert_outcomes(passed=1)
         props = _props(pytester.path / "j.xml")["test_probe[round-1]"]
@@ -159,11 +145,11 @@ def test_adapter_probe_failing_on_one_host_is_all_or_none_and_names_host_and_dev
             pytester,
             ns_cluster,
             monkeypatch,
-            "nsa:0-1 nsb:0-1",
             "--pto-health-check=on",
             "--pto-runtime=probe_adapter:HostFileProbe",
             "--pto-lock-timeout=3",
             "--junitxml=j.xml",
+            hosts="nsa:0-1 nsb:0-1",
         )
         res.assert_outcomes(passed=1, failed=1)
         props = _props(pytester.path / "j.xml")
@@ -207,11 +193,11 @@ def test_adapter_probe_with_quarantine_off_names_host_and_device(
             pytester,
             ns_cluster,
             monkeypatch,
-            "nsa:0-2 nsb:0-2",
             "--pto-health-check=on",
             "--pto-quarantine=off",
             "--pto-runtime=probe_adapter:HostFileProbe",
             "--junitxml=j.xml",
+            hosts="nsa:0-2 nsb:0-2",
         )
         res.assert_outcomes(failed=1)
         props = _props(pytester.path / "j.xml")["test_probe[round-1]"]
@@ -251,9 +237,9 @@ def test_retry_avoids_each_hosts_own_first_devices(
         pytester,
         ns_cluster,
         monkeypatch,
-        "nsa:0-3 nsb:0-3",
         "--pto-quarantine=off",
         "--junitxml=j.xml",
+        hosts="nsa:0-3 nsb:0-3",
     )
     res.assert_outcomes(passed=1)
     props = _props(pytester.path / "j.xml")["test_retry[round-1]"]
@@ -317,7 +303,7 @@ def test_world_config_hook_sees_the_whole_world_and_shapes_each_hosts_slice(
             """
         )
     )
-    res = _run(pytester, ns_cluster, monkeypatch, "nsa:0-1 nsb:0-1", "--pto-rounds=2")
+    res = _run(pytester, ns_cluster, monkeypatch, "--pto-rounds=2", hosts="nsa:0-1 nsb:0-1")
     res.assert_outcomes(passed=2, failed=2)
     res.stdout.fnmatch_lines(
         ["*pytest_pto_world_config: devices must stay the leased (0, 1, 0, 1), got (1, 0, 1, 0)*"]
