@@ -103,8 +103,7 @@ class Agent:
 
     # -- plumbing ------------------------------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:
-        with self.send_lock:
-            send_msg(self.ctl, message)
+        self.send_built(lambda: message)
 
     def send_built(self, make: Any) -> None:
         """Send ``make()``, built once the connection is ours (a clock ping's send stamp)."""
