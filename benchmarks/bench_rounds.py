@@ -4,8 +4,9 @@ Reference: a Python script that does per round what a pto round does at the leas
 ranks, a Barrier the parent joins (the INIT_DONE barrier), each rank writes a shared array
 (the result), join -- with ``multiprocessing`` (fork), fresh processes, barrier and array each
 round. Ours: ``pytest --pto-ranks=N --pto-rounds=R`` on a test whose op returns its rank,
-fresh chip workers per round (the default). Both run alternately in one run, so the ratio is
-the figure:
+fresh chip workers per round (the default), in a test file of the README's shape: the op
+beside the test, ``import pytest`` at the top (so the zygote preloads a module that imports
+pytest: libpto/_lazy_pytest.py). Both run alternately in one run, so the ratio is the figure:
 
 * in-loop cost of a round: for pytest, the time between consecutive rounds' starts
   (``pytest_runtest_logstart``, recorded by a tiny plugin loaded with ``-p``), so it holds all
@@ -13,6 +14,11 @@ the figure:
   (it starts the zygote) is left out. For the reference, one loop iteration.
 * the whole command with R rounds (interpreter start, collection, everything).
 * scaling: (round at 8 ranks - round at 2 ranks) / 6, per extra rank.
+* the floor: pytest without the plugin running the reference's own round (fork, Barrier,
+  Array, join) in each of R tests -- no zygote, lock, mailbox or check. What any plugin that
+  starts fresh processes per round through pytest costs at the least, as a ratio to the same
+  reference: on the 2-core machine it is already about 3x (pytest's start and a fork of the
+  pytest process per rank), which is why the 3x goal is printed beside it.
 
 Targets: 2-rank round <= 10 ms median in-loop; the 30-round command <= 3x the
 multiprocessing command; <= 4 ms per extra rank.
@@ -39,12 +45,45 @@ WHOLE_TARGET = 3.0
 PER_RANK_TARGET_MS = 4.0
 
 TEST = """
+import pytest
+
+
 def trivial(chip):
     return chip.rank
 
 
 def test_trivial(pto_world):
     assert pto_world.run(trivial) == list(range(pto_world.size))
+"""
+
+# the floor: pytest without the plugin, doing the reference's round in each of R tests (fork
+# the ranks from the pytest process, Barrier, shared Array, join)
+FLOOR_TEST = """
+import multiprocessing as mp
+
+import pytest
+
+ROUNDS = int(__import__("os").environ["PTO_BENCH_ROUNDS"])
+RANKS = int(__import__("os").environ["PTO_BENCH_RANKS"])
+ctx = mp.get_context("fork")
+
+
+def rank_main(rank, barrier, results):
+    barrier.wait()
+    results[rank] = rank
+
+
+@pytest.mark.parametrize("i", range(ROUNDS))
+def test_round(i):
+    barrier = ctx.Barrier(RANKS + 1)
+    results = ctx.Array("q", RANKS)
+    procs = [ctx.Process(target=rank_main, args=(r, barrier, results)) for r in range(RANKS)]
+    for p in procs:
+        p.start()
+    barrier.wait()
+    for p in procs:
+        p.join()
+    assert list(results) == list(range(RANKS))
 """
 
 TIMER_PLUGIN = """
@@ -124,6 +163,7 @@ def main() -> None:
         (project / "test_bench.py").write_text(TEST)
         (project / "pto_bench_timer.py").write_text(TIMER_PLUGIN)
         (project / "mp_loop.py").write_text(MP_LOOP)
+        (project / "test_floor.py").write_text(FLOOR_TEST)
         times_file = project / "times.json"
         env = clean_env(
             PTO_LOCK_DIR=str(project / "locks"),
@@ -145,13 +185,24 @@ def main() -> None:
             cpu = cpu_children() - cpu
             return wall, cpu, [t * 1e3 for t in json.loads(times_file.read_text())[1:]]
 
+        def floor(ranks: int, rounds: int) -> tuple[float, float, list[float]]:
+            cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+            cmd += ["-p", "no:pto", "test_floor.py"]
+            floor_env = {**env, "PTO_BENCH_ROUNDS": str(rounds), "PTO_BENCH_RANKS": str(ranks)}
+            cpu = cpu_children()
+            wall = run_timed(cmd, project, floor_env)
+            return wall, cpu_children() - cpu, []
+
         ours(2, 2)  # warm-up: bytecode, page cache
         ref(2, 2)
         # (label, ranks, rounds) -> (walls, cpus, per-command median round)
         data: dict[tuple[str, int, int], tuple[list[float], list[float], list[float]]] = {}
         for _ in range(args.repeat):
             for ranks, rounds in ((2, args.rounds), (2, 1), (8, args.rounds)):
-                for label, fn in (("ours", ours), ("ref", ref)):
+                runs = [("ours", ours), ("ref", ref)]
+                if (ranks, rounds) == (2, args.rounds):
+                    runs.append(("floor", floor))
+                for label, fn in runs:
                     wall, cpu, per_round = fn(ranks, rounds)
                     walls, cpus, meds = data.setdefault((label, ranks, rounds), ([], [], []))
                     walls.append(wall)
@@ -192,6 +243,13 @@ def main() -> None:
     per_o = (median(data[("ours", 8, n)][2]) - median(data[("ours", 2, n)][2])) / 6
     per_r = (median(data[("ref", 8, n)][2]) - median(data[("ref", 2, n)][2])) / 6
     row("per extra rank (8 vs 2), in-loop ms", per_o, per_r)
+    floor_whole = median(data[("floor", 2, n)][0])
+    row(
+        f"floor: pytest alone, {n} tests of the reference's round, s",
+        floor_whole,
+        median(data[("ref", 2, n)][0]),
+        ".3f",
+    )
     round2 = median(data[("ours", 2, n)][2])
     whole = median(data[("ours", 2, n)][0]) / median(data[("ref", 2, n)][0])
     print(

@@ -19,9 +19,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import secrets
-import shutil
-import tempfile
 from pathlib import Path
 
 from libpto._ffi import lib
@@ -88,7 +85,7 @@ def new_name(kind: str) -> str:
             f"new_name: kind={kind!r} must be letters, digits and '_' (inner '-' allowed)",
             name="PTO_E_INVALID_ARG",
         )
-    name = f"pto-{kind}-{os.getpid()}-{secrets.token_hex(6)}"
+    name = f"pto-{kind}-{os.getpid()}-{os.urandom(6).hex()}"
     if len(name) > int(lib.PTO_COMM_NAME_MAX):
         raise InvalidArgument(
             f"new_name: kind={kind!r} is too long (name limit {int(lib.PTO_COMM_NAME_MAX)})",
@@ -161,6 +158,8 @@ def sweep_dead_owner_files(directory: Path, pattern: str) -> None:
         if match is None or pid_alive(int(match.group(1))):
             continue
         if path.is_dir():
+            import shutil  # owner side only (_tmp_root says why)
+
             shutil.rmtree(path, ignore_errors=True)
         else:
             with contextlib.suppress(OSError):
@@ -171,17 +170,29 @@ def owner_temp_dir(kind: str) -> Path:
     """A new temporary folder ``pto-<kind>-<pid>-XXXXXXXX`` (per-round logs, caches), named
     after this process so that a later process removes it if this one is killed before its
     own cleanup; the first call of each ``kind`` sweeps those of dead owners."""
-    tmp = Path(tempfile.gettempdir())
+    import tempfile  # owner side only, like shutil above
+
+    tmp = _tmp_root()
     if kind not in _swept:
         _swept.add(kind)
         sweep_dead_owner_files(tmp, _TEMP_RE.format(kind=re.escape(kind)))
     return Path(tempfile.mkdtemp(prefix=f"pto-{kind}-{os.getpid()}-", dir=tmp))
 
 
+def _tmp_root() -> Path:
+    """The temporary folder (``tempfile.gettempdir``). tempfile, shutil and secrets are not
+    imported at module level: this module is in every zygote, and what the zygote imports,
+    every chip worker it forks carries (a larger heap and more mappings to copy at each fork
+    and to unmap at each exit); none of them is needed there."""
+    import tempfile
+
+    return Path(tempfile.gettempdir())
+
+
 def zygote_log_path(sweep: bool = False) -> Path:
     """This process's zygote log, ``<tmp>/pto-zygote-<pid>.log``; with ``sweep``, first
     remove the logs of dead owners."""
-    tmp = Path(tempfile.gettempdir())
+    tmp = _tmp_root()
     if sweep:
         sweep_dead_owner_files(tmp, _ZYGOTE_LOG_RE)
     return tmp / f"pto-zygote-{os.getpid()}.log"

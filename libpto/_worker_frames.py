@@ -8,7 +8,6 @@ and conftest directories there) — so the task frame carries that too.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import pickle
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from libpto._lazy_pytest import import_op_module
 from libpto.errors import InvalidArgument, PtoError
 
 __all__ = [
@@ -77,7 +77,7 @@ class OpRef:
         mod: Any = None
         if self.module != "__main__":
             try:
-                mod = importlib.import_module(self.module)
+                mod = import_op_module(self.module)  # preloaded by the zygote, unless new
             except ImportError:
                 mod = None
             if mod is not None and self.file and _file_of(mod) not in (None, self.file):
@@ -101,6 +101,8 @@ def _file_of(mod: Any) -> str | None:
 def _load_file(path: str, module: str) -> Any:
     # a script run as __main__, or a module whose name now means another file, is loaded from
     # the parent's file under a private name (a script's `if __name__ == "__main__"` stays asleep)
+    import hashlib  # only here, the rare case: loading it costs every zygote (libcrypto)
+
     name = f"__pto_op_{module.replace('.', '_')}_{hashlib.sha1(path.encode()).hexdigest()[:12]}"
     if name in sys.modules:
         return sys.modules[name]

@@ -66,6 +66,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from libpto._lazy_pytest import import_op_module
+
 __all__ = ["ZYGOTE_MARKER", "main", "recv_msg", "send_msg"]
 
 ZYGOTE_MARKER = "pto-zygote"
@@ -202,7 +204,7 @@ class _Server:
             self.preloaded.add(name)
             self.generation += 1
             try:
-                importlib.import_module(name)
+                import_op_module(name)  # a test module's `import pytest`: libpto._lazy_pytest
             except BaseException as exc:  # a module that fails here is imported by the worker
                 print(f"pto-zygote: preload {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
             if _thread_count() > 1:

@@ -27,7 +27,6 @@ import atexit
 import contextlib
 import os
 import re
-import shutil
 import signal
 import threading
 import time
@@ -309,6 +308,8 @@ def _default_log_dir() -> Path:
         # per process, removed at exit (or by a later process if this one is killed):
         # pass WorldConfig.log_dir to keep logs
         _default_log_root = _footprint.owner_temp_dir("logs")
+        import shutil  # here, not at the top: ops modules import this one (_footprint._tmp_root)
+
         atexit.register(shutil.rmtree, _default_log_root, True)
     return _default_log_root
 

@@ -3,7 +3,8 @@
 Layout of the lock directory (shared by every pytest session, xdist worker and CI job that
 uses the same devices)::
 
-    pool.lock            held only while one process decides and takes a group (milliseconds)
+    pool.lock            held only while one process decides and takes a group (microseconds;
+                         a plain flock, see _PoolMutex; the device locks are filelock's)
     held.json            {device: pid} of the devices leased now, read and written under
                          pool.lock only: the free-map that makes a lease O(devices requested)
     device-<id>.lock     flock held for the whole lease; the kernel drops it when the holder dies
@@ -274,6 +275,70 @@ def _device_lock(path: Path) -> filelock.BaseFileLock:
     )
 
 
+class _PoolMutex:
+    """``pool.lock``: a plain flock on a descriptor of its own, held while one process decides
+    and takes a group (tens of microseconds).
+
+    Why not a filelock lock, as the device locks are: filelock's bookkeeping around the flock
+    (fork tracking, its lock registry, a directory check) costs ~100 us per acquire and
+    release, and this lock is taken twice in every round (lease and release), on the round's
+    critical path, where the flock itself costs a few microseconds. It is the same flock on
+    the same file as filelock's ``UnixFileLock``, so every session excludes every other,
+    whichever of the two takes it. A descriptor per acquire: two threads of one process
+    exclude each other too (a flock belongs to the open file, not the process)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self._fd = -1
+
+    def acquire(self, timeout: float | None = None) -> None:
+        """Take the lock, waiting at most ``timeout`` seconds (None: as long as it takes);
+        ``filelock.Timeout`` when it stays busy, as filelock raises."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            if timeout is None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            else:
+                _flock_within(fd, timeout, self.path)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_UN)  # even if a fork of ours shares the descriptor
+            finally:
+                os.close(fd)
+
+    def __enter__(self) -> _PoolMutex:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _flock_within(fd: int, timeout: float, path: str) -> None:
+    """flock ``fd`` exclusively, polling (the lock is held for microseconds: the first
+    retries come quickly) until ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    delay = 0.0002
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise filelock.Timeout(path)
+        time.sleep(min(delay, remaining))
+        delay = min(delay * 2, 0.005)
+
+
 class DevicePool:
     """The devices of one platform/selection, leased through the locks in ``lock_dir``."""
 
@@ -312,13 +377,8 @@ class DevicePool:
     def holder_path(self, device: int) -> Path:
         return self.lock_dir / f"device-{device}.holder"
 
-    def _pool_lock(self) -> filelock.BaseFileLock:
-        return filelock.UnixFileLock(
-            str(self.lock_dir / "pool.lock"),
-            thread_local=False,
-            fallback_to_soft=False,
-            preserve_lock_file=True,
-        )
+    def _pool_lock(self) -> _PoolMutex:
+        return _PoolMutex(self.lock_dir / "pool.lock")
 
     # -- the free-map (held.json), under pool.lock only -----------------------------------------
     def _read_held(self) -> dict[int, int]:

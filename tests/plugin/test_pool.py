@@ -198,3 +198,57 @@ def test_aging_lets_a_starving_large_lease_through(tmp_path: Path, monkeypatch) 
             p.wait()
             assert p.stdout is not None
             p.stdout.close()
+
+
+FILELOCK_HOLD = """
+import sys, filelock
+lock = filelock.UnixFileLock(sys.argv[1], thread_local=False, fallback_to_soft=False)
+lock.acquire(timeout=10)
+print("held", flush=True)
+sys.stdin.read()  # until the test closes our stdin
+"""
+
+
+def test_pool_lock_is_the_same_flock_as_filelocks(tmp_path: Path) -> None:
+    """pool.lock is taken with a plain flock (devices._PoolMutex, for speed) while other
+    sessions, or other tools, may take it with filelock: each must exclude the other, and two
+    holders in one process must exclude each other too."""
+    from filelock import Timeout, UnixFileLock
+
+    from pytest_pto.devices import _PoolMutex
+
+    pool = DevicePool(range(4), tmp_path / "locks")
+    path = tmp_path / "locks" / "pool.lock"
+    script = tmp_path / "filelock_hold.py"
+    script.write_text(FILELOCK_HOLD)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"held\n"
+        with pytest.raises(Timeout):
+            _PoolMutex(path).acquire(timeout=0.2)
+        with pytest.raises(DeviceUnavailable, match=r"^device_unavailable: waited"):
+            pool.lease(1, "t::a", timeout=0.3)
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=10)
+    lease = pool.lease(1, "t::a", timeout=1)  # its holder gone, the lock is free again
+    lease.release()
+
+    mine = _PoolMutex(path)
+    mine.acquire(timeout=1)
+    try:
+        with pytest.raises(Timeout):
+            UnixFileLock(str(path), thread_local=False, fallback_to_soft=False).acquire(timeout=0)
+        with pytest.raises(Timeout):
+            _PoolMutex(path).acquire(timeout=0)  # another holder in this process
+    finally:
+        mine.release()
+    mine.release()  # idempotent
+    with _PoolMutex(path):
+        pass
+    flock = UnixFileLock(str(path), thread_local=False, fallback_to_soft=False)
+    flock.acquire(timeout=0)
+    flock.release()

@@ -220,6 +220,10 @@ def sched_policy(chip: Chip) -> int:
     return os.sched_getscheduler(0)
 
 
+def loaded_modules(chip: Chip, names: tuple[str, ...]) -> list[str]:
+    return [name for name in names if name in sys.modules]
+
+
 def modules_since_fork(chip: Chip) -> list[str]:
     from libpto import _worker
 

@@ -190,3 +190,15 @@ def test_a_chip_worker_imports_nothing_after_the_fork() -> None:
     with World.start(config) as world:
         fresh = world.run(_ops.modules_since_fork)
     assert fresh == [[], []]
+
+
+#: modules only the owner needs (temp folders, cleanup, random names, op files loaded by path):
+#: a zygote that imports them makes every fork and every worker exit dearer (libcrypto alone
+#: adds a dozen mappings), for nothing
+OWNER_ONLY = ("hashlib", "secrets", "shutil", "tempfile", "_hashlib")
+
+
+def test_the_zygote_and_its_workers_carry_no_owner_only_module() -> None:
+    with World.start(WorldConfig(devices=(0, 1))) as world:
+        loaded = world.run(_ops.loaded_modules, OWNER_ONLY)
+    assert loaded == [[], []]
