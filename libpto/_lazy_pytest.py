@@ -4,10 +4,11 @@ Why: ops usually live in the test module that runs them (the README's shape), an
 starts with ``import pytest``. The zygote preloads each op's module so that chip workers import
 nothing after the fork; importing the test module for real would load all of pytest into the
 zygote (~100 ms on the first round), and every worker forked from it would carry pytest's heap:
-~12 MB more to map at each fork and unmap at each exit, ~2.5 ms more CPU per 2-rank round on a
-2-core machine (bench_rounds: 11.4 -> 9.1 ms per round for a test file with ``import pytest``).
+~12 MB more to map at each fork and unmap at each exit (bench_rounds, a test file with
+``import pytest``: 11.1-11.4 -> 8.6 ms per 2-rank round, 22-23 -> 14-15 ms of CPU).
 
-How: while the zygote executes that module, the module's own ``import pytest`` (or ``from pytest
+How: while the zygote (or a worker, for a module first met in its round) executes that
+module, the module's own ``import pytest`` (or ``from pytest
 import ...``) gets a stand-in module instead; every other module imports normally. What the
 test module does with pytest at import time -- decorators (``@pytest.mark...``,
 ``@pytest.fixture``), ``pytest.param``, module-level ``pytestmark`` -- is recorded, not run:

@@ -190,7 +190,7 @@ class _Worker:
             spec["rank"],
             spec["size"],
             spec["device_id"],
-            os.environ,
+            spec["env"],  # what os.environ now is (_adopt_env): a plain dict, nothing to decode
             device_ids=tuple(spec.get("device_ids") or (spec["device_id"],)),
             local_device_id=spec.get("local_device_id"),
             round_dir=spec.get("round_dir"),
