@@ -56,34 +56,24 @@ def test_trivial(pto_world):
     assert pto_world.run(trivial) == list(range(pto_world.size))
 """
 
-# the floor: pytest without the plugin, doing the reference's round in each of R tests (fork
-# the ranks from the pytest process, Barrier, shared Array, join)
+# the floor: pytest without the plugin, doing the reference's round (mp_loop.one_round: fork
+# the ranks from the pytest process, Barrier, shared Array, join) in each of R tests
 FLOOR_TEST = """
 import multiprocessing as mp
+import os
 
 import pytest
 
-ROUNDS = int(__import__("os").environ["PTO_BENCH_ROUNDS"])
-RANKS = int(__import__("os").environ["PTO_BENCH_RANKS"])
+from mp_loop import one_round
+
+ROUNDS = int(os.environ["PTO_BENCH_ROUNDS"])
+RANKS = int(os.environ["PTO_BENCH_RANKS"])
 ctx = mp.get_context("fork")
-
-
-def rank_main(rank, barrier, results):
-    barrier.wait()
-    results[rank] = rank
 
 
 @pytest.mark.parametrize("i", range(ROUNDS))
 def test_round(i):
-    barrier = ctx.Barrier(RANKS + 1)
-    results = ctx.Array("q", RANKS)
-    procs = [ctx.Process(target=rank_main, args=(r, barrier, results)) for r in range(RANKS)]
-    for p in procs:
-        p.start()
-    barrier.wait()
-    for p in procs:
-        p.join()
-    assert list(results) == list(range(RANKS))
+    one_round(ctx, RANKS)
 """
 
 TIMER_PLUGIN = """
@@ -111,21 +101,25 @@ def rank_main(rank, barrier, results):
     results[rank] = rank
 
 
+def one_round(ctx, ranks):
+    barrier = ctx.Barrier(ranks + 1)
+    results = ctx.Array("q", ranks)
+    procs = [ctx.Process(target=rank_main, args=(r, barrier, results)) for r in range(ranks)]
+    for p in procs:
+        p.start()
+    barrier.wait()
+    for p in procs:
+        p.join()
+    assert list(results) == list(range(ranks))
+
+
 def main():
     ranks, rounds, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     ctx = mp.get_context("fork")
     times = []
     for _ in range(rounds):
         t0 = time.perf_counter()
-        barrier = ctx.Barrier(ranks + 1)
-        results = ctx.Array("q", ranks)
-        procs = [ctx.Process(target=rank_main, args=(r, barrier, results)) for r in range(ranks)]
-        for p in procs:
-            p.start()
-        barrier.wait()
-        for p in procs:
-            p.join()
-        assert list(results) == list(range(ranks))
+        one_round(ctx, ranks)
         times.append(time.perf_counter() - t0)
     with open(out, "w") as f:
         json.dump(times, f)
