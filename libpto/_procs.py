@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from libpto._footprint import zygote_log_path
+from libpto._lazy_pytest import pytest_api
 from libpto._zygote import ZYGOTE_MARKER, recv_msg, send_msg
 from libpto.errors import RuntimeAdapterError, SystemCallError
 
@@ -72,6 +73,7 @@ class Zygote:
         self.sock = ours
         self.lock = threading.Lock()
         self.preloaded: set[str] = set()
+        self.api_sent = False  # pytest's names, for libpto._lazy_pytest (spawn)
         self.wanted: set[str] = set()
         self.forgotten: list[str] = []  # unlinked segments, told with the next spawn
         self.blocked: set[str] = set()
@@ -182,9 +184,13 @@ class Zygote:
         ``runtime`` is the runtime adapter (``module:attribute``) the zygote preloads before
         it forks; :class:`RuntimeAdapterError` if it cannot be used."""
         preload = sorted(self.wanted)
+        api = None
+        if not self.api_sent and "pytest" in sys.modules:
+            api = pytest_api()  # once: what a test module's pytest stand-in checks names with
         reply = self.request(
             {
                 "op": "spawn",
+                "pytest_api": api,
                 "mbox": mbox,
                 "ranks": ranks,
                 "segments": list(segments),
@@ -200,6 +206,7 @@ class Zygote:
         if self._pid is None and "zygote" in reply:
             self._pid = int(reply["zygote"])
         self.preloaded.update(preload)
+        self.api_sent = self.api_sent or api is not None
         self.wanted.clear()
         self.forgotten = []
         if "adapter_error" in reply:

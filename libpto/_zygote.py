@@ -66,6 +66,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from libpto._lazy_pytest import configure as configure_lazy_pytest
 from libpto._lazy_pytest import import_op_module
 
 __all__ = ["ZYGOTE_MARKER", "main", "recv_msg", "send_msg"]
@@ -248,6 +249,8 @@ class _Server:
 
     def spawn(self, msg: dict[str, Any]) -> dict[str, Any]:
         self.segments.difference_update(msg.get("forget", ()))  # what the owner unlinked
+        if msg.get("pytest_api"):  # the names a test module's pytest stand-in checks
+            configure_lazy_pytest(msg["pytest_api"])
         if _merge_path(msg.get("sys_path", [])):  # workers import the owner's modules
             self.generation += 1
         if msg.get("preload"):
