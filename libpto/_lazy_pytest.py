@@ -14,25 +14,31 @@ default)`` and ``try: from pytest import X`` take the branch they take with pyte
 module does with pytest at import time is recorded, not run: ``@pytest.fixture`` and
 ``@pytest.mark...`` given a function return the function (workers never run tests or
 fixtures), anything else becomes a :class:`_Deferred` record; ``pytest.importorskip(name)``
-imports ``name``. Anything a record cannot stand for -- a class deriving from a pytest class, a
-comparison, a ``with`` -- imports pytest on the spot and uses the real object, so loading never
-fails because of the stand-in and the module runs once.
+imports ``name``. Whatever a record cannot stand for -- a class deriving from a pytest class,
+``isinstance``, a comparison, ``repr``, a ``with`` -- imports pytest on the spot and uses the
+real object, so the module runs once. (Only an operation no record forwards, which raises
+TypeError or AttributeError, makes the module load a second time, with pytest.)
 
-Once the module is loaded, it keeps the stand-in only if nothing a worker may run can reach
-pytest: no module-level value, default argument or class attribute that is a record, and no
-function or method -- other than tests (``test*``, ``Test*``) and fixtures -- that names
-``pytest``. Otherwise (or if pytest got imported while loading) the zygote imports pytest and
-the module is *upgraded* in place: its ``pytest`` becomes the real module and its records the
-real objects, so an op that uses ``pytest.approx`` finds pytest already in the zygote, as it
-did before this module existed, instead of importing it in every rank of every round.
+Once the module is loaded it keeps the stand-in only if nothing a worker may run can reach
+pytest: pytest was not imported while loading; no record outlives the loading except in
+``pytestmark`` (checked with the garbage collector, so records in nested data, closures or
+defaults count); and no function or method other than tests (``test*``, collected ``Test*``
+classes) and fixtures names ``pytest`` (a heuristic that only decides speed: an op that uses
+the stand-in at run time gets the real pytest, imported in its rank). Otherwise the zygote
+imports pytest and the module is *upgraded* in place: its ``pytest`` becomes the real module
+and the records it holds (module and class attributes, defaults, closures, lists, tuples,
+dicts, sets) the real objects; a record anywhere else still resolves itself on first use.
 """
 
 from __future__ import annotations
 
 import builtins
+import gc
 import importlib
+import operator
 import sys
 import types
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -40,13 +46,16 @@ __all__ = ["configure", "import_op_module", "pytest_api"]
 
 _loading = False  # True only while a module executes with the stand-in
 _api: dict[str, Any] | None = None  # pytest's public surface, from the owner (configure)
-_fixtures: set[int] = set()  # ids of the functions @pytest.fixture returned as they were
+_fixtures: weakref.WeakSet[Any] = weakref.WeakSet()  # what @pytest.fixture returned as it was
+_made: list[weakref.ref[_Deferred]] = []  # the records of the module loading now
+_DEPTH = 4  # how deep data is searched for records
 
 
 def configure(api: dict[str, Any]) -> None:
-    """Learn pytest's public names (``dir(pytest)``), ``__all__``, ``__version__`` and
-    ``version_tuple`` from a process that has pytest. Without them the stand-in is never
-    used: a name check it could not make might take a branch pytest would not."""
+    """Learn pytest's public names (``dir(pytest)``), ``__all__``, ``__version__``,
+    ``version_tuple`` and ``__file__`` from a process that has pytest. Without them the
+    stand-in is never used: a name check it could not make might take a branch pytest would
+    not."""
     global _api
     _api = api
     space = vars(_STANDIN)  # real attributes: `from pytest import *`, version checks
@@ -80,13 +89,16 @@ def _is_decorator(steps: tuple[tuple[Any, ...], ...]) -> bool:
 
 class _Deferred:
     """``pytest.<path>`` as recorded while a module loads: the attribute accesses and calls,
-    replayed once against the real pytest when something needs the real object."""
+    replayed once against the real pytest when something needs the real object. Beware:
+    ``isinstance(record, X)`` for any X but :class:`_Deferred` asks ``__class__`` and so
+    imports pytest; code here tests ``type(value) is _Deferred`` first."""
 
-    __slots__ = ("_entered", "_steps", "_value")
+    __slots__ = ("__weakref__", "_entered", "_steps", "_value")
 
     def __init__(self, steps: tuple[tuple[Any, ...], ...]) -> None:
         object.__setattr__(self, "_steps", steps)
         object.__setattr__(self, "_entered", [])
+        _made.append(weakref.ref(self))
 
     def _resolve(self) -> Any:
         try:
@@ -98,6 +110,10 @@ class _Deferred:
             obj = getattr(obj, step[1]) if step[0] == "attr" else obj(*step[1], **step[2])
         object.__setattr__(self, "_value", obj)
         return obj
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:  # isinstance(record, tuple) answers as the real object
+        return type(self._resolve())
 
     def __getattr__(self, name: str) -> Any:
         if _loading and not (name.startswith("__") and name.endswith("__")):
@@ -111,13 +127,9 @@ class _Deferred:
             return importlib.import_module(args[0])  # what the module goes on to use
         if len(args) == 1 and not kwargs and callable(args[0]) and _is_decorator(self._steps):
             if self._steps[0][1] == "fixture":
-                _fixtures.add(id(args[0]))
+                _fixtures.add(args[0])
             return args[0]
         return _Deferred((*self._steps, ("call", args, kwargs)))
-
-    def __repr__(self) -> str:
-        path = "".join(f".{s[1]}" if s[0] == "attr" else "(...)" for s in self._steps)
-        return f"<pytest{path}, deferred by pytest-pto's zygote>"
 
     def __mro_entries__(self, bases: tuple[Any, ...]) -> tuple[Any, ...]:
         return (self._resolve(),)  # class X(pytest.Item): only the real class will do
@@ -137,24 +149,39 @@ class _Deferred:
         return self._entered.pop().__exit__(*exc)
 
 
-def _forward(name: str) -> Callable[..., Any]:
+# what a real object is used for beyond attributes and calls: the real object does it, with
+# Python's own rules (a reflected operand, TypeError for an unsupported one)
+_ON_REAL: dict[str, Callable[..., Any]] = {
+    "__repr__": repr, "__str__": str, "__format__": format, "__bytes__": bytes,
+    "__hash__": hash, "__bool__": bool, "__len__": len, "__iter__": iter,
+    "__reversed__": reversed, "__contains__": lambda r, x: x in r,
+    "__getitem__": operator.getitem, "__setitem__": operator.setitem,
+    "__delitem__": operator.delitem, "__int__": int, "__float__": float,
+    "__complex__": complex, "__index__": operator.index, "__round__": round,
+    "__neg__": operator.neg, "__pos__": operator.pos, "__abs__": abs,
+    "__invert__": operator.invert, "__divmod__": divmod,
+    "__rdivmod__": lambda r, o: divmod(o, r), "__pow__": pow,
+    "__rpow__": lambda r, o: pow(o, r),
+}  # fmt: skip
+for _op in ("eq", "ne", "lt", "le", "gt", "ge"):
+    _ON_REAL[f"__{_op}__"] = getattr(operator, _op)
+for _op in ("add", "sub", "mul", "matmul", "truediv", "floordiv", "mod", "lshift", "rshift",
+            "and", "or", "xor"):  # fmt: skip
+    _fn = getattr(operator, f"{_op}_" if _op in ("and", "or") else _op)
+    _ON_REAL[f"__{_op}__"] = _fn
+    _ON_REAL[f"__r{_op}__"] = lambda r, o, _fn=_fn: _fn(o, r)
+
+
+def _forward(name: str, apply: Callable[..., Any]) -> Callable[..., Any]:
     def method(self: _Deferred, *args: Any) -> Any:
-        return getattr(self._resolve(), name)(*args)
+        return apply(self._resolve(), *args)
 
     method.__name__ = name
     return method
 
 
-# what a real object is used for beyond attributes and calls: the real object does it
-_FORWARDED = (
-    "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__hash__", "__bool__",
-    "__len__", "__iter__", "__contains__", "__getitem__", "__setitem__", "__delitem__",
-    "__str__", "__format__", "__int__", "__float__", "__index__", "__add__", "__radd__",
-    "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__", "__neg__",
-    "__abs__",
-)  # fmt: skip
-for _name in _FORWARDED:
-    setattr(_Deferred, _name, _forward(_name))
+for _name, _apply in _ON_REAL.items():
+    setattr(_Deferred, _name, _forward(_name, _apply))
 
 
 def _module_getattr(name: str) -> Any:
@@ -167,8 +194,13 @@ def _module_getattr(name: str) -> Any:
     return _Deferred((("attr", name),))
 
 
+def _module_dir() -> list[str]:
+    return sorted(_api["names"]) if _loading and _api else dir(_real_pytest())
+
+
 _STANDIN = types.ModuleType("pytest", "pytest, deferred by pytest-pto's zygote (_lazy_pytest)")
 _STANDIN.__getattr__ = _module_getattr  # type: ignore[method-assign]
+_STANDIN.__dir__ = _module_dir  # type: ignore[method-assign]
 
 
 def import_op_module(name: str) -> types.ModuleType:
@@ -179,16 +211,22 @@ def import_op_module(name: str) -> types.ModuleType:
     try:
         module = _load_with_standin(name)
     except (TypeError, AttributeError) as exc:
-        # a record used in a way it does not forward (``pytest.X ** 2``), or a name pytest
-        # serves without listing it: the module's code ran up to there once already
+        _made.clear()
+        if "pytest" in sys.modules:
+            raise  # real pytest objects were in use: the module fails with pytest too
+        # a name pytest serves without listing it, or an operation no record forwards: the
+        # module's code ran up to there once already
         print(
             f"pytest-pto: {name} cannot be loaded without pytest ({type(exc).__name__}: {exc});"
             " loading it again with pytest",
             file=sys.stderr,
         )
         return importlib.import_module(name)
-    if "pytest" in sys.modules or _needs_pytest(module):
-        _upgrade(module)
+    try:
+        if "pytest" in sys.modules or _records_outlive(module) or _names_pytest(module):
+            _upgrade(module)
+    finally:
+        _made.clear()
     return module
 
 
@@ -207,6 +245,7 @@ def _load_with_standin(name: str) -> types.ModuleType:
             return _STANDIN
         return real_import(module, globals, locals, fromlist, level)
 
+    _made.clear()
     builtins.__import__ = hook  # type: ignore[assignment]
     _loading = True
     try:
@@ -217,14 +256,47 @@ def _load_with_standin(name: str) -> types.ModuleType:
             builtins.__import__ = real_import
 
 
-def _holds_record(value: Any) -> bool:
-    if isinstance(value, _Deferred):
-        return True
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return any(isinstance(v, _Deferred) for v in value)
-    if isinstance(value, dict):
-        return any(isinstance(v, _Deferred) for v in value.values())
-    return False
+def _marks(module: types.ModuleType) -> set[int]:
+    """ids of the records in ``pytestmark`` (the module's, its classes'), with the records
+    in their arguments: read by pytest in the owner only, never by a worker."""
+    seen: set[int] = set()
+
+    def walk(obj: Any, depth: int) -> None:
+        if type(obj) is _Deferred:
+            if id(obj) not in seen:
+                seen.add(id(obj))
+                for step in obj._steps:
+                    if step[0] == "call":
+                        walk(step[1], depth + 1)
+                        walk(tuple(step[2].values()), depth + 1)
+        elif type(obj) in (list, tuple) and depth < _DEPTH:
+            for item in obj:
+                walk(item, depth + 1)
+
+    holders = [module, *(v for v in vars(module).values() if _own_class(v, module))]
+    for holder in holders:
+        walk(vars(holder).get("pytestmark"), 0)
+    return seen
+
+
+def _records_outlive(module: types.ModuleType) -> bool:
+    """Whether a record made while ``module`` loaded is still alive outside ``pytestmark``
+    (anywhere: module data, nested containers, closures, defaults, instances)."""
+    gc.collect()  # records in cycles that are garbage already
+    marks = _marks(module)
+    return any((r := ref()) is not None and id(r) not in marks for ref in _made)
+
+
+def _own_class(value: Any, module: types.ModuleType) -> bool:
+    return (
+        type(value) is not _Deferred
+        and isinstance(value, type)
+        and value.__module__ == module.__name__
+    )
+
+
+def _collected_test_class(cls: type) -> bool:
+    return cls.__name__.startswith("Test") and "__init__" not in vars(cls)
 
 
 def _names_in(code: types.CodeType) -> set[str]:
@@ -235,72 +307,93 @@ def _names_in(code: types.CodeType) -> set[str]:
     return names
 
 
-def _function_needs(func: types.FunctionType, pytest_names: set[str]) -> bool:
-    if id(func) in _fixtures or func.__name__.startswith("test"):
-        return False  # run by pytest in the owner, never in a chip worker
-    defaults = (*(func.__defaults__ or ()), *(func.__kwdefaults__ or {}).values())
-    return any(_holds_record(d) for d in defaults) or bool(_names_in(func.__code__) & pytest_names)
-
-
-def _needs_pytest(module: types.ModuleType) -> bool:
-    """Whether something a chip worker may run can reach pytest (module docstring). Looks
-    at types and plain attributes only: any other probe of a record or of the stand-in
-    would import pytest."""
-    name = module.__name__
+def _names_pytest(module: types.ModuleType) -> bool:
+    """Whether a function or method a worker may run names ``pytest`` (or another global
+    bound to the stand-in or a record): tests and fixtures are run by pytest in the owner."""
     space = vars(module)
-    pytest_names = {k for k, v in space.items() if v is _STANDIN or isinstance(v, _Deferred)}
-    for key, value in space.items():
-        if value is _STANDIN:
-            continue
-        if _holds_record(value):
-            if key == "pytestmark":
-                continue  # read by pytest in the owner only
-            return True
-        if isinstance(value, types.FunctionType):
-            if value.__module__ == name and _function_needs(value, pytest_names):
+    pytest_names = {k for k, v in space.items() if v is _STANDIN or type(v) is _Deferred}
+
+    def names_it(func: Any) -> bool:
+        return (
+            type(func) is types.FunctionType
+            and func not in _fixtures
+            and not func.__name__.startswith("test")
+            and bool(_names_in(func.__code__) & pytest_names)
+        )
+
+    for value in space.values():
+        if type(value) is types.FunctionType and value.__module__ == module.__name__:
+            if names_it(value):
                 return True
-        elif isinstance(value, type) and value.__module__ == name:
-            if value.__name__.startswith("Test"):
-                continue  # a test class: run by pytest in the owner only
-            for attr, member in vars(value).items():
-                if member is _STANDIN or attr == "pytestmark":
-                    continue
-                if _holds_record(member):
-                    return True
-                wrapped = isinstance(member, (staticmethod, classmethod))
-                func = member.__func__ if wrapped else member
-                if isinstance(func, types.FunctionType) and _function_needs(func, pytest_names):
+        elif _own_class(value, module) and not _collected_test_class(value):
+            for member in vars(value).values():
+                if type(member) is _Deferred:
+                    continue  # a record: _records_outlive has counted it
+                wrapped = isinstance(member, (staticmethod, classmethod, property))
+                funcs = (
+                    (member.fget, member.fset) if isinstance(member, property) else
+                    (member.__func__,) if wrapped else (member,)
+                )  # fmt: skip
+                if any(names_it(f) for f in funcs):
                     return True
     return False
 
 
-def _real(value: Any) -> Any:
-    """``value`` with its records (itself, or the items of a list, tuple or dict) replaced by
-    the real objects; the same object when it holds none."""
+def _real(value: Any, depth: int = 0) -> Any:
+    """``value`` with its records replaced by the real objects: itself, or inside lists,
+    dicts and sets (in place) and tuples (rebuilt, named ones too), ``_DEPTH`` levels deep;
+    the same object when it holds none."""
     if value is _STANDIN:
         return _real_pytest()
-    if isinstance(value, _Deferred):
+    kind = type(value)
+    if kind is _Deferred:
         return value._resolve()
-    if not _holds_record(value):
+    if depth >= _DEPTH:
         return value
-    if isinstance(value, list):
-        value[:] = [_real(v) for v in value]
-        return value
-    if isinstance(value, dict):
-        value.update({k: _real(v) for k, v in value.items()})
-        return value
-    return type(value)(_real(v) for v in value)  # tuple, set, frozenset
+    if kind is list:
+        value[:] = [_real(v, depth + 1) for v in value]
+    elif kind is dict:
+        value.update({k: _real(v, depth + 1) for k, v in value.items()})
+    elif kind is set:
+        items = [_real(v, depth + 1) for v in value]
+        value.clear()
+        value.update(items)
+    elif isinstance(value, tuple):
+        items = [_real(v, depth + 1) for v in value]
+        if any(a is not b for a, b in zip(items, value, strict=True)):
+            try:
+                return value._make(items) if hasattr(value, "_fields") else kind(items)  # type: ignore[attr-defined]
+            except Exception:  # a tuple type that cannot be rebuilt: its records stay
+                return value  # records, which resolve themselves on first use
+    return value
+
+
+def _upgrade_function(func: types.FunctionType) -> None:
+    if func.__defaults__:
+        func.__defaults__ = tuple(_real(d) for d in func.__defaults__)
+    if func.__kwdefaults__:
+        func.__kwdefaults__ = {k: _real(v) for k, v in func.__kwdefaults__.items()}
+    for cell in func.__closure__ or ():
+        try:
+            cell.cell_contents = _real(cell.cell_contents)
+        except ValueError:  # an empty cell
+            continue
 
 
 def _upgrade(module: types.ModuleType) -> None:
-    """Give ``module`` the real pytest: its ``pytest`` names, module-level records, default
-    arguments and class attributes become the real objects (a record replays its path once)."""
+    """Give ``module`` the real pytest: its ``pytest`` names, and the records it holds in
+    its attributes, its classes' attributes and its functions' defaults and closures (with
+    what they contain, ``_DEPTH`` levels deep), become the real objects."""
     space = vars(module)
     for key, old in list(space.items()):
         space[key] = value = _real(old)
-        if isinstance(value, types.FunctionType) and value.__defaults__:
-            value.__defaults__ = tuple(_real(d) for d in value.__defaults__)
-        if isinstance(value, type) and value.__module__ == module.__name__:
+        if type(value) is types.FunctionType:
+            _upgrade_function(value)
+        elif _own_class(value, module):
             for attr, member in list(vars(value).items()):
-                if _holds_record(member) or member is _STANDIN:
-                    setattr(value, attr, _real(member))
+                if type(member) is types.FunctionType:
+                    _upgrade_function(member)
+                elif attr not in ("__dict__", "__weakref__", "__doc__", "__module__"):
+                    real = _real(member)
+                    if real is not member:
+                        setattr(value, attr, real)
