@@ -209,25 +209,24 @@ def import_op_module(name: str) -> types.ModuleType:
     if _api is None or "pytest" in sys.modules or name in sys.modules:
         return importlib.import_module(name)  # nothing to save, or no names to check with
     try:
-        module = _load_with_standin(name)
-    except (TypeError, AttributeError) as exc:
-        _made.clear()
-        if "pytest" in sys.modules:
-            raise  # real pytest objects were in use: the module fails with pytest too
-        # a name pytest serves without listing it, or an operation no record forwards: the
-        # module's code ran up to there once already
-        print(
-            f"pytest-pto: {name} cannot be loaded without pytest ({type(exc).__name__}: {exc});"
-            " loading it again with pytest",
-            file=sys.stderr,
-        )
-        return importlib.import_module(name)
-    try:
+        try:
+            module = _load_with_standin(name)
+        except (TypeError, AttributeError) as exc:
+            if "pytest" in sys.modules:
+                raise  # real pytest objects were in use: the module fails with pytest too
+            # a name pytest serves without listing it, or an operation no record forwards:
+            # the module's code ran up to there once already
+            print(
+                f"pytest-pto: {name} cannot be loaded without pytest ({type(exc).__name__}: "
+                f"{exc}); loading it again with pytest",
+                file=sys.stderr,
+            )
+            return importlib.import_module(name)
         if "pytest" in sys.modules or _records_outlive(module) or _names_pytest(module):
             _upgrade(module)
+        return module
     finally:
-        _made.clear()
-    return module
+        _made.clear()  # the records of this module: counted, no longer tracked
 
 
 def _load_with_standin(name: str) -> types.ModuleType:
@@ -245,7 +244,6 @@ def _load_with_standin(name: str) -> types.ModuleType:
             return _STANDIN
         return real_import(module, globals, locals, fromlist, level)
 
-    _made.clear()
     builtins.__import__ = hook  # type: ignore[assignment]
     _loading = True
     try:
@@ -327,16 +325,19 @@ def _names_pytest(module: types.ModuleType) -> bool:
                 return True
         elif _own_class(value, module) and not _collected_test_class(value):
             for member in vars(value).values():
-                if type(member) is _Deferred:
-                    continue  # a record: _records_outlive has counted it
-                wrapped = isinstance(member, (staticmethod, classmethod, property))
-                funcs = (
-                    (member.fget, member.fset) if isinstance(member, property) else
-                    (member.__func__,) if wrapped else (member,)
-                )  # fmt: skip
-                if any(names_it(f) for f in funcs):
-                    return True
+                if type(member) is not _Deferred and any(map(names_it, _functions_of(member))):
+                    return True  # (a record as member: _records_outlive has counted it)
     return False
+
+
+def _functions_of(member: Any) -> tuple[Any, ...]:
+    """The functions behind a class member: a method's, a static or class method's, a
+    property's getter and setter."""
+    if isinstance(member, property):
+        return (member.fget, member.fset)
+    if isinstance(member, (staticmethod, classmethod)):
+        return (member.__func__,)
+    return (member,)
 
 
 def _real(value: Any, depth: int = 0) -> Any:
