@@ -34,8 +34,10 @@ __all__ = [
     "get_zygote",
     "is_sigterm_cleanup",
     "kill_group",
+    "preload_soon",
     "register_world",
     "start_zygote",
+    "stop_zygote",
     "unregister_world",
 ]
 
@@ -162,6 +164,29 @@ class Zygote:
         """A request without a reply; silently dropped if the zygote is gone."""
         with self.lock, contextlib.suppress(OSError):
             send_msg(self.sock, msg)
+
+    def preload_now(self, modules: Iterable[str], spares: int) -> None:
+        """Have ``modules`` imported into the zygote as soon as it can, without waiting for
+        it, and ``spares`` spares forked afterwards: the first round's workers then find the
+        test module loaded (else it is imported by each worker of round 1 and by the zygote
+        before round 2, whose spares are then forked in front of it)."""
+        fresh = [m for m in modules if m not in self.preloaded | self.blocked and m != "__main__"]
+        if not fresh:
+            return
+        api = None
+        if not self.api_sent and "pytest" in sys.modules:
+            api = pytest_api()
+        self.post(
+            {
+                "op": "preload",
+                "preload": fresh,
+                "pytest_api": api,
+                "sys_path": list(sys.path),
+                "spares": spares,
+            }
+        )
+        self.preloaded.update(fresh)
+        self.api_sent = self.api_sent or api is not None
 
     def want(self, module: str) -> None:
         """Ask for ``module`` to be imported into the zygote before its next spawn."""
@@ -305,10 +330,33 @@ def start_zygote() -> int:
     return get_zygote().pid
 
 
-def prestart_zygote() -> None:
+def prestart_zygote() -> Zygote | None:
     """Start the zygote now without waiting for it: its interpreter boots while the caller goes
-    on (pytest-pto calls this when it collects the first distributed test)."""
-    get_zygote()
+    on (pytest-pto calls this at configure for an explicit ``--pto-*`` option, else when it
+    collects the first distributed test). The zygote if this call started it, else None."""
+    had = _zygote
+    z = get_zygote()
+    return z if z is not had else None
+
+
+def preload_soon(modules: Iterable[str], spares: int = 0) -> None:
+    """:meth:`Zygote.preload_now` on this process's zygote, if it has one (none is started)."""
+    z = _zygote
+    if z is not None and z.owner == os.getpid() and not z.tainted:
+        z.preload_now(modules, spares)
+
+
+def stop_zygote(z: Zygote) -> None:
+    """Stop ``z`` now and forget it, if it is still this process's zygote (a later use
+    starts a new one): pytest-pto started it early for a session that then collected no
+    distributed test. One started by someone else (an outer session of the same process,
+    e.g. pytester's in-process runs) is left alone."""
+    global _zygote
+    with _zlock:
+        if _zygote is not z or z.owner != os.getpid():
+            return
+        _zygote = None
+    z.stop()
 
 
 # -- live worlds: cleaned on SIGTERM and at exit even if nobody closed them ---------------------

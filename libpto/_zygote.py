@@ -196,6 +196,10 @@ class _Server:
                     self._killpg(pid)
         elif op == "forget":
             self.segments.difference_update(msg["segments"])
+        elif op == "preload":  # no answer: the owner goes on collecting
+            self._take_imports(msg)
+            self.spare_count = max(self.spare_count, min(int(msg.get("spares", 0)), MAX_SPARES))
+            self.replenish()
 
     # -- spawning -------------------------------------------------------------------------------
     def preload(self, modules: list[str]) -> None:
@@ -247,14 +251,19 @@ class _Server:
         gc.freeze()
         return ""
 
-    def spawn(self, msg: dict[str, Any]) -> dict[str, Any]:
-        self.segments.difference_update(msg.get("forget", ()))  # what the owner unlinked
+    def _take_imports(self, msg: dict[str, Any]) -> None:
+        """What a spawn or a preload message says about imports: pytest's names, the owner's
+        path, the modules to import before the next fork."""
         if msg.get("pytest_api"):  # the names a test module's pytest stand-in checks
             configure_lazy_pytest(msg["pytest_api"])
         if _merge_path(msg.get("sys_path", [])):  # workers import the owner's modules
             self.generation += 1
         if msg.get("preload"):
             self.preload(msg["preload"])
+
+    def spawn(self, msg: dict[str, Any]) -> dict[str, Any]:
+        self.segments.difference_update(msg.get("forget", ()))  # what the owner unlinked
+        self._take_imports(msg)
         if self.tainted:
             return {"tainted": self.tainted, "module": self.culprit}
         runtime = msg.get("runtime")

@@ -36,6 +36,7 @@ from pytest_pto._settings import OPTIONS, add_options
 from pytest_pto._vocabulary import DEVICE_UNAVAILABLE, HANG, round_label
 
 if TYPE_CHECKING:  # the rest is imported where it is used (see the module docstring)
+    from libpto._procs import Zygote
     from pytest_pto._adapter import RuntimeAdapter
     from pytest_pto._registry import RuntimeRef
     from pytest_pto._rounds import RoundPlan
@@ -76,7 +77,13 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     session = PtoSession(config)
     if _explicit_options(config):
+        # the user asked for rounds: the zygote boots while the settings resolve and pytest
+        # collects, not in front of the first round (stopped after collection if none came)
+        # (a usage error below leaves it to libpto's atexit handler, which stops and reaps it)
+        session.prestart_early()
         session.load()  # an explicit --pto-* option is checked now: a usage error at once
+        if session.settings.hosts:  # from ini or env: each host agent has its own zygote
+            session.drop_early_zygote()
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "pto-session")
 
@@ -228,7 +235,6 @@ def pto_world(request: pytest.FixtureRequest) -> Iterator[PtoWorld]:
         session.load()
     except pytest.UsageError as exc:  # a test that asked for pto_world at run time only
         pytest.fail(str(exc), pytrace=False)
-    from pytest_pto._launcher import multihost_of
     from pytest_pto._world_fixture import PtoWorld
 
     item = request.node
@@ -244,7 +250,7 @@ def pto_world(request: pytest.FixtureRequest) -> Iterator[PtoWorld]:
         session.round_runtime(state.plan, item),
         health_check=session.settings.health_check,
         quarantine_ttl=session.settings.quarantine_ttl,
-        multihost=multihost_of(session.settings),
+        multihost=_multihost(session.settings),
     )
     state.handle = handle
     session.open_handles.add(handle)
@@ -283,6 +289,16 @@ def _wants_pto(metafunc: pytest.Metafunc) -> bool:
         next(iter(metafunc.definition.iter_markers("pto")), None) is not None
         or "pto_world" in metafunc.fixturenames
     )
+
+
+def _multihost(settings: Settings) -> Any:
+    """--pto-launcher=mpirun's MultiHost, else None; the launcher (with concurrent.futures)
+    is imported only for it, ~3 ms less in front of every session's first round."""
+    if settings.launcher != "mpirun":
+        return None
+    from pytest_pto._launcher import multihost_of
+
+    return multihost_of(settings)
 
 
 def _is_libpto_sigterm(handler: Any) -> bool:
@@ -335,6 +351,7 @@ class PtoSession:
         self.selected: list[Variant] | None = None
         self.used = False  # a distributed test was collected or run in this process
         self._zygote_prestarted = False  # _prestart_zygote started it
+        self._early_zygote: Zygote | None = None  # started by prestart_early, not found
         self.load_error: pytest.UsageError | None = None
         self._header_shown = False  # an xdist controller collects nothing: said at the end
         self._summary: SummaryCollector | None = None  # made when a round is first reported
@@ -429,7 +446,6 @@ class PtoSession:
     def round_runtime(self, plan: RoundPlan, item: pytest.Item) -> RoundRuntime:
         """The adapter of ``plan``'s runtime: resolved and instantiated once per session."""
         from pytest_pto._registry import RuntimeResolveError, resolve_runtime
-        from pytest_pto._torch_adapter import TorchAdapter
         from pytest_pto._world_fixture import RoundRuntime
 
         ref = self._runtimes.get(plan.runtime)
@@ -443,7 +459,10 @@ class PtoSession:
         if adapter is None:
             adapter = ref.cls()
             adapter.cache_dir = self.cache_dir
-            if isinstance(adapter, TorchAdapter):  # --pto-torch-backend, passed via worker_env
+            # a TorchAdapter's module is imported if it is one (not otherwise: ~2 ms)
+            torch_adapter = sys.modules.get("pytest_pto._torch_adapter")
+            if torch_adapter is not None and isinstance(adapter, torch_adapter.TorchAdapter):
+                # --pto-torch-backend, passed via worker_env
                 adapter.backend = self.settings.torch_backend
             self._adapters[ref.spec] = adapter
         runtime = RoundRuntime(ref.name, ref.spec, adapter, self.cache_dir, lambda: None)
@@ -555,28 +574,55 @@ class PtoSession:
 
         parametrize(metafunc, settings, self.selected)
         self._prestart_zygote(settings)
+        if self._zygote_prestarted:  # the ops beside the test: loaded while pytest collects
+            from libpto._procs import preload_soon
+
+            preload_soon([metafunc.module.__name__], spares=settings.ranks)
 
     def _prestart_zygote(self, settings: Settings) -> None:
         """At the first distributed test collected, start the zygote the rounds fork from, so
         its interpreter boots (~60 ms) while pytest collects and sets up, not in front of the
-        first round. Not for --collect-only (nothing runs), an xdist controller (its workers
-        run the tests) or --pto-launcher=mpirun (each host agent has its own); never for a
-        session without distributed tests, even with --pto-* options (section 4.1: no zygote)."""
+        first round (an explicit --pto-* option started it at configure already:
+        :meth:`prestart_early`)."""
+        if not settings.hosts and self._may_prestart():
+            self._start_zygote()
+
+    def prestart_early(self) -> None:
+        """At configure, for a session with an explicit ``--pto-*`` option: the user asked for
+        rounds, so the zygote boots while the settings resolve and pytest collects (~50 ms in
+        front of the first round otherwise, most of a 1-round command's start-up). A session
+        that then collects no distributed test stops it at the end of collection
+        (``pytest_collection_modifyitems``): none is left running (section 4.1)."""
+        launcher = self.config.getoption("pto_launcher")
+        hosts = self.config.getoption("pto_hosts") or launcher not in (None, "local")
+        if not hosts and self._may_prestart():
+            self._early_zygote = self._start_zygote()
+
+    def _may_prestart(self) -> bool:
+        """Not twice, not for --collect-only (nothing runs) and not for an xdist controller
+        (its workers run the tests); --pto-launcher=mpirun: each host agent has its own."""
         controller = getattr(self.config.option, "dist", "no") != "no" and not self.is_worker
-        if (
-            self._zygote_prestarted
-            or settings.hosts
-            or controller
-            or self.config.option.collectonly
-        ):
-            return
+        return not (self._zygote_prestarted or controller or self.config.option.collectonly)
+
+    def _start_zygote(self) -> Zygote | None:
         self._zygote_prestarted = True
         from libpto._procs import prestart_zygote
 
-        prestart_zygote()
+        return prestart_zygote()
+
+    def drop_early_zygote(self) -> None:
+        """Stop the zygote :meth:`prestart_early` started, now that no round will use it."""
+        self._zygote_prestarted = False
+        if self._early_zygote is not None:
+            from libpto._procs import stop_zygote
+
+            stop_zygote(self._early_zygote)
+            self._early_zygote = None
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(self) -> None:
+        if not self.used:  # an explicit option started it, but no distributed test came
+            self.drop_early_zygote()
         if self.load_error is not None and not self.is_worker:  # pytest exits 4 with it
             raise self.load_error
 

@@ -254,36 +254,100 @@ def test_a_session_without_distributed_tests_loads_none_of_them(tmp_path: Path) 
 
 
 ZYGOTE_AT_COLLECTION = """
+import os
 import sys
 
 
-def pytest_collection_finish(session):
+def _zygote():
     procs = sys.modules.get("libpto._procs")
-    zygote = procs._zygote if procs is not None else None
-    with open("zygote.txt", "w") as f:
-        f.write("started" if zygote is not None else "none")
+    return procs._zygote if procs is not None else None
+
+
+def _say(name, text):
+    with open(name, "w") as f:
+        f.write(text)
+
+
+def pytest_sessionstart(session):  # after every pytest_configure
+    zygote = _zygote()
+    _say("at_start.txt", "started" if zygote is not None else "none")
+    _say("keeper.txt", str(zygote.proc.pid) if zygote is not None else "")
+
+
+def pytest_collection_finish(session):
+    _say("zygote.txt", "started" if _zygote() is not None else "none")
+    keeper = open("keeper.txt").read()
+    # a zygote started at configure and stopped after collection is gone, not just forgotten
+    _say("keeper_alive.txt", str(bool(keeper) and os.path.exists(f"/proc/{keeper}")))
 """
 
 
 @pytest.mark.parametrize(
-    "files, args, expected",
+    "files, args, at_start, expected",
     [
-        (("test_d",), ("--pto-ranks=2",), "started"),  # the first distributed test collected
-        (("test_d",), (), "started"),
-        (("test_d",), ("--pto-ranks=2", "--co"), "none"),  # nothing will run
-        (("test_plain",), (), "none"),  # no distributed test: no zygote, ever
-        (("test_plain",), ("--pto-ranks=2",), "none"),  # not even with a --pto-* option
+        # an explicit option: the user asked for rounds, the zygote boots from configure on
+        (("test_d",), ("--pto-ranks=2",), "started", "started"),
+        (("test_d",), (), "none", "started"),  # at the first distributed test collected
+        (("test_d",), ("--pto-ranks=2", "--co"), "none", "none"),  # nothing will run
+        (("test_d",), ("--pto-ranks=2", "--pto-launcher=local"), "started", "started"),
+        (("test_plain",), (), "none", "none"),  # no distributed test: no zygote, ever
+        # started for the explicit option, stopped once collection found no distributed test
+        (("test_plain",), ("--pto-ranks=2",), "started", "none"),
     ],
 )
-def test_the_zygote_boots_during_collection_only_when_rounds_will_run(
-    tmp_path: Path, files: tuple[str, ...], args: tuple[str, ...], expected: str
+def test_the_zygote_boots_early_only_when_rounds_will_run(
+    tmp_path: Path, files: tuple[str, ...], args: tuple[str, ...], at_start: str, expected: str
 ) -> None:
     """The rounds' zygote is started (not waited for) before the first round, so its
-    interpreter boots while pytest collects; never for a session that runs no round."""
+    interpreter boots while pytest configures and collects: at configure for an explicit
+    ``--pto-*`` option, else at the first distributed test collected; after collection no
+    zygote is left in a session that runs no round."""
     sources = {"test_d": DISTRIBUTED, "test_plain": PLAIN}
     for name in files:
         (tmp_path / f"{name}.py").write_text(sources[name])
     (tmp_path / "conftest.py").write_text(ZYGOTE_AT_COLLECTION)
     proc = _run(tmp_path, _env(tmp_path / "locks"), "-q", *args)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "at_start.txt").read_text() == at_start
     assert (tmp_path / "zygote.txt").read_text() == expected
+    if at_start == "started":  # the same one still running, or gone
+        assert (tmp_path / "keeper_alive.txt").read_text() == str(expected == "started")
+
+
+def test_a_bad_explicit_option_leaves_no_zygote(tmp_path: Path) -> None:
+    """The zygote an explicit option started is stopped, and waited for, when that option
+    turns out bad (libpto's atexit handler): the usage error is the whole answer, and nothing
+    of the session is left running once it has exited."""
+    (tmp_path / "test_d.py").write_text(DISTRIBUTED)
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
+    with subprocess.Popen(
+        [*cmd, "--pto-ranks=2", "--pto-rounds=abc"],
+        cwd=tmp_path,
+        env=_env(tmp_path / "locks"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        out, err = proc.communicate(timeout=120)
+        left = [
+            pid
+            for pid in os.listdir("/proc")
+            if pid.isdigit() and _is_zygote_of(_cmdline(pid), proc.pid)
+        ]
+    assert proc.returncode == 4, out + err
+    assert "--pto-rounds" in err
+    assert left == []
+
+
+def _is_zygote_of(cmdline: bytes, owner: int) -> bool:
+    """``python -c ... pto-zygote <fd> <owner pid> <log>``: the keeper's and the zygote's."""
+    args = cmdline.split(b"\0")
+    return b"pto-zygote" in args and str(owner).encode() in args
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""

@@ -2,10 +2,11 @@
 pytest, unless something a worker may run needs it (libpto/_lazy_pytest.py). What must hold:
 ops of a module that uses pytest only for its tests (marks, fixtures, params, importorskip,
 version and feature checks) run in workers without pytest, from the first round on; a module
-whose ops use pytest gets the real one, already in the zygote from the second round on, with
+whose ops use pytest gets the real one, already in the zygote from the first round on (the
+plugin has the zygote load each distributed test's module while pytest collects), with
 module-level pytest objects that behave as the real ones (state kept, exception classes);
 import-time code that needs the real pytest (a class deriving from a pytest class) works, and
-the module runs once in each process."""
+the module runs once in each process: in pytest and in the zygote, never in a worker."""
 
 from __future__ import annotations
 
@@ -82,8 +83,7 @@ def uses_pytest(chip):
 def test_needs(pto_world):
     first = pto_world.run(pytest_here)
     assert pto_world.run(uses_pytest) == [[True, True, False, True]] * 2
-    if pto_world.round > 1:  # round 1's workers loaded the module themselves
-        assert first == [[True, True]] * 2  # the zygote had pytest: no import per rank
+    assert first == [[True, True]] * 2  # the zygote had pytest: no import per rank
 """
 
 IN_CODE = """
@@ -97,8 +97,7 @@ def close_enough(chip):
 def test_in_code(pto_world):
     first = pto_world.run(pytest_here)
     assert pto_world.run(close_enough) == [True, True]
-    if pto_world.round > 1:
-        assert first == [[True, True]] * 2
+    assert first == [[True, True]] * 2
 """
 
 DERIVES = """
@@ -120,7 +119,7 @@ def real_base(chip):
 
 def test_derives(pto_world):
     here = pto_world.run(pytest_here)
-    assert here == [[True, pto_world.round > 1]] * 2  # round 1's workers load it themselves
+    assert here == [[True, True]] * 2  # loaded by the zygote during collection, with pytest
     assert pto_world.run(real_base) == [True, True]
 """
 
@@ -154,4 +153,4 @@ def test_import_time_code_that_needs_pytest_runs_once_per_process(
     _run(ptester, "test_derives", DERIVES, 3).assert_outcomes(passed=3)
     pids = runs.read_text().split()
     assert len(pids) == len(set(pids)), f"a process ran the module twice: {pids}"
-    assert len(pids) == 4  # pytest, round 1's two workers (they load it first), the zygote
+    assert len(pids) == 2  # pytest and the zygote (while pytest collected); no worker
