@@ -117,9 +117,14 @@ def recv_msg(sock: socket.socket) -> Any | None:
     return None if body is None else pickle.loads(body)
 
 
+_PRCTL: Any = None  # libc's prctl, looked up once: every forked child inherits it
+
+
 def _prctl(option: int, value: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(option, value, 0, 0, 0)
+    global _PRCTL
+    if _PRCTL is None:
+        _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+    _PRCTL(option, value, 0, 0, 0)
 
 
 def _thread_count() -> int:
@@ -358,7 +363,7 @@ class _Server:
             adapter = self.adapters.get(runtime) if runtime else None
             return worker_main(spec, adapter, prepared=True)
 
-        return _fork_child(spare)
+        return _fork_child(spare, self.generation)
 
     def _fork(self, spec: dict[str, Any], adapter: Any = None) -> int:
         def worker(zygote: int) -> int:
@@ -367,7 +372,7 @@ class _Server:
 
             return worker_main(spec, adapter)
 
-        return _fork_child(worker)
+        return _fork_child(worker, self.generation)
 
     def _become_worker(self, zygote: int) -> None:
         signal.set_wakeup_fd(-1)
@@ -517,9 +522,12 @@ def _set_policy(policy: int) -> None:
         os.sched_setscheduler(0, policy, os.sched_param(0))
 
 
-def _fork_child(body: Callable[[int], int]) -> int:
+def _fork_child(body: Callable[[int], int], generation: int = 0) -> int:
     """Fork a child that runs ``body(zygote pid)`` and exits with its code, after killing
     whatever it started (what the op started dies with the rank); the child's pid."""
+    from libpto._worker import snapshot_before_fork  # preloaded: no import here
+
+    snapshot_before_fork(generation)  # what the child would otherwise copy pages to take
     zygote = os.getpid()
     pid = os.fork()
     if pid == 0:
@@ -649,6 +657,9 @@ def _main(fd: int, owner: int, parent: int | None = None) -> None:
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     for name in PRELOAD:
         importlib.import_module(name)
+    from libpto._worker import arm_faulthandler
+
+    arm_faulthandler()  # every worker inherits the handlers (libpto._worker.prepare)
     gc.collect()
     gc.freeze()
     server = _Server(sock, owner, parent)

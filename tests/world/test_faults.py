@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -141,6 +142,19 @@ def test_crash_in_op_names_rank_and_signal(signame: str) -> None:
     assert str(err).startswith(f"rank 1: crashed with signal {signum} ({signame}) during op")
     assert "MainThread" in err.details["stacks"][0]  # the survivor's stack was collected
     assert "not running" in err.details["stacks"][1]
+
+
+def test_a_rank_killed_by_sigsegv_leaves_its_python_stack_in_its_log() -> None:
+    """faulthandler is armed in every worker (by the zygote, inherited at the fork): a rank
+    that dies of a signal leaves the Python stack it died in, in its own log."""
+    with (
+        World.start(WorldConfig(devices=(0, 1))) as world,
+        pytest.raises(RankCrashed) as info,
+    ):
+        world.run(_ops.kill_self_on, 1, "SIGSEGV", timeout=60)
+    log = Path(info.value.details["log"]).read_text()
+    assert "Fatal Python error: Segmentation fault" in log
+    assert "kill_self_on" in log  # the op's own frame
 
 
 def test_exit_in_op_is_a_crash_with_exit_code() -> None:
