@@ -170,12 +170,10 @@ class Zygote:
         it, and ``spares`` spares forked afterwards: the first round's workers then find the
         test module loaded (else it is imported by each worker of round 1 and by the zygote
         before round 2, whose spares are then forked in front of it)."""
-        fresh = [m for m in modules if m not in self.preloaded | self.blocked and m != "__main__"]
+        fresh = [m for m in modules if self._loadable(m)]
         if not fresh:
             return
-        api = None
-        if not self.api_sent and "pytest" in sys.modules:
-            api = pytest_api()
+        api = self._api_to_send()
         self.post(
             {
                 "op": "preload",
@@ -190,8 +188,20 @@ class Zygote:
 
     def want(self, module: str) -> None:
         """Ask for ``module`` to be imported into the zygote before its next spawn."""
-        if module not in self.preloaded and module not in self.blocked and module != "__main__":
+        if self._loadable(module):
             self.wanted.add(module)
+
+    def _loadable(self, module: str) -> bool:
+        """Whether the zygote should be asked to import ``module``: not yet asked, not known
+        to start a thread (``blocked``), and not a script (``__main__`` is the owner's own)."""
+        return module not in self.preloaded and module not in self.blocked and module != "__main__"
+
+    def _api_to_send(self) -> dict[str, Any] | None:
+        """pytest's names for a test module's stand-in (libpto._lazy_pytest), until they were
+        sent once; None when already sent, or when this process has no pytest."""
+        if self.api_sent or "pytest" not in sys.modules:
+            return None
+        return pytest_api()
 
     def spawn(
         self,
@@ -209,9 +219,7 @@ class Zygote:
         ``runtime`` is the runtime adapter (``module:attribute``) the zygote preloads before
         it forks; :class:`RuntimeAdapterError` if it cannot be used."""
         preload = sorted(self.wanted)
-        api = None
-        if not self.api_sent and "pytest" in sys.modules:
-            api = pytest_api()  # once: what a test module's pytest stand-in checks names with
+        api = self._api_to_send()
         reply = self.request(
             {
                 "op": "spawn",

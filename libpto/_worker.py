@@ -347,7 +347,7 @@ def snapshot_before_fork(generation: int = 0) -> None:
     it imports for its workers) or the number of modules changed."""
     global MODULES_AT_FORK, _ENV_AT_FORK, _snapshot_key
     key = (generation, len(sys.modules))
-    if key != _snapshot_key or _ENV_AT_FORK is None:
+    if key != _snapshot_key:
         MODULES_AT_FORK = frozenset(sys.modules)
         _ENV_AT_FORK = dict(os.environ)
         _snapshot_key = key
@@ -360,12 +360,10 @@ def arm_faulthandler() -> None:
     faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
 
 
-def worker_main(spec: dict[str, Any], adapter: Any = None, *, prepared: bool = False) -> int:
+def worker_main(spec: dict[str, Any], adapter: Any = None) -> int:
     """Run one chip worker to completion; the return value is its exit code. ``adapter`` is
-    the runtime adapter the zygote preloaded (else ``spec["runtime"]`` is loaded here);
-    ``prepared``: :func:`prepare` already ran in this process (a spare)."""
-    if not prepared:
-        prepare()
+    the runtime adapter the zygote preloaded (else ``spec["runtime"]`` is loaded here)."""
+    prepare()
     rank, size = spec["rank"], spec["size"]
     set_proctitle(f"pto-chip rank={rank}/{size} world={spec['world']} owner={spec['owner']}")
     _redirect_output(spec["log"])

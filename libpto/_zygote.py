@@ -351,9 +351,8 @@ class _Server:
             from libpto._mailbox import set_proctitle
 
             set_proctitle(f"{ZYGOTE_MARKER} spare of {zygote}")
-            from libpto._worker import prepare, worker_main
+            from libpto._worker import worker_main
 
-            prepare()
             spec = recv_msg(theirs)  # waited for as a batch task (born one: replenish)
             _set_policy(os.SCHED_OTHER)
             if spec is None:
@@ -361,7 +360,7 @@ class _Server:
             theirs.close()
             runtime = spec.get("runtime")
             adapter = self.adapters.get(runtime) if runtime else None
-            return worker_main(spec, adapter, prepared=True)
+            return worker_main(spec, adapter)
 
         return _fork_child(spare, self.generation)
 
